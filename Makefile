@@ -1,0 +1,44 @@
+# wbpose: every target installs what it needs into .venv first (idempotent, see `setup`).
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.wbpose-installed
+PYTEST_ARGS ?= -m "not slow and not gpu and not data"
+
+.PHONY: setup demo test test-all lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel setuptools
+	# torch first, pinned: a bare `torch` (or one pulled in by another package) would fetch a CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	# xtcocotools' wheel is built against numpy 1; build it from source against the installed numpy 2.
+	$(BIN)/pip install -q "numpy>=2" cython
+	$(BIN)/pip install -q --no-binary xtcocotools --no-build-isolation xtcocotools
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job: synthetic data -> train the tiny HRNet on CPU -> evaluate (per-part AP table) -> prediction PNG.
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m "not gpu and not data"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/codecs.py
+	$(BIN)/python benchmarks/model.py
+	$(BIN)/python benchmarks/data_pipeline.py
+	$(BIN)/python benchmarks/metric.py
+
+clean:
+	rm -rf $(VENV) outputs multirun data/synthetic

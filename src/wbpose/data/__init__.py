@@ -1,0 +1,1 @@
+"""COCO-WholeBody data: keypoint spec, datasets, transforms, synthetic data and the LightningDataModule."""
