@@ -1,0 +1,1 @@
+"""Inference: drawing helpers and (later) the Predictor API."""

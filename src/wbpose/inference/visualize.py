@@ -1,0 +1,134 @@
+"""Drawing helpers: 133-point whole-body skeletons coloured per part, heatmap overlays, image grids.
+
+Everything works on RGB ``uint8`` arrays of shape (H, W, 3) and uses OpenCV for rasterising; nothing here
+imports matplotlib, so it runs in data workers and headless CI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from wbpose.data.keypoints import NUM_KEYPOINTS, PART_COLORS, PART_SLICES, SKELETON, keypoint_colors
+
+_KPT_COLORS = keypoint_colors()
+
+
+def _link_color(i: int, j: int) -> tuple[int, int, int]:
+    # A link takes the colour of the part of its far end, so foot links are orange and hand links green/pink.
+    for name, sl in PART_SLICES.items():
+        if sl.start <= max(i, j) < sl.stop:
+            return PART_COLORS[name]
+    return PART_COLORS["body"]
+
+
+_LINKS = np.asarray(SKELETON, dtype=np.int64)
+_LINK_COLORS = [_link_color(int(i), int(j)) for i, j in _LINKS]
+
+
+def draw_pose(
+    image_rgb: np.ndarray,
+    keypoints: np.ndarray,
+    scores: np.ndarray | None = None,
+    score_thr: float = 0.3,
+    radius: int | None = None,
+    thickness: int | None = None,
+    boxes_xywh: np.ndarray | None = None,
+) -> np.ndarray:
+    """Draw whole-body skeletons on a copy of an image.
+
+    Args:
+        image_rgb: the image, RGB uint8.
+        keypoints: keypoints in image pixels, one row of 133 per person.
+        scores: per-keypoint scores or visibilities; points at or below ``score_thr`` are not drawn.
+        score_thr: drawing threshold.
+        radius: point radius in pixels (default: scaled with the image size).
+        thickness: link thickness in pixels (default: scaled with the image size).
+        boxes_xywh: optional boxes drawn in white.
+
+    Returns:
+        The drawn image (RGB uint8).
+
+    Shape:
+        image_rgb: (H, W, 3); keypoints: (N, 133, 2) or (133, 2); scores: (N, 133) or (133,)
+    """
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise ValueError(f"expected an RGB image of shape (H, W, 3), got {image_rgb.shape}")
+    kpts = np.asarray(keypoints, dtype=np.float64)
+    if kpts.ndim == 2:
+        kpts = kpts[None]
+    if kpts.ndim != 3 or kpts.shape[1:] != (NUM_KEYPOINTS, 2):
+        raise ValueError(f"expected keypoints of shape (N, {NUM_KEYPOINTS}, 2), got {np.shape(keypoints)}")
+    sc = np.ones(kpts.shape[:2]) if scores is None else np.asarray(scores, dtype=np.float64).reshape(kpts.shape[:2])
+    out = np.ascontiguousarray(image_rgb.copy())
+    size = max(out.shape[:2])
+    r = radius if radius is not None else max(1, round(size / 320))
+    t = thickness if thickness is not None else max(1, round(size / 400))
+    if boxes_xywh is not None:
+        for x, y, w, h in np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4):
+            cv2.rectangle(out, (round(x), round(y)), (round(x + w), round(y + h)), (255, 255, 255), t)
+    ok = (sc > score_thr) & np.isfinite(kpts).all(-1)
+    pts = np.round(kpts).astype(np.int64)
+    for n in range(kpts.shape[0]):  # drawing is per person; cv2 has no batched primitive
+        valid_links = ok[n, _LINKS[:, 0]] & ok[n, _LINKS[:, 1]]
+        for (i, j), color in zip(_LINKS[valid_links], np.asarray(_LINK_COLORS)[valid_links]):
+            cv2.line(out, tuple(pts[n, i]), tuple(pts[n, j]), tuple(int(c) for c in color), t, cv2.LINE_AA)
+        for k in np.flatnonzero(ok[n]):
+            cv2.circle(out, tuple(pts[n, k]), r, tuple(int(c) for c in _KPT_COLORS[k]), -1, cv2.LINE_AA)
+    return out
+
+
+def heatmap_overlay(image_rgb: np.ndarray, heatmaps: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend the per-pixel maximum over keypoint heatmaps onto an image as a JET colour map.
+
+    Shape:
+        image_rgb: (H, W, 3); heatmaps: (K, h, w) -> (H, W, 3)
+    """
+    hm = np.asarray(heatmaps, dtype=np.float32)
+    if hm.ndim != 3:
+        raise ValueError(f"expected heatmaps of shape (K, h, w), got {hm.shape}")
+    m = np.clip(hm.max(axis=0), 0.0, 1.0)
+    m = cv2.resize(m, (image_rgb.shape[1], image_rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    color = cv2.applyColorMap((m * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    return cv2.addWeighted(image_rgb, 1.0 - alpha, np.ascontiguousarray(color), alpha, 0.0)
+
+
+def denormalize(image_chw: np.ndarray) -> np.ndarray:
+    """Undo the RGB normalisation (ImageNet mean/std on 0-255) of a (3, H, W) float image to (H, W, 3) uint8."""
+    mean = np.array([123.675, 116.28, 103.53], dtype=np.float32)
+    std = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+    img = np.asarray(image_chw, dtype=np.float32).transpose(1, 2, 0) * std + mean
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+def make_grid(images: Sequence[np.ndarray], ncols: int = 4, pad: int = 2) -> np.ndarray:
+    """Tile RGB images (resized to the first one's size) into a grid with black padding.
+
+    Shape:
+        images: N x (H, W, 3) -> (rows * (H + pad), ncols * (W + pad), 3)
+    """
+    if len(images) == 0:
+        raise ValueError("make_grid needs at least one image")
+    h, w = images[0].shape[:2]
+    ncols = max(1, min(ncols, len(images)))
+    nrows = -(-len(images) // ncols)
+    grid = np.zeros((nrows * (h + pad) + pad, ncols * (w + pad) + pad, 3), dtype=np.uint8)
+    for idx, img in enumerate(images):
+        if img.shape[:2] != (h, w):
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        r, c = divmod(idx, ncols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        grid[y : y + h, x : x + w] = img
+    return grid
+
+
+def save_png(path: str | Path, image_rgb: np.ndarray) -> Path:
+    """Write an RGB image as PNG (creating parent folders) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.ascontiguousarray(image_rgb[..., ::-1])):
+        raise OSError(f"could not write PNG to {path}")
+    return path
