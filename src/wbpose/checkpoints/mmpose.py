@@ -1,0 +1,349 @@
+"""Import MMPose HRNet checkpoints (0.x and 1.x top-down whole-body models, ImageNet backbones).
+
+The key map is a short table (SPEC 3.1), because ``wbpose.models`` uses MMPose's parameter names:
+
+=========================  ===========================================================================
+checkpoint key             our key
+=========================  ===========================================================================
+``module.*``               prefix stripped (checkpoints saved from a DDP-wrapped model)
+``backbone.*``             unchanged
+``keypoint_head.*`` (0.x)  ``head.*`` (MMPose 1.x renames it the same way when loading old files)
+``head.*`` (1.x)           unchanged
+``data_preprocessor.*``    dropped (1.x stores the normalisation mean/std as buffers; ours is in the data)
+=========================  ===========================================================================
+
+Files are read with ``torch.load(weights_only=True)``. MMPose ``meta`` dicts hold plain Python values, sometimes
+numpy scalars/arrays (best scores, 1.x ``dataset_meta``) or ``OrderedDict``: only those numpy globals are
+allow-listed, inside a ``safe_globals`` context so the process-wide allow-list is untouched. Anything else, such
+as a pickle that would call ``os.system``, is refused with a ``ValueError`` naming the file and the globals.
+
+MMPose: https://github.com/open-mmlab/mmpose. HRNet: https://arxiv.org/abs/1902.09212.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from wbpose.models.hrnet import ARCHS
+from wbpose.models.topdown import build_pose_model
+
+__all__ = [
+    "KeyReport",
+    "convert_mmpose_checkpoint",
+    "infer_arch",
+    "load_imagenet_backbone",
+    "load_mmpose_checkpoint",
+    "normalize_pose_keys",
+    "read_checkpoint",
+]
+
+log = logging.getLogger(__name__)
+
+PathOrState = str | os.PathLike | Mapping
+_ARCH_KEY = "backbone.transition1.0.0.weight"  # (width, 4 * stage1_planes, 3, 3): the width names the arch
+_STEM_KEY = "backbone.conv1.weight"
+
+
+def _numpy_safe_globals() -> list:
+    """Numpy globals that plain numpy scalars/arrays/dtypes in a pickle need; none of them runs code."""
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray
+
+    dtype_classes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    return [
+        np.ndarray,
+        np.dtype,
+        *dtype_classes,
+        multiarray.scalar,
+        multiarray._reconstruct,
+        # Files pickled under numpy 1.x name the module ``numpy.core.multiarray``, numpy 2 ``numpy._core``.
+        (multiarray.scalar, "numpy.core.multiarray.scalar"),
+        (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+        (multiarray.scalar, "numpy._core.multiarray.scalar"),
+        (multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
+    ]
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint file on the CPU without executing code from it.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the pickle needs globals beyond tensors, containers and numpy values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        try:
+            # Scans the pickle opcodes without executing them.
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:  # legacy (non-zip) files cannot be scanned; the torch message still says why
+            names = []
+        detail = f" it references {', '.join(names)}" if names else f" {str(err).splitlines()[-1]}"
+        raise ValueError(
+            f"refusing to load {path}: it is not a plain weights file (weights_only=True failed;{detail}). "
+            "Loading it would run code from the file; re-save it from a trusted environment as a plain state dict."
+        ) from None
+
+
+def _as_state_dict(path_or_state: PathOrState) -> tuple[dict[str, torch.Tensor], list[str], str]:
+    """Unwrap ``{'state_dict': ...}`` or a bare state dict; non-tensor entries are returned as ignored."""
+    if isinstance(path_or_state, Mapping):
+        ckpt, source = path_or_state, "<state dict>"
+    elif isinstance(path_or_state, str | os.PathLike):
+        ckpt, source = read_checkpoint(path_or_state), str(path_or_state)
+    else:
+        raise TypeError(f"expected a checkpoint path or a state dict mapping, got {type(path_or_state).__name__}")
+    if not isinstance(ckpt, Mapping):
+        raise ValueError(f"{source}: expected a dict checkpoint, got {type(ckpt).__name__}")
+    state = ckpt.get("state_dict", ckpt)
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{source}: 'state_dict' is a {type(state).__name__}, expected a mapping of tensors")
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ValueError(f"{source}: no tensors found; top-level keys are {sorted(ckpt)[:10]}")
+    return tensors, sorted(set(state) - set(tensors)), source
+
+
+def normalize_pose_keys(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Map MMPose 0.x/1.x (or our own Lightning ``model.``-prefixed) keys to ``TopdownPoseModel`` keys.
+
+    Returns:
+        ``(state_dict, dropped_keys)``.
+    """
+    out: dict[str, torch.Tensor] = {}
+    dropped: list[str] = []
+    strip_model = all(k.startswith("model.") for k in state)  # a native Lightning checkpoint
+    for key, value in state.items():
+        new = key.removeprefix("module.")
+        if strip_model:
+            new = new.removeprefix("model.")
+        if new.startswith("data_preprocessor."):
+            dropped.append(key)
+            continue
+        if new.startswith("keypoint_head."):
+            new = "head." + new.removeprefix("keypoint_head.")
+        out[new] = value
+    return out, dropped
+
+
+def infer_arch(state: Mapping[str, torch.Tensor]) -> str:
+    """Name the ``ARCHS`` entry a state dict was made from, from the widths of the stem and first branch.
+
+    Accepts keys with or without the ``backbone.`` prefix (pose checkpoints vs. ImageNet backbones).
+
+    Raises:
+        ValueError: the keys are not HRNet's, or the widths match no known arch (e.g. HRNet-W18).
+    """
+    keys = {k.removeprefix("module."): v for k, v in state.items()}
+    transition = keys.get(_ARCH_KEY, keys.get(_ARCH_KEY.removeprefix("backbone.")))
+    stem = keys.get(_STEM_KEY, keys.get(_STEM_KEY.removeprefix("backbone.")))
+    if transition is None or stem is None:
+        raise ValueError(f"not an HRNet state dict: no {_ARCH_KEY!r} (or unprefixed) key")
+    width, stem_channels = transition.shape[0], stem.shape[0]
+    for name, arch in ARCHS.items():
+        if arch.width == width and arch.stem_channels == stem_channels:
+            return name
+    raise ValueError(f"unsupported HRNet width {width} (stem {stem_channels}); known: {sorted(ARCHS)}")
+
+
+def _try_infer_arch(state: Mapping[str, torch.Tensor]) -> str | None:
+    try:
+        return infer_arch(state)
+    except ValueError:
+        return None
+
+
+@dataclass
+class KeyReport:
+    """What happened to each key when matching a checkpoint against a model.
+
+    Attributes:
+        source: the file (or "<state dict>").
+        loaded: number of tensors that matched by name and shape.
+        missing: model keys absent from the checkpoint.
+        unexpected: checkpoint keys the model does not have.
+        shape_mismatches: ``(key, checkpoint_shape, model_shape)``.
+        ignored: keys dropped on purpose (``data_preprocessor.*``, ImageNet classifier parts, a pose head).
+        checkpoint_arch: arch inferred from the checkpoint, if it is an HRNet.
+        model_arch: arch inferred from the model, if it is an HRNet.
+    """
+
+    source: str = ""
+    loaded: int = 0
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shape_mismatches: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    checkpoint_arch: str | None = None
+    model_arch: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every model key was found with the right shape and nothing was left over."""
+        return not (self.missing or self.unexpected or self.shape_mismatches)
+
+    def format(self, limit: int = 8) -> str:
+        """A human-readable summary, listing at most ``limit`` keys per category."""
+
+        def show(items: list) -> str:
+            more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
+            return ", ".join(str(i) for i in items[:limit]) + more
+
+        lines = [
+            f"{self.source}: {self.loaded} tensors matched; checkpoint arch {self.checkpoint_arch}, "
+            f"model arch {self.model_arch}"
+        ]
+        mismatches = [f"{k} {list(a)} vs model {list(b)}" for k, a, b in self.shape_mismatches]
+        for label, items in (
+            ("missing", self.missing),
+            ("unexpected", self.unexpected),
+            ("shape mismatches", mismatches),
+            ("ignored", self.ignored),
+        ):
+            if items:
+                lines.append(f"  {len(items)} {label}: {show(items)}")
+        return "\n".join(lines)
+
+
+def _match(
+    state: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor], report: KeyReport
+) -> dict[str, torch.Tensor]:
+    """Fill ``report`` and return the entries of ``state`` that fit ``reference`` by name and shape."""
+    matched = {}
+    for key, value in state.items():
+        if key not in reference:
+            report.unexpected.append(key)
+        elif value.shape != reference[key].shape:
+            report.shape_mismatches.append((key, tuple(value.shape), tuple(reference[key].shape)))
+        else:
+            matched[key] = value
+    report.missing = [k for k in reference if k not in state]
+    report.loaded = len(matched)
+    return matched
+
+
+def load_mmpose_checkpoint(
+    path_or_state: PathOrState, model: nn.Module | None = None, strict: bool = True
+) -> tuple[nn.Module | dict[str, torch.Tensor], KeyReport]:
+    """Load an MMPose 0.x/1.x top-down HRNet checkpoint (``{'meta', 'state_dict'}`` or a bare state dict).
+
+    Args:
+        path_or_state: a ``.pth`` file or an already loaded checkpoint/state dict.
+        model: a ``TopdownPoseModel`` to load into. If None, the converted state dict is returned and checked
+            against ``build_pose_model(inferred arch, inferred num_keypoints)`` built on the meta device.
+        strict: raise if any key is missing, unexpected or of the wrong shape; otherwise load what matches.
+
+    Returns:
+        ``(model, report)`` if a model is given, else ``(state_dict, report)``.
+
+    Raises:
+        ValueError: ``strict`` and the checkpoint does not match (the message lists the keys), or the file
+            is not a plain weights file.
+    """
+    raw, non_tensor, source = _as_state_dict(path_or_state)
+    state, dropped = normalize_pose_keys(raw)
+    report = KeyReport(source=source, ignored=dropped + non_tensor, checkpoint_arch=_try_infer_arch(state))
+    if model is None:
+        if report.checkpoint_arch is None:
+            raise ValueError(f"{source}: cannot infer the HRNet arch (no {_ARCH_KEY!r} of a known width)")
+        head = state.get("head.final_layer.weight")
+        with torch.device("meta"):
+            reference = build_pose_model(report.checkpoint_arch, head.shape[0] if head is not None else 133)
+    else:
+        reference = model
+    ref_state = reference.state_dict()
+    report.model_arch = _try_infer_arch(ref_state)
+    matched = _match(state, ref_state, report)
+    if strict and not report.ok:
+        hint = ""
+        if report.checkpoint_arch != report.model_arch:
+            hint = f" (checkpoint looks like HRNet-{report.checkpoint_arch}, model is HRNet-{report.model_arch})"
+        raise ValueError(f"checkpoint does not match the model{hint}:\n{report.format()}")
+    if model is None:
+        return state, report
+    model.load_state_dict(matched, strict=False)
+    if not report.ok:
+        log.warning("non-strict MMPose checkpoint load:\n%s", report.format())
+    return model, report
+
+
+def load_imagenet_backbone(path_or_state: PathOrState, backbone: nn.Module, strict: bool = True) -> KeyReport:
+    """Initialise an ``HRNet`` from an ImageNet HRNet file or from the backbone of a pose checkpoint.
+
+    ImageNet files (``hrnet_w32-36af842e.pth``, ``hrnet_w48-8ef0771d.pth``) have unprefixed backbone keys plus
+    classifier parts (``incre_modules``, ``downsamp_modules``, ``final_layer``, ``classifier``, the multi-scale
+    ``stage4.2.fuse_layers.1-3``); those extras are ignored, as MMPose's ``strict=False`` load does. A pose
+    checkpoint with ``backbone.`` keys (e.g. the 17-keypoint COCO DARK W48 model used for DARK+) contributes only
+    its backbone; its head is ignored.
+
+    Args:
+        path_or_state: a ``.pth`` file or an already loaded checkpoint/state dict.
+        backbone: the ``HRNet`` to initialise in place.
+        strict: raise if a backbone tensor is absent or of the wrong shape (a missing
+            ``num_batches_tracked``, which old files lack, is tolerated). Nothing is loaded when this raises.
+
+    Returns:
+        The key report; ``report.ignored`` lists every key that was not used.
+    """
+    raw, non_tensor, source = _as_state_dict(path_or_state)
+    raw = {k.removeprefix("module."): v for k, v in raw.items()}
+    ignored = list(non_tensor)
+    if any(k.startswith("backbone.") for k in raw):
+        ignored += [k for k in raw if not k.startswith("backbone.")]
+        raw = {k.removeprefix("backbone."): v for k, v in raw.items() if k.startswith("backbone.")}
+    ref_state = backbone.state_dict()
+    report = KeyReport(source=source, checkpoint_arch=_try_infer_arch(raw), model_arch=_try_infer_arch(ref_state))
+    matched = _match(raw, ref_state, report)
+    # Keys the backbone does not have are classifier extras here, not errors.
+    report.ignored = ignored + report.unexpected
+    report.unexpected = []
+    report.missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
+    if strict and not report.ok:
+        raise ValueError(f"backbone weights do not fit the backbone:\n{report.format()}")
+    backbone.load_state_dict(matched, strict=False)
+    log.info("loaded backbone weights:\n%s", report.format())
+    return report
+
+
+def convert_mmpose_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, arch: str | None = None) -> KeyReport:
+    """Convert an MMPose HRNet pose checkpoint into a native file ``{'state_dict', 'arch', 'num_keypoints', 'source'}``.
+
+    The state dict has ``TopdownPoseModel`` keys and is checked strictly against ``build_pose_model(arch)``.
+
+    Args:
+        src: the MMPose ``.pth`` file.
+        dst: where to write the native file (parent folders are created).
+        arch: expected arch; inferred from the weights' shapes when None, and checked against them when given.
+
+    Returns:
+        The key report (``report.ok`` is always True: mismatches raise).
+    """
+    state, report = load_mmpose_checkpoint(src, model=None, strict=True)
+    if arch is not None and arch != report.checkpoint_arch:
+        raise ValueError(f"{src}: --arch {arch} given, but the weights are HRNet-{report.checkpoint_arch}")
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "state_dict": state,
+        "arch": report.checkpoint_arch,
+        "num_keypoints": int(state["head.final_layer.weight"].shape[0]),
+        "source": str(src),
+    }
+    torch.save(payload, dst)
+    return report
