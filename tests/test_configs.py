@@ -1,0 +1,111 @@
+"""Every config composes and its model, codec and module instantiate (no data needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from wbpose.codecs import DarkHeatmap, MSRAHeatmap
+from wbpose.lit_module import TopdownPoseModule, build_module
+from wbpose.utils.config import CONFIG_DIR, compose_config, list_experiments
+
+EXPERIMENTS = list_experiments()
+SEED_ROWS = {
+    "w32_256x192_msra": ("w32", [256, 192], [64, 48], 2, MSRAHeatmap, 64),
+    "w32_384x288_msra": ("w32", [384, 288], [96, 72], 3, MSRAHeatmap, 64),
+    "w48_256x192_msra": ("w48", [256, 192], [64, 48], 2, MSRAHeatmap, 32),
+    "w48_384x288_msra": ("w48", [384, 288], [96, 72], 3, MSRAHeatmap, 32),
+    "w32_256x192_dark": ("w32", [256, 192], [64, 48], 2, DarkHeatmap, 64),
+    "w48_384x288_dark_plus": ("w48", [384, 288], [96, 72], 3, DarkHeatmap, 32),
+}
+
+
+def test_six_seed_rows_present() -> None:
+    assert set(SEED_ROWS) <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes_and_instantiates(name: str, tmp_path) -> None:
+    cfg = compose_config("train", [f"experiment={name}"], output_dir=tmp_path)
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    assert cfg.optimized_metric == "val/wholebody_ap"
+    codec = instantiate(cfg.codec)
+    assert list(codec.image_hw) == list(cfg.data.image_hw)
+    assert list(codec.heatmap_hw) == list(cfg.data.heatmap_hw)
+    if name in SEED_ROWS:
+        arch, image_hw, heatmap_hw, sigma, codec_cls, batch = SEED_ROWS[name]
+        assert cfg.model.net.arch == arch
+        assert list(cfg.data.image_hw) == image_hw and list(cfg.data.heatmap_hw) == heatmap_hw
+        assert cfg.data.sigma == sigma and isinstance(codec, codec_cls)
+        assert cfg.data.batch_size == batch and cfg.trainer.devices == 8
+        assert cfg.optim.lr == 5e-4 and list(cfg.sched.milestones) == [170, 200]
+        assert cfg.trainer.max_epochs == 210
+        assert 0.0 < cfg.reference.wholebody_ap < 1.0
+        if codec_cls is DarkHeatmap:
+            assert cfg.codec.blur_kernel == 11
+    # big models on the meta device: shapes only, no memory, no init time
+    with torch.device("meta"):
+        module = build_module(cfg, codec=codec, with_metrics=False, load_init_weights=False)
+    assert isinstance(module, TopdownPoseModule)
+    h, w = cfg.data.image_hw
+    out = module.model(torch.empty(1, 3, h, w, device="meta"))
+    assert tuple(out.shape) == (1, 133, *cfg.data.heatmap_hw)
+
+
+@pytest.mark.parametrize("model", ["hrnet_w32", "hrnet_w48", "hrnet_tiny"])
+@pytest.mark.parametrize("data", ["coco_wholebody_256x192", "coco_wholebody_384x288", "synthetic"])
+def test_model_data_grid(model: str, data: str, tmp_path) -> None:
+    cfg = compose_config("train", [f"model={model}", f"data={data}", "codec=dark"], output_dir=tmp_path)
+    h, w = cfg.data.image_hw
+    assert [h // 4, w // 4] == list(cfg.data.heatmap_hw)
+    assert cfg.codec.image_hw == cfg.data.image_hw
+
+
+def test_recipe_warmup_quirk_flag(tmp_path) -> None:
+    cfg = compose_config("train", ["experiment=w48_384x288_msra"], output_dir=tmp_path)
+    assert cfg.sched.warmup_iters == 500  # 1.x default
+    cfg = compose_config("train", ["experiment=w48_384x288_msra", "sched=multistep"], output_dir=tmp_path)
+    assert cfg.sched.warmup_iters == 0  # 0.x: warmup=None
+
+
+def test_command_line_trainer_beats_experiment(tmp_path) -> None:
+    cfg = compose_config("train", ["experiment=w32_256x192_msra", "trainer=cpu"], output_dir=tmp_path)
+    assert cfg.trainer.accelerator == "cpu" and cfg.trainer.devices == 1 and "strategy" not in cfg.trainer
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIG_DIR / "hparams_search").glob("*.yaml")))
+def test_hparams_search_composes(name: str, tmp_path) -> None:
+    cfg = compose_config("train", [f"hparams_search={name}", "experiment=w32_256x192_msra"], output_dir=tmp_path)
+    assert cfg.optimized_metric == "val/wholebody_ap"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIG_DIR / "debug").glob("*.yaml")))
+def test_debug_configs_compose(name: str, tmp_path) -> None:
+    cfg = compose_config("train", [f"debug={name}"], output_dir=tmp_path)
+    assert cfg.trainer.accelerator == "cpu"
+
+
+@pytest.mark.parametrize("name", ["csv", "wandb", "tensorboard", "many"])
+def test_logger_configs_compose(name: str, tmp_path) -> None:
+    cfg = compose_config("train", [f"logger={name}"], output_dir=tmp_path)
+    OmegaConf.resolve(cfg)
+    if name in ("wandb", "many"):
+        assert cfg.logger.wandb.project == "wbpose"
+
+
+@pytest.mark.parametrize("name", ["default", "cpu", "gpu", "ddp", "ddp_cpu", "multinode"])
+def test_trainer_configs_compose(name: str, tmp_path) -> None:
+    cfg = compose_config("train", [f"trainer={name}"], output_dir=tmp_path)
+    assert cfg.trainer.use_distributed_sampler is False
+
+
+def test_eval_config_composes(tmp_path) -> None:
+    cfg = compose_config("eval", ["ckpt_path=x.ckpt"], output_dir=tmp_path)
+    assert cfg.bbox_source == "det" and cfg.get("model") is None
+
+
+def test_unknown_experiment_lists_choices(tmp_path) -> None:
+    with pytest.raises(ValueError, match="available: .*w32_256x192_msra"):
+        compose_config("train", ["experiment=w99_nope"], output_dir=tmp_path)

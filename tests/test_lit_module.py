@@ -1,0 +1,202 @@
+"""TopdownPoseModule on fake batches: LR schedule, NaN guard, evaluation step, checkpoint config round trip."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from wbpose.codecs import MSRAHeatmap
+from wbpose.geometry import crop_to_image
+from wbpose.lit_module import (
+    CONFIG_KEY,
+    RAW_CONFIG_KEY,
+    TopdownPoseModule,
+    build_module,
+    load_module_from_checkpoint,
+)
+from wbpose.losses import KeypointMSELoss
+from wbpose.models import build_pose_model
+from wbpose.utils.lr_schedule import WarmupMultiStep, warmup_multistep_scheduler
+
+H, W = 64, 32  # smallest HRNet input (multiples of 32)
+
+
+class FakeSet(Dataset):
+    """Random crops and targets with the dataset's sample keys; ``nan_at`` poisons one sample's target."""
+
+    def __init__(self, n: int = 8, nan_at: int | None = None) -> None:
+        self.n, self.nan_at = n, nan_at
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(i)
+        heatmaps = torch.rand(133, H // 4, W // 4, generator=g)
+        if i == self.nan_at:
+            heatmaps[0, 0, 0] = float("nan")
+        return {
+            "image": torch.randn(3, H, W, generator=g),
+            "heatmaps": heatmaps,
+            "weights": torch.ones(133),
+            "center_xy": torch.tensor([100.0 + i, 50.0]),
+            "scale_wh": torch.tensor([40.0, 80.0]),
+            "instance_id": torch.tensor(i),
+            "image_id": torch.tensor(i // 2),
+            "bbox_score": torch.tensor(0.9),
+        }
+
+
+class RecordingMetric:
+    """Stands in for CocoWholeBodyMetric: records ``update`` calls, returns fixed numbers."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[torch.Tensor, ...]] = []
+
+    def update(self, *args: torch.Tensor) -> None:
+        self.calls.append(args)
+
+    def compute(self) -> dict[str, float]:
+        return {"val/wholebody_ap": 0.5, "val/body_ap": 0.25}
+
+    def reset(self) -> None:
+        pass
+
+
+def make_module(lr: float = 1e-3, scheduler=None, metric=None, flip_test: bool = True) -> TopdownPoseModule:
+    torch.manual_seed(0)
+    return TopdownPoseModule(
+        model=build_pose_model("tiny"),
+        codec=MSRAHeatmap(image_hw=(H, W), heatmap_hw=(H // 4, W // 4), sigma=1.0),
+        loss=KeypointMSELoss(),
+        optimizer=partial(torch.optim.Adam, lr=lr),
+        scheduler=scheduler,
+        val_metric=metric,
+        flip_test=flip_test,
+        num_vis_images=2,
+    )
+
+
+def tiny_trainer(tmp_path, **kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
+
+
+def test_warmup_multistep_factors() -> None:
+    f = WarmupMultiStep(steps_per_epoch=10, warmup_iters=500, warmup_ratio=0.001, milestones=[170, 200])
+    assert f(0) == pytest.approx(0.001)
+    assert f(250) == pytest.approx(0.001 + 0.999 * 0.5)
+    assert f(500) == 1.0 and f(1699) == 1.0
+    assert f(1700) == pytest.approx(0.1) and f(1999) == pytest.approx(0.1)
+    assert f(2000) == pytest.approx(0.01)
+    assert WarmupMultiStep(10, warmup_iters=0)(0) == 1.0  # 0.x W48 384x288: no warm-up
+
+
+def test_scheduler_state_round_trip() -> None:
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_multistep_scheduler(opt, steps_per_epoch=3, warmup_iters=4, milestones=[2])
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    state = sched.state_dict()
+    opt2 = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched2 = warmup_multistep_scheduler(opt2, steps_per_epoch=99, warmup_iters=0, milestones=[])
+    sched2.load_state_dict(state)
+    assert sched2.lr_lambdas[0].steps_per_epoch == 3 and sched2.last_epoch == 5
+    opt2.step()
+    sched2.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.1)  # step 6 = epoch 2 >= milestone 2
+
+
+def test_fit_steps_lr_per_iteration(tmp_path) -> None:
+    sched = partial(warmup_multistep_scheduler, warmup_iters=4, warmup_ratio=0.25, milestones=[1], gamma=0.1)
+    module = make_module(lr=1e-3, scheduler=sched)
+    trainer = tiny_trainer(tmp_path, max_steps=3, limit_val_batches=0)
+    trainer.fit(module, DataLoader(FakeSet(8), batch_size=2))  # 4 steps per epoch
+    lr = trainer.optimizers[0].param_groups[0]["lr"]
+    assert lr == pytest.approx(1e-3 * (0.25 + 0.75 * 3 / 4))  # step 3, still warming up, epoch 0
+    assert trainer.lr_scheduler_configs[0].interval == "step"
+    assert trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0].steps_per_epoch == 4
+
+
+def test_nan_loss_names_the_step(tmp_path) -> None:
+    module = make_module()
+    trainer = tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+    loader = DataLoader(FakeSet(8, nan_at=6), batch_size=2, shuffle=False)  # batch 3 is poisoned
+    with pytest.raises(FloatingPointError, match="global step 3"):
+        trainer.fit(module, loader)
+
+
+def test_validation_feeds_metric_in_image_pixels(tmp_path) -> None:
+    metric = RecordingMetric()
+    module = make_module(metric=metric)
+    trainer = tiny_trainer(tmp_path)
+    out = trainer.validate(module, DataLoader(FakeSet(6), batch_size=4), verbose=False)
+    assert out[0]["val/wholebody_ap"] == 0.5 and out[0]["val/body_ap"] == 0.25
+    assert len(metric.calls) == 2
+    ids, image_ids, kpts, scores, bbox_scores, areas = metric.calls[0]
+    assert kpts.shape == (4, 133, 2) and scores.shape == (4, 133)
+    assert torch.equal(ids, torch.arange(4)) and torch.equal(image_ids, torch.tensor([0, 0, 1, 1]))
+    assert torch.allclose(areas, torch.full((4,), 40.0 * 80.0))
+    # the keypoints are the decoded flip-averaged heatmaps mapped to image pixels
+    batch = next(iter(DataLoader(FakeSet(6), batch_size=4)))
+    with torch.no_grad():
+        crop, _ = module.codec.decode(module.eval().predict_heatmaps(batch["image"]))
+    expected = crop_to_image(crop, batch["center_xy"], batch["scale_wh"], (W, H))
+    assert torch.allclose(kpts, expected, atol=1e-5)
+
+
+def test_flip_test_changes_heatmaps() -> None:
+    module = make_module().eval()
+    images = torch.randn(2, 3, H, W)
+    with torch.no_grad():
+        plain = module.model(images)
+        flipped = module.predict_heatmaps(images)
+    assert (plain - flipped).abs().max() > 1e-2 * plain.abs().max()
+    module.flip_test = False
+    with torch.no_grad():
+        assert torch.equal(module.predict_heatmaps(images), plain)
+
+
+def test_checkpoint_carries_config_and_rebuilds(make_cfg, tmp_path) -> None:
+    cfg = make_cfg(["model=hrnet_tiny", "data=synthetic", "codec=dark"])
+    module = build_module(cfg, with_metrics=False)
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint[CONFIG_KEY]["model"]["net"]["arch"] == "tiny"
+    assert checkpoint[CONFIG_KEY]["paths"]["output_dir"] == str(tmp_path / "run")  # resolved
+    assert checkpoint[RAW_CONFIG_KEY]["data"]["data_root"] == "${paths.data_dir}/synthetic"  # unresolved
+    path = tmp_path / "m.ckpt"
+    torch.save(checkpoint, path)
+    rebuilt = load_module_from_checkpoint(path).eval()
+    images = torch.randn(1, 3, 128, 96)
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(images), module.eval()(images))
+    assert type(rebuilt.codec).__name__ == "DarkHeatmap"
+
+    other = make_cfg(["model=hrnet_w32", "data=synthetic"])
+    with pytest.raises(ValueError, match="HRNet-tiny.*HRNet-w32"):
+        load_module_from_checkpoint(path, cfg=other)
+
+
+def test_foreign_state_dict_names_mismatch(make_cfg, tmp_path) -> None:
+    cfg = make_cfg(["model=hrnet_tiny", "data=synthetic"])
+    module = build_module(cfg, with_metrics=False)
+    path = tmp_path / "bad.ckpt"
+    wrong = {f"model.{k}": v for k, v in build_pose_model("tiny", num_keypoints=17).state_dict().items()}
+    torch.save({"state_dict": wrong, CONFIG_KEY: module.wbpose_config}, path)
+    with pytest.raises(ValueError, match="shape mismatches"):
+        load_module_from_checkpoint(path)
