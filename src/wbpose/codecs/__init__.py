@@ -1,0 +1,17 @@
+"""Heatmap codecs: keypoints <-> Gaussian heatmaps (standard MSRA and DARK), and flip-test helpers."""
+
+from wbpose.codecs.base import BaseHeatmapCodec, HeatmapCodec, HeatmapTarget
+from wbpose.codecs.dark import DarkHeatmap, opencv_gaussian_kernel
+from wbpose.codecs.flip import flip_heatmaps, flip_test_average
+from wbpose.codecs.msra import MSRAHeatmap
+
+__all__ = [
+    "BaseHeatmapCodec",
+    "DarkHeatmap",
+    "HeatmapCodec",
+    "HeatmapTarget",
+    "MSRAHeatmap",
+    "flip_heatmaps",
+    "flip_test_average",
+    "opencv_gaussian_kernel",
+]

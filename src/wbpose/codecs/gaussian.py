@@ -1,0 +1,121 @@
+"""Gaussian heatmap targets, standard (MSRA) and unbiased (DARK), rendered for all keypoints at once.
+
+Standard targets follow Xiao et al., "Simple Baselines for Human Pose Estimation and Tracking", ECCV 2018
+(https://arxiv.org/abs/1804.06208); unbiased targets follow Zhang et al., "Distribution-Aware Coordinate
+Representation for Human Pose Estimation" (DARK), CVPR 2020 (https://arxiv.org/abs/1910.06278).
+The rules are SPEC 4.1 / 4.2 (MMPose 1.x ``generate_gaussian_heatmaps`` / ``generate_unbiased_gaussian_heatmaps``).
+
+Vectorisation: an isotropic Gaussian factorises, ``exp(-(dx^2 + dy^2) / 2s^2) = gx * gy``, and so does the
+MSRA square window (a column range times a row range). Each keypoint's heatmap is therefore the outer product
+of a (w,) column profile and a (h,) row profile; one broadcast multiply renders all K maps, with no loop.
+Keypoints never share a channel in top-down targets, so MMPose's ``np.maximum`` over instances is not needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _render(profile_x: np.ndarray, profile_y: np.ndarray, render: np.ndarray) -> np.ndarray:
+    """Outer products ``gy[k, :, None] * gx[k, None, :]``; keypoints not rendered get an all-zero map.
+
+    Shape:
+        profile_x: (K, w), profile_y: (K, h), render: (K,) bool -> (K, h, w) float32
+    """
+    gx = np.where(render[:, None], profile_x, 0.0).astype(np.float32)
+    gy = profile_y.astype(np.float32)
+    return np.multiply(gy[:, :, None], gx[:, None, :])
+
+
+def _out_of_bounds(low_xy: np.ndarray, high_xy: np.ndarray, heatmap_wh: tuple[int, int]) -> np.ndarray:
+    """MMPose's bounds rule: the window ``[low, high)`` misses the map (``ul >= size or br < 0``).
+
+    Shape:
+        low_xy, high_xy: (K, 2) -> (K,) bool
+    """
+    size = np.asarray(heatmap_wh, dtype=np.float64)
+    return (low_xy >= size).any(axis=1) | (high_xy < 0).any(axis=1)
+
+
+def _weights(visible: np.ndarray, render: np.ndarray, out_of_bounds: np.ndarray) -> np.ndarray:
+    """Target weight = visibility, zeroed for visible keypoints whose window misses the map (SPEC 4.1).
+
+    Shape:
+        visible, render, out_of_bounds: (K,) -> (K,) float32
+    """
+    return np.where(render & out_of_bounds, 0.0, visible).astype(np.float32)
+
+
+def msra_heatmaps(
+    keypoints_hm: np.ndarray, visible: np.ndarray, heatmap_wh: tuple[int, int], sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Standard targets: a Gaussian at the rounded keypoint, truncated to a 3-sigma square, peak 1.
+
+    ``mu = trunc(kp + 0.5)`` (C-style truncation, as ``astype(int64)``), window ``[mu - 3s, mu + 3s + 1)``
+    cropped to the map. For the integer ``3 * sigma`` of every recipe this is MMPose's patch exactly; for a
+    fractional ``3 * sigma`` the Gaussian stays centred on ``mu`` (MMPose's patch centre can drift by a pixel).
+
+    Args:
+        keypoints_hm: keypoints in heatmap pixels (crop pixels / stride).
+        visible: visibility; keypoints with ``visible < 0.5`` get an all-zero map (MMPose skips them).
+        heatmap_wh: heatmap (width, height).
+        sigma: Gaussian standard deviation in heatmap pixels.
+
+    Returns:
+        ``(heatmaps, weights)``.
+
+    Shape:
+        keypoints_hm: (K, 2), visible: (K,) -> heatmaps (K, h, w) float32, weights (K,) float32
+    """
+    w, h = heatmap_wh
+    radius = 3.0 * sigma
+    render = visible >= 0.5
+    # Invisible keypoints may carry garbage coordinates; park them at 0 so the integer casts stay defined.
+    kp = np.where(render[:, None], keypoints_hm, 0.0)
+    mu = np.trunc(kp + 0.5)
+    low = np.trunc(mu - radius)
+    high = np.trunc(mu + radius + 1)
+    oob = _out_of_bounds(low, high, heatmap_wh)
+    render = render & ~oob
+
+    def profile(size: int, axis: int) -> np.ndarray:
+        grid = np.arange(size, dtype=np.float64)[None, :]
+        inside = (grid >= low[:, axis : axis + 1]) & (grid < high[:, axis : axis + 1])
+        return np.where(inside, np.exp(-((grid - mu[:, axis : axis + 1]) ** 2) / (2.0 * sigma**2)), 0.0)
+
+    heatmaps = _render(profile(w, 0), profile(h, 1), render)
+    return heatmaps, _weights(visible, visible >= 0.5, oob)
+
+
+def unbiased_heatmaps(
+    keypoints_hm: np.ndarray, visible: np.ndarray, heatmap_wh: tuple[int, int], sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """DARK targets: a Gaussian at the exact sub-pixel keypoint over the whole map (no truncation), peak <= 1.
+
+    The weight uses the same window rule as :func:`msra_heatmaps` with float bounds ``[mu - 3s, mu + 3s + 1)``.
+
+    Args:
+        keypoints_hm: keypoints in heatmap pixels (crop pixels / stride).
+        visible: visibility; keypoints with ``visible < 0.5`` get an all-zero map.
+        heatmap_wh: heatmap (width, height).
+        sigma: Gaussian standard deviation in heatmap pixels.
+
+    Returns:
+        ``(heatmaps, weights)``.
+
+    Shape:
+        keypoints_hm: (K, 2), visible: (K,) -> heatmaps (K, h, w) float32, weights (K,) float32
+    """
+    w, h = heatmap_wh
+    radius = 3.0 * sigma
+    render = visible >= 0.5
+    mu = np.where(render[:, None], keypoints_hm, 0.0)
+    oob = _out_of_bounds(mu - radius, mu + radius + 1, heatmap_wh)
+    render = render & ~oob
+
+    def profile(size: int, axis: int) -> np.ndarray:
+        grid = np.arange(size, dtype=np.float64)[None, :]
+        return np.exp(-((grid - mu[:, axis : axis + 1]) ** 2) / (2.0 * sigma**2))
+
+    heatmaps = _render(profile(w, 0), profile(h, 1), render)
+    return heatmaps, _weights(visible, visible >= 0.5, oob)
