@@ -1,0 +1,45 @@
+"""COCO-WholeBody evaluation: the torchmetrics metric, rescoring + OKS-NMS, and the xtcocotools runs.
+
+``CocoWholeBodyMetric`` is imported lazily, so scoring a results file (``scripts/score_results.py``) does not
+pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from wbpose.metrics.evaluation import (
+    REPORTED_PARTS,
+    STAT_NAMES,
+    evaluate_results,
+    evaluate_results_file,
+    format_table,
+    read_results_file,
+    write_results,
+)
+from wbpose.metrics.oks import oks_matrix, oks_nms, rescore
+
+if TYPE_CHECKING:
+    from wbpose.metrics.coco_wholebody import CocoWholeBodyMetric
+
+__all__ = [
+    "REPORTED_PARTS",
+    "STAT_NAMES",
+    "CocoWholeBodyMetric",
+    "evaluate_results",
+    "evaluate_results_file",
+    "format_table",
+    "oks_matrix",
+    "oks_nms",
+    "read_results_file",
+    "rescore",
+    "write_results",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CocoWholeBodyMetric":
+        from wbpose.metrics.coco_wholebody import CocoWholeBodyMetric
+
+        return CocoWholeBodyMetric
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

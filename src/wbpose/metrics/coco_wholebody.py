@@ -1,0 +1,210 @@
+"""COCO-WholeBody keypoint metric as a torchmetrics ``Metric`` (MMPose 1.x ``CocoWholeBodyMetric`` semantics).
+
+Order of operations (SPEC 2.3, 5, 6): gather the per-rank states (``cat``), drop duplicate instance ids (keep
+the first, which removes DistributedSampler padding), rescore, OKS-NMS per image, write the results json, run
+the six xtcocotools evaluations. Predictions are put in a canonical order (by instance id) before rescoring, so the
+numbers do not depend on how the instances were split across ranks or batches.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities.data import dim_zero_cat
+from xtcocotools.coco import COCO
+
+from wbpose.data.keypoints import NUM_KEYPOINTS
+from wbpose.metrics.evaluation import build_results, evaluate_results, load_coco_gt
+from wbpose.metrics.oks import oks_nms, rescore
+
+_ID_STATES = ("instance_ids", "image_ids")
+_FLOAT_STATES = ("keypoints", "keypoint_scores", "bbox_scores", "areas")
+_RESULTS_NAME = "results.keypoints.json"
+
+
+class CocoWholeBodyMetric(Metric):
+    """Six-part COCO-WholeBody AP/AR of top-down predictions, with MMPose's rescoring and OKS-NMS.
+
+    Args:
+        ann_file: COCO-WholeBody annotation json scored against (loaded once, on first ``compute()``).
+        prefix: Key prefix of the returned dict (``"val"`` -> ``"val/wholebody_ap"``).
+        outfile: Where to write the results json; ``None`` = a temporary folder owned by this object (removed with
+            it). The path of the last written file is ``results_file``.
+        keypoint_score_thr: Keypoints with a score above this count in the instance score.
+        nms_thr: OKS-NMS threshold (a candidate is dropped if its OKS with a kept one is greater).
+        use_area: ``COCOeval(..., use_area)``; MMPose uses True (the GT ``area``).
+        num_procs: Worker processes for the six evaluations (``None``: usable cores / local ranks, at most 6;
+            1: sequential).
+        verbose: Print xtcocotools' summary tables.
+        **kwargs: Passed to ``torchmetrics.Metric`` (e.g. ``process_group``, ``sync_on_compute``).
+
+    Example:
+        >>> metric = CocoWholeBodyMetric("annotations/coco_wholebody_val_v1.0.json")  # doctest: +SKIP
+        >>> metric.update(instance_ids, image_ids, keypoints, keypoint_scores, bbox_scores, areas)  # doctest: +SKIP
+        >>> metric.compute()["val/wholebody_ap"]  # doctest: +SKIP
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(
+        self,
+        ann_file: str | Path,
+        prefix: str = "val",
+        outfile: str | Path | None = None,
+        keypoint_score_thr: float = 0.2,
+        nms_thr: float = 0.9,
+        use_area: bool = True,
+        num_procs: int | None = None,
+        verbose: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.ann_file = str(ann_file)
+        self.prefix = prefix
+        self.outfile = None if outfile is None else str(outfile)
+        self.keypoint_score_thr = float(keypoint_score_thr)
+        self.nms_thr = float(nms_thr)
+        self.use_area = bool(use_area)
+        self.num_procs = num_procs
+        self.verbose = verbose
+        self.results_file: Path | None = None
+        self._coco_gt: COCO | None = None
+        self._tmpdir: str | None = None
+        for name in (*_ID_STATES, *_FLOAT_STATES):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    # Ground truth and temporary folder are per process: never pickled or deep-copied with the states.
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        return {**state, "_coco_gt": None, "_tmpdir": None, "results_file": None}
+
+    @property
+    def coco_gt(self) -> COCO:
+        """The ground truth, loaded on first use and kept for the life of the metric."""
+        if self._coco_gt is None:
+            self._coco_gt = load_coco_gt(self.ann_file)
+        return self._coco_gt
+
+    def update(
+        self,
+        instance_ids: Tensor,
+        image_ids: Tensor,
+        keypoints: Tensor,
+        keypoint_scores: Tensor,
+        bbox_scores: Tensor,
+        areas: Tensor,
+    ) -> None:
+        """Store one batch of predictions.
+
+        Args:
+            instance_ids: Unique id of each box (detection running index or annotation id); duplicates, e.g. from
+                DistributedSampler padding, are dropped at ``compute()``.
+            image_ids: COCO image id of each box.
+            keypoints: Predicted keypoints in image pixels.
+            keypoint_scores: Per-keypoint confidences (heatmap maxima).
+            bbox_scores: Detector box scores (1 for ground-truth boxes).
+            areas: Padded box area ``prod(scale_wh)`` used by OKS-NMS.
+
+        Shape:
+            instance_ids, image_ids, bbox_scores, areas: (N,); keypoints: (N, 133, 2); keypoint_scores: (N, 133).
+
+        Raises:
+            ValueError: On wrong shapes or non-finite values.
+        """
+        tensors = dict(
+            instance_ids=instance_ids,
+            image_ids=image_ids,
+            keypoints=keypoints,
+            keypoint_scores=keypoint_scores,
+            bbox_scores=bbox_scores,
+            areas=areas,
+        )
+        tensors = {k: torch.as_tensor(v, device=self.device) for k, v in tensors.items()}
+        n = tensors["instance_ids"].shape[0] if tensors["instance_ids"].ndim == 1 else -1
+        expected = {
+            "instance_ids": (n,),
+            "image_ids": (n,),
+            "keypoints": (n, NUM_KEYPOINTS, 2),
+            "keypoint_scores": (n, NUM_KEYPOINTS),
+            "bbox_scores": (n,),
+            "areas": (n,),
+        }
+        got = {k: tuple(v.shape) for k, v in tensors.items()}
+        if n < 0 or got != expected:
+            raise ValueError(
+                "CocoWholeBodyMetric.update expects instance_ids (N,), image_ids (N,), keypoints (N, 133, 2), "
+                f"keypoint_scores (N, 133), bbox_scores (N,), areas (N,); got {got}"
+            )
+        floats = {k: tensors[k].detach().to(torch.float64) for k in _FLOAT_STATES}
+        finite = torch.stack(
+            [torch.isfinite(v).flatten(1).all(1) if v.ndim > 1 else torch.isfinite(v) for v in floats.values()]
+        )
+        if not bool(finite.all()):  # one host sync per batch
+            bad_rows = (~finite.all(0)).nonzero().flatten()[:5]
+            bad_fields = [k for k, row in zip(floats, finite) if not bool(row.all())]
+            raise ValueError(
+                f"CocoWholeBodyMetric.update got NaN/inf in {bad_fields} for instance ids "
+                f"{tensors['instance_ids'][bad_rows].tolist()}"
+            )
+        for name in _ID_STATES:
+            getattr(self, name).append(tensors[name].detach().to(torch.int64))
+        for name, value in floats.items():
+            getattr(self, name).append(value)
+
+    def _gathered(self) -> dict[str, np.ndarray]:
+        """The (synced) states as numpy arrays, deduplicated by instance id and sorted by it."""
+        if all(isinstance(s, list) and len(s) == 0 for s in (getattr(self, n) for n in _ID_STATES)):
+            arrays = {
+                "instance_ids": np.zeros(0, np.int64),
+                "image_ids": np.zeros(0, np.int64),
+                "keypoints": np.zeros((0, NUM_KEYPOINTS, 2)),
+                "keypoint_scores": np.zeros((0, NUM_KEYPOINTS)),
+                "bbox_scores": np.zeros(0),
+                "areas": np.zeros(0),
+            }
+        else:
+            arrays = {n: dim_zero_cat(getattr(self, n)).cpu().numpy() for n in (*_ID_STATES, *_FLOAT_STATES)}
+        _, first = np.unique(arrays["instance_ids"], return_index=True)  # first occurrence, ascending id
+        return {k: v[first] for k, v in arrays.items()}
+
+    def _results_path(self) -> Path:
+        if self.outfile is not None:
+            return Path(self.outfile)
+        if self._tmpdir is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="wbpose_metric_")
+            weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
+        return Path(self._tmpdir) / _RESULTS_NAME
+
+    def compute(self) -> dict[str, Tensor]:
+        """Deduplicate, rescore, OKS-NMS, write the results json and run the six evaluations.
+
+        Returns:
+            ``{f"{prefix}/{part}_{stat}": float64 tensor}`` for part in body, foot, face, lefthand, righthand, hand,
+            wholebody and stat in ap, ap50, ap75, apm, apl, ar, ar50, ar75, arm, arl (-1 where undefined).
+
+        Raises:
+            ValueError: Predictions for image ids the annotation file does not have.
+        """
+        preds = self._gathered()
+        scores = rescore(preds["keypoint_scores"], preds["bbox_scores"], self.keypoint_score_thr)
+        keep = oks_nms(preds["keypoints"], scores, preds["areas"], preds["image_ids"], self.nms_thr)
+        results = build_results(
+            preds["image_ids"][keep], preds["keypoints"][keep], preds["keypoint_scores"][keep], scores[keep]
+        )
+        path = self._results_path()
+        metrics = evaluate_results(
+            self.coco_gt, results, self.ann_file, path, self.num_procs, self.use_area, self.verbose
+        )
+        self.results_file = path
+        sep = "/" if self.prefix else ""
+        return {f"{self.prefix}{sep}{k}": torch.tensor(v, dtype=torch.float64) for k, v in metrics.items()}

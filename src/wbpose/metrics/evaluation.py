@@ -1,0 +1,331 @@
+"""The six xtcocotools COCO-WholeBody evaluations, the results json, and the seed-table row.
+
+What is run is exactly what MMPose runs (SPEC 5.1): for each of body, foot, face, lefthand, righthand and
+wholebody, ``COCOeval(coco_gt, coco_dt, 'keypoints_<part>', sigmas[part], use_area=True)`` with
+``params.useSegm = None``, then ``evaluate()``, ``accumulate()``, ``summarize()``; the ten ``stats`` are returned
+as ``<part>_{ap, ap50, ap75, apm, apl, ar, ar50, ar75, arm, arl}``. "Hand" is the mean of lefthand and righthand
+(SPEC 5.3, the dataset author's definition).
+
+Decisions:
+
+- ``-1`` is kept where xtcocotools gives it: a part or area range without any (non-ignored) ground truth, e.g.
+  ``*_apm`` when nobody is of medium size or ``lefthand_*`` when no left hand is labelled. It means "undefined",
+  which 0 would hide. ``hand_*`` is the mean of the defined sides (-1 if neither is); with both defined, as on the
+  real data, that is the plain mean.
+- No predictions at all is not an error: the real evaluation runs on an empty result set and gives 0 wherever
+  ground truth exists.
+- Speed: the six runs use forked worker processes that inherit the loaded ground truth and results from the
+  parent (nothing is pickled but the ten stats); the parent writes the results json meanwhile. Workers capture
+  xtcocotools' prints, which are shown only when ``verbose``.
+- The results json keeps every float at full precision (shortest round-trip repr), so a direct xtcocotools run on
+  the file gives the same numbers. It is encoded with ``pydantic_core.to_json`` (Rust, several times faster than
+  ``json.dumps``; present through the wandb -> pydantic dependency) when importable, else with ``json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import json
+import multiprocessing as mp
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from xtcocotools.coco import COCO
+from xtcocotools.cocoeval import COCOeval
+
+from wbpose.data.keypoints import PART_FIELDS, PART_SLICES, sigmas_array
+
+try:  # optional fast encoder; the output parses to exactly the same floats as json.dumps
+    from pydantic_core import to_json as _fast_to_json
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_to_json = None
+
+#: Evaluated parts in the order MMPose runs them, with their keypoint ranges.
+EVAL_PARTS: dict[str, slice] = {**PART_SLICES, "wholebody": slice(0, 133)}
+#: All reported parts (``hand`` = mean of lefthand and righthand).
+REPORTED_PARTS: tuple[str, ...] = ("body", "foot", "face", "lefthand", "righthand", "hand", "wholebody")
+#: Names of the ten ``COCOeval.stats`` of a keypoint evaluation, in order.
+STAT_NAMES: tuple[str, ...] = ("ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "ar75", "arm", "arl")
+#: Longest-first order for the worker pool (wholebody and face take longest).
+_SCHEDULE: tuple[str, ...] = ("wholebody", "face", "lefthand", "righthand", "foot", "body")
+#: Result fields kept when reading a results file (MMPose 0.x adds center/scale; part scores are optional).
+_RESULT_FIELDS = ("image_id", "category_id", *PART_FIELDS.values(), "score")
+_PART_SCORE_FIELDS = ("foot_score", "face_score", "lefthand_score", "righthand_score", "wholebody_score")
+
+# (coco_gt, coco_dt) of the evaluation in flight; forked workers inherit it instead of unpickling anything.
+_SHARED: tuple[COCO, COCO] | None = None
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence xtcocotools' prints and its "'<part>_score' not found" warning; yields the captured text."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield buffer
+
+
+def load_coco_gt(ann_file: str | Path) -> COCO:
+    """Load a COCO-WholeBody annotation file into an xtcocotools ``COCO`` object, quietly."""
+    with _quiet():
+        return COCO(str(ann_file))
+
+
+def default_num_procs() -> int:
+    """Worker processes for the six evaluations: usable cores shared among local ranks, at most 6."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
+    if local_ranks <= 0:
+        import torch.distributed as dist
+
+        local_ranks = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return max(1, min(len(EVAL_PARTS), cores // local_ranks))
+
+
+def evaluate_part(coco_gt: COCO, coco_dt: COCO, part: str, use_area: bool = True) -> tuple[np.ndarray, str]:
+    """Run one xtcocotools keypoint evaluation as MMPose does.
+
+    Returns:
+        The ten ``stats`` (float64) and the text ``summarize()`` printed.
+    """
+    with _quiet() as out:
+        coco_eval = COCOeval(coco_gt, coco_dt, f"keypoints_{part}", sigmas_array()[EVAL_PARTS[part]], use_area)
+        coco_eval.params.useSegm = None
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    return np.asarray(coco_eval.stats, dtype=np.float64), out.getvalue()
+
+
+def _evaluate_shared(part: str, use_area: bool) -> tuple[str, np.ndarray, str]:
+    """Worker entry point: evaluate ``part`` on the inherited ``_SHARED`` objects."""
+    coco_gt, coco_dt = _SHARED
+    stats, text = evaluate_part(coco_gt, coco_dt, part, use_area)
+    return part, stats, text
+
+
+def _can_fork() -> bool:
+    return "fork" in mp.get_all_start_methods() and not mp.current_process().daemon
+
+
+def evaluate_parts(
+    coco_gt: COCO,
+    coco_dt: COCO,
+    num_procs: int | None = None,
+    use_area: bool = True,
+    verbose: bool = False,
+    background: Callable[[], object] | None = None,
+) -> dict[str, np.ndarray]:
+    """Run the six evaluations, in forked worker processes when ``num_procs`` > 1.
+
+    Args:
+        coco_gt: Ground truth.
+        coco_dt: Results (``coco_gt.loadRes(...)``).
+        num_procs: Worker processes; ``None`` = :func:`default_num_procs`, 1 = sequential in this process.
+        use_area: Passed to ``COCOeval`` (MMPose: True).
+        verbose: Print xtcocotools' tables (in part order).
+        background: Called in this process while the workers run (e.g. writing the results json).
+
+    Returns:
+        ``{part: stats (10,)}`` for the six evaluated parts.
+    """
+    global _SHARED
+    num_procs = default_num_procs() if num_procs is None else max(1, int(num_procs))
+    outputs: dict[str, tuple[np.ndarray, str]] = {}
+    if num_procs > 1 and _can_fork():
+        _SHARED = (coco_gt, coco_dt)
+        try:
+            workers = min(num_procs, len(EVAL_PARTS))
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+                # Frozen objects are never scanned by the workers' garbage collector, so the inherited ground
+                # truth and results are not copied page by page (copy-on-write) in every worker.
+                gc.freeze()
+                try:
+                    futures = [pool.submit(_evaluate_shared, part, use_area) for part in _SCHEDULE]
+                finally:
+                    gc.unfreeze()
+                if background is not None:
+                    background()
+                    background = None
+                for future in futures:
+                    part, stats, text = future.result()
+                    outputs[part] = (stats, text)
+        finally:
+            _SHARED = None
+    if background is not None:
+        background()
+    for part in EVAL_PARTS:
+        if part not in outputs:
+            outputs[part] = evaluate_part(coco_gt, coco_dt, part, use_area)
+    if verbose:
+        for part in EVAL_PARTS:
+            print(f"== keypoints_{part} ==\n{outputs[part][1]}", end="")
+    return {part: outputs[part][0] for part in EVAL_PARTS}
+
+
+def summarize_parts(stats: dict[str, np.ndarray]) -> dict[str, float]:
+    """Name the stats ``<part>_<stat>`` and add ``hand`` = mean of the defined lefthand/righthand values."""
+    left, right = stats["lefthand"], stats["righthand"]
+    defined = (left >= 0).astype(np.float64) + (right >= 0)
+    hand_sum = np.where(left >= 0, left, 0.0) + np.where(right >= 0, right, 0.0)
+    hand = np.divide(hand_sum, defined, out=np.full_like(hand_sum, -1.0), where=defined > 0)
+    table = {**stats, "hand": hand}
+    return {f"{part}_{name}": float(table[part][i]) for part in REPORTED_PARTS for i, name in enumerate(STAT_NAMES)}
+
+
+def check_image_ids(coco_gt: COCO, image_ids: np.ndarray | list[int], ann_file: str | Path = "") -> None:
+    """Raise ``ValueError`` naming (a few of) the prediction image ids that the annotations do not have."""
+    unknown = np.setdiff1d(np.unique(np.asarray(image_ids, dtype=np.int64)), np.asarray(coco_gt.getImgIds()))
+    if len(unknown):
+        shown = ", ".join(str(i) for i in unknown[:5].tolist()) + (", ..." if len(unknown) > 5 else "")
+        raise ValueError(
+            f"predictions for {len(unknown)} image id(s) absent from the annotations {ann_file or '(in memory)'}: "
+            f"{shown}"
+        )
+
+
+def build_results(
+    image_ids: np.ndarray, keypoints: np.ndarray, keypoint_scores: np.ndarray, scores: np.ndarray
+) -> list[dict]:
+    """Results in the official COCO-WholeBody format (MMPose 1.x fields), one dict per instance.
+
+    Shape:
+        image_ids: (N,); keypoints: (N, 133, 2) image px; keypoint_scores: (N, 133); scores: (N,).
+    """
+    n = len(image_ids)
+    triples = np.concatenate(
+        [np.asarray(keypoints, np.float64), np.asarray(keypoint_scores, np.float64)[..., None]], -1
+    )
+    fields = list(PART_FIELDS.values())
+    parts = [triples[:, sl].reshape(n, 3 * (sl.stop - sl.start)).tolist() for sl in PART_SLICES.values()]
+    rows = zip(np.asarray(image_ids).tolist(), *parts, np.asarray(scores, np.float64).tolist())
+    return [{"image_id": r[0], "category_id": 1, **dict(zip(fields, r[1:6])), "score": r[6]} for r in rows]
+
+
+def dumps_results(results: list[dict]) -> bytes:
+    """Encode results as compact json (full float precision)."""
+    if _fast_to_json is not None:
+        return _fast_to_json(results)
+    return json.dumps(results, separators=(",", ":")).encode()
+
+
+def write_results(path: str | Path, results: list[dict]) -> Path:
+    """Write the results json atomically (temporary file in the same folder, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(dumps_results(results))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_results(coco_gt: COCO, results: list[dict]) -> COCO:
+    """``coco_gt.loadRes`` on shallow copies (loadRes adds ``id``/``area``/``bbox`` to each dict), quietly."""
+    anno_file = list(coco_gt.anno_file)
+    with _quiet():
+        coco_dt = coco_gt.loadRes("<in-memory results>", resData=[dict(r) for r in results])
+    coco_gt.anno_file = anno_file  # loadRes appends the results name to the ground truth's list
+    return coco_dt
+
+
+def read_results_file(results_json: str | Path) -> list[dict]:
+    """Read a results json (wbpose, MMPose 0.x or 1.x, official format) and normalise it.
+
+    Only the fields xtcocotools reads are kept (``image_id``, ``category_id``, the five keypoint fields, ``score``
+    and any ``<part>_score``): MMPose 0.x's ``center``/``scale`` are dropped, a missing ``category_id`` becomes 1,
+    and a stray ``bbox`` cannot send ``loadRes`` down its box branch.
+
+    Raises:
+        ValueError: A missing field, a keypoint list of the wrong length, or a non-finite number.
+    """
+    with open(results_json) as f:
+        raw = json.load(f)
+    if not isinstance(raw, list):
+        raise ValueError(f"{results_json}: expected a json list of results, got {type(raw).__name__}")
+    results = []
+    for i, entry in enumerate(raw):
+        missing = [k for k in _RESULT_FIELDS if k not in entry and k != "category_id"]
+        if missing:
+            raise ValueError(f"{results_json}: result #{i} lacks {missing}")
+        kept = {k: entry[k] for k in (*_RESULT_FIELDS, *_PART_SCORE_FIELDS) if k in entry}
+        kept.setdefault("category_id", 1)
+        results.append(kept)
+    for part, field in PART_FIELDS.items():
+        length = 3 * (EVAL_PARTS[part].stop - EVAL_PARTS[part].start)
+        bad = [i for i, r in enumerate(results) if len(r[field]) != length]
+        if bad:
+            raise ValueError(f"{results_json}: '{field}' must hold {length} numbers (result #{bad[0]})")
+        values = np.asarray([r[field] for r in results], dtype=np.float64).reshape(len(results), length)
+        if not np.isfinite(values).all():
+            first = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+            raise ValueError(f"{results_json}: non-finite number (NaN/inf) in '{field}' of result #{first}")
+    return results
+
+
+def evaluate_results(
+    coco_gt: COCO,
+    results: list[dict],
+    ann_file: str | Path = "",
+    results_file: str | Path | None = None,
+    num_procs: int | None = None,
+    use_area: bool = True,
+    verbose: bool = False,
+) -> dict[str, float]:
+    """Score in-memory results against loaded ground truth; optionally write them to ``results_file`` meanwhile.
+
+    Returns:
+        ``{f"{part}_{stat}": value}`` for the parts of :data:`REPORTED_PARTS` and :data:`STAT_NAMES`.
+    """
+    check_image_ids(coco_gt, [r["image_id"] for r in results], ann_file)
+    coco_dt = load_results(coco_gt, results)
+    background = None if results_file is None else (lambda: write_results(results_file, results))
+    stats = evaluate_parts(coco_gt, coco_dt, num_procs, use_area, verbose, background)
+    return summarize_parts(stats)
+
+
+def evaluate_results_file(
+    ann_file: str | Path, results_json: str | Path, num_procs: int | None = None, verbose: bool = False
+) -> dict[str, float]:
+    """Score a results json file against a COCO-WholeBody annotation file.
+
+    Returns:
+        ``{f"{part}_{stat}": value}`` (keys without prefix, e.g. ``body_ap``, ``hand_ar``, ``wholebody_ap``).
+    """
+    results = read_results_file(results_json)
+    return evaluate_results(load_coco_gt(ann_file), results, ann_file, None, num_procs, True, verbose)
+
+
+def format_table(metrics: dict[str, float], prefix: str = "") -> str:
+    """The seed-table columns (header, alignment row and one row of values with 3 decimals).
+
+    Args:
+        metrics: Keys ``[prefix]<part>_<stat>``; values are floats or 0-d tensors. -1 (undefined) prints as ``-``.
+        prefix: Key prefix, e.g. ``"val/"``.
+    """
+    columns = [("Body", "body"), ("Foot", "foot"), ("Face", "face"), ("Hand", "hand"), ("Whole", "wholebody")]
+    header, cells = [], []
+    for title, part in columns:
+        for stat in ("ap", "ar"):
+            header.append(f"{title} {stat.upper()}")
+            value = float(metrics[f"{prefix}{part}_{stat}"])
+            cells.append("-" if value < 0 else f"{value:.3f}")
+    line = "| " + " | ".join(header) + " |"
+    align = "|" + "|".join(":" + "-" * len(h) + ":" for h in header) + "|"
+    row = "| " + " | ".join(c.center(len(h)) for c, h in zip(cells, header)) + " |"
+    return "\n".join([line, align, row])

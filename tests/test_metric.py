@@ -1,0 +1,202 @@
+"""CocoWholeBodyMetric and the functional evaluation API on small synthetic COCO-WholeBody files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from xtcocotools.coco import COCO
+from xtcocotools.cocoeval import COCOeval
+
+from wbpose.data.keypoints import PART_FIELDS, sigmas_array
+from wbpose.metrics import CocoWholeBodyMetric, evaluate_results_file, format_table, read_results_file
+from wbpose.metrics.evaluation import REPORTED_PARTS, STAT_NAMES
+from wholebody_fixtures import detector_like_predictions, gt_as_predictions, make_wholebody_gt, write_json
+
+PARTS = {"body": (0, 17), "foot": (17, 23), "face": (23, 91), "lefthand": (91, 112), "righthand": (112, 133)}
+PARTS["wholebody"] = (0, 133)
+
+
+def as_tensors(preds: dict[str, np.ndarray], idx=slice(None)) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(v[idx]) for k, v in preds.items()}
+
+
+def scored(ann_file: Path, preds: dict[str, np.ndarray], **kwargs) -> dict[str, float]:
+    metric = CocoWholeBodyMetric(ann_file, **kwargs)
+    metric.update(**as_tensors(preds))
+    return {k: float(v) for k, v in metric.compute().items()}
+
+
+def direct_xtcocotools(ann_file: Path, results_json: Path) -> dict[str, np.ndarray]:
+    """The six evaluations exactly as MMPose calls them, on the file."""
+    coco_gt = COCO(str(ann_file))
+    coco_dt = coco_gt.loadRes(str(results_json))
+    stats = {}
+    for part, (start, stop) in PARTS.items():
+        coco_eval = COCOeval(coco_gt, coco_dt, f"keypoints_{part}", sigmas_array()[start:stop], use_area=True)
+        coco_eval.params.useSegm = None
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+        stats[part] = np.asarray(coco_eval.stats)
+    return stats
+
+
+@pytest.fixture(scope="module")
+def gt() -> dict:
+    return make_wholebody_gt(num_images=4, people_per_image=4, seed=3)
+
+
+@pytest.fixture()
+def ann_file(tmp_path: Path, gt: dict) -> Path:
+    return write_json(tmp_path / "coco_wholebody_val_v1.0.json", gt)
+
+
+def test_ground_truth_as_predictions_scores_one_everywhere(ann_file, gt):
+    metrics = scored(ann_file, gt_as_predictions(gt))
+    assert set(metrics) == {f"val/{p}_{s}" for p in REPORTED_PARTS for s in STAT_NAMES}
+    assert metrics == {k: 1.0 for k in metrics}
+
+
+@pytest.mark.filterwarnings("ignore:'.*_score' not found:UserWarning")
+def test_numbers_equal_a_direct_xtcocotools_run_on_the_results_file(ann_file, gt, tmp_path):
+    outfile = tmp_path / "out" / "results.keypoints.json"
+    metric = CocoWholeBodyMetric(ann_file, prefix="test", outfile=outfile)
+    metric.update(**as_tensors(detector_like_predictions(gt, seed=1)))
+    metrics = metric.compute()
+    assert metric.results_file == outfile and [p.name for p in outfile.parent.iterdir()] == [outfile.name]
+    direct = direct_xtcocotools(ann_file, outfile)
+    for part, stats in direct.items():
+        for i, name in enumerate(STAT_NAMES):
+            assert float(metrics[f"test/{part}_{name}"]) == pytest.approx(stats[i], abs=1e-9)
+    hand = (direct["lefthand"] + direct["righthand"]) / 2
+    assert float(metrics["test/hand_ap"]) == pytest.approx(hand[0], abs=1e-12)
+    assert 0.05 < float(metrics["test/wholebody_ap"]) < 0.95  # a realistic, non-trivial case
+    entry = json.loads(outfile.read_text())[0]
+    assert set(entry) == {"image_id", "category_id", "score", *PART_FIELDS.values()}
+    assert [len(entry[f]) for f in PART_FIELDS.values()] == [51, 18, 204, 63, 63]
+
+
+@pytest.mark.filterwarnings("ignore:.*compute.*before the ``update``:UserWarning")
+def test_predictions_split_across_ranks_with_padding_give_single_rank_numbers(ann_file, gt):
+    preds = detector_like_predictions(gt, seed=2)
+    n = len(preds["instance_ids"])
+    single = scored(ann_file, preds, num_procs=1)
+    # DistributedSampler: rank r takes r::3 of the list padded with its first items (duplicate instance ids).
+    padded = np.concatenate([np.arange(n), np.arange((-n) % 3 + 3)])
+    ranks = [CocoWholeBodyMetric(ann_file, num_procs=1) for _ in range(3)]
+    for rank, metric in enumerate(ranks):
+        idx = padded[rank::3]
+        for batch in np.array_split(idx, 3):
+            metric.update(**as_tensors(preds, batch))
+    gathered = CocoWholeBodyMetric(ann_file, num_procs=2)  # as after all_gather with dist_reduce_fx="cat"
+    for name in ("instance_ids", "image_ids", "keypoints", "keypoint_scores", "bbox_scores", "areas"):
+        setattr(gathered, name, torch.cat([torch.cat(getattr(m, name)) for m in ranks]))
+    assert {k: float(v) for k, v in gathered.compute().items()} == single
+    ranks[2].merge_state(ranks[0])
+    ranks[2].merge_state(ranks[1])
+    assert {k: float(v) for k, v in ranks[2].compute().items()} == single
+
+
+def test_evaluate_results_file_reads_mmpose_formats(ann_file, gt, tmp_path):
+    metric = CocoWholeBodyMetric(ann_file, prefix="", num_procs=1)
+    metric.update(**as_tensors(detector_like_predictions(gt, seed=4)))
+    ours = {k: float(v) for k, v in metric.compute().items()}
+    results = json.loads(metric.results_file.read_text())
+    for entry in results:  # MMPose 0.x extras; no category_id
+        entry.update(center=[1.0, 2.0], scale=[3.0, 4.0])
+        del entry["category_id"]
+    mmpose_file = write_json(tmp_path / "result_keypoints.json", results)
+    assert evaluate_results_file(ann_file, mmpose_file) == ours
+    assert "center" not in read_results_file(mmpose_file)[0]
+
+
+def test_score_results_script(ann_file, gt, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "score_results", Path(__file__).parents[1] / "scripts/score_results.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    metric = CocoWholeBodyMetric(ann_file, outfile=tmp_path / "res.json", num_procs=1)
+    metric.update(**as_tensors(gt_as_predictions(gt)))
+    metric.compute()
+    assert script.main([str(ann_file), str(tmp_path / "res.json"), "--out", str(tmp_path / "m.json")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| Body AP | Body AR | Foot AP") and table[2].count("1.000") == 10
+    written = json.loads((tmp_path / "m.json").read_text())
+    assert len(written) == 70 and written["hand_ar"] == 1.0
+    bad = write_json(tmp_path / "bad.json", [{**json.loads((tmp_path / "res.json").read_text())[0], "image_id": 7}])
+    assert script.main([str(ann_file), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "7" in err and str(ann_file) in err
+
+
+@pytest.mark.filterwarnings("ignore:.*compute.*before the ``update``:UserWarning")
+def test_no_predictions_scores_zero(ann_file):
+    metrics = CocoWholeBodyMetric(ann_file, num_procs=1).compute()
+    assert all(float(v) == 0.0 for v in metrics.values())
+
+
+def test_missing_parts_give_minus_one_and_hand_uses_the_labelled_side(tmp_path):
+    no_hands = make_wholebody_gt(3, 3, seed=5, missing_parts=("lefthand", "righthand"))
+    metrics = scored(write_json(tmp_path / "a.json", no_hands), gt_as_predictions(no_hands), num_procs=1)
+    for part in ("lefthand", "righthand", "hand"):
+        assert all(metrics[f"val/{part}_{s}"] == -1.0 for s in STAT_NAMES)
+    assert metrics["val/body_ap"] == metrics["val/wholebody_ap"] == 1.0
+    no_left = make_wholebody_gt(3, 3, seed=5, missing_parts=("lefthand",))
+    metrics = scored(write_json(tmp_path / "b.json", no_left), detector_like_predictions(no_left), num_procs=1)
+    assert metrics["val/lefthand_ap"] == -1.0 and metrics["val/hand_ap"] == metrics["val/righthand_ap"] >= 0
+    assert "-" in format_table(
+        {k.split("/")[1]: v for k, v in scored(tmp_path / "a.json", gt_as_predictions(no_hands), num_procs=1).items()}
+    )
+
+
+def test_annotation_file_without_people(tmp_path, gt):
+    empty = {**gt, "annotations": []}
+    metrics = scored(write_json(tmp_path / "empty.json", empty), detector_like_predictions(gt), num_procs=1)
+    assert all(v == -1.0 for v in metrics.values())
+
+
+def test_unknown_image_ids_are_named(ann_file, gt):
+    preds = gt_as_predictions(gt)
+    preds["image_ids"][[0, 3]] = [555, 777]
+    metric = CocoWholeBodyMetric(ann_file)
+    metric.update(**as_tensors(preds))
+    with pytest.raises(ValueError, match=r"2 image id\(s\).*coco_wholebody_val_v1.0.json.*555, 777"):
+        metric.compute()
+
+
+def test_update_validates_shapes_and_values(ann_file, gt):
+    metric = CocoWholeBodyMetric(ann_file)
+    preds = as_tensors(gt_as_predictions(gt))
+    with pytest.raises(ValueError, match=r"keypoints \(N, 133, 2\).*got"):
+        metric.update(**{**preds, "keypoints": preds["keypoints"][:, :17]})
+    with pytest.raises(ValueError, match=r"areas \(N,\)"):
+        metric.update(**{**preds, "areas": preds["areas"][:-1]})
+    bad = preds["keypoints"].clone()
+    bad[2, 5, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN/inf in \['keypoints'\] for instance ids \[2\]"):
+        metric.update(**{**preds, "keypoints": bad})
+    assert metric.instance_ids == []  # nothing stored from rejected batches
+
+
+def test_results_file_with_nan_is_rejected(ann_file, tmp_path, gt):
+    entry = {"image_id": gt["images"][0]["id"], "category_id": 1, "score": 1.0}
+    entry.update({f: [0.0] * (3 * n) for f, n in zip(PART_FIELDS.values(), (17, 6, 68, 21, 21))})
+    entry["face_kpts"][4] = float("nan")
+    with pytest.raises(ValueError, match="non-finite.*face_kpts.*#0"):
+        evaluate_results_file(ann_file, write_json(tmp_path / "nan.json", [entry]))
+
+
+def test_format_table_row():
+    metrics = {f"{p}_{s}": 0.5 for p in REPORTED_PARTS for s in STAT_NAMES} | {"wholebody_ar": 0.6614}
+    lines = format_table(metrics).splitlines()
+    assert (
+        lines[0]
+        == "| Body AP | Body AR | Foot AP | Foot AR | Face AP | Face AR | Hand AP | Hand AR | Whole AP | Whole AR |"
+    )
+    assert lines[2].split("|")[-2].strip() == "0.661" and len(lines) == 3

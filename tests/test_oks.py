@@ -1,0 +1,110 @@
+"""Vectorised rescoring, OKS and OKS-NMS against plain Python references written from SPEC 2.3."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import wbpose.metrics.oks as oks_module
+from wbpose.data.keypoints import NUM_KEYPOINTS, SIGMAS
+from wbpose.metrics.oks import oks_matrix, oks_nms, rescore
+
+
+def ref_rescore(keypoint_scores: np.ndarray, bbox_scores: np.ndarray, thr: float) -> list[float]:
+    out = []
+    for kpts, box in zip(keypoint_scores.tolist(), bbox_scores.tolist()):
+        above = [s for s in kpts if s > thr]
+        out.append(box * (sum(above) / len(above) if above else 0.0))
+    return out
+
+
+def ref_oks(a: np.ndarray, b: np.ndarray, area_a: float, area_b: float) -> float:
+    """e = d^2 / vars / ((a_i + a_j) / 2 + eps) / 2 with vars = (2 sigma)^2, averaged over all keypoints."""
+    total = 0.0
+    for k in range(len(a)):
+        d2 = (a[k][0] - b[k][0]) ** 2 + (a[k][1] - b[k][1]) ** 2
+        e = d2 / (2 * SIGMAS[k]) ** 2 / ((area_a + area_b) / 2 + np.spacing(1)) / 2
+        total += math.exp(-e)
+    return total / len(a)
+
+
+def ref_nms(keypoints, scores, areas, image_ids, thr: float) -> list[int]:
+    """Greedy per image, descending score (ties: input order); keep unless OKS with a kept one > thr."""
+    kept = []
+    for image_id in sorted(set(image_ids.tolist())):
+        order = sorted((i for i in range(len(scores)) if image_ids[i] == image_id), key=lambda i: -scores[i])
+        while order:
+            i, order = order[0], order[1:]
+            kept.append(i)
+            order = [j for j in order if ref_oks(keypoints[i], keypoints[j], areas[i], areas[j]) <= thr]
+    return kept
+
+
+def clustered_predictions(seed: int, num_images: int = 12, max_per_image: int = 9):
+    """Images with a few people, each predicted several times with small noise, so OKS straddles 0.9."""
+    rng = np.random.default_rng(seed)
+    kpts, areas, image_ids = [], [], []
+    for image in range(num_images):
+        count = int(rng.integers(1, max_per_image + 1))
+        bases = rng.uniform(0, 500, (int(rng.integers(1, 4)), NUM_KEYPOINTS, 2))
+        for _ in range(count):
+            side = rng.uniform(50, 300)
+            jitter = rng.normal(0, 1, (NUM_KEYPOINTS, 2)) * rng.choice([0.5, 2.0, 8.0])
+            kpts.append(bases[rng.integers(len(bases))] + jitter)
+            areas.append(side * side)
+            image_ids.append(100 + image * 7 % num_images)
+    n = len(kpts)
+    scores = rng.uniform(0, 1, n)
+    scores[rng.integers(0, n, n // 5)] = 0.5  # ties
+    return np.array(kpts), scores, np.array(areas), np.array(image_ids)
+
+
+def test_rescore_matches_reference():
+    rng = np.random.default_rng(0)
+    kpt_scores = rng.uniform(0, 1, (50, NUM_KEYPOINTS)) ** 3
+    kpt_scores[:5] = 0.1  # nothing above the threshold -> 0
+    kpt_scores[5, 0] = 0.2  # exactly at the threshold does not count
+    bbox = rng.uniform(0, 1, 50)
+    np.testing.assert_allclose(rescore(kpt_scores, bbox, 0.2), ref_rescore(kpt_scores, bbox, 0.2), rtol=1e-14)
+    assert (rescore(kpt_scores[:5], bbox[:5]) == 0).all()
+
+
+def test_oks_matrix_matches_reference_and_is_batched():
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, 200, (2, 4, NUM_KEYPOINTS, 2))
+    b = a[:, :3] + rng.normal(0, 3, (2, 3, NUM_KEYPOINTS, 2))
+    area_a, area_b = rng.uniform(1e3, 5e4, (2, 4)), rng.uniform(1e3, 5e4, (2, 3))
+    got = oks_matrix(a, b, area_a, area_b)
+    assert got.shape == (2, 4, 3)
+    for g in range(2):
+        for i in range(4):
+            for j in range(3):
+                assert got[g, i, j] == pytest.approx(ref_oks(a[g, i], b[g, j], area_a[g, i], area_b[g, j]), abs=1e-13)
+    np.testing.assert_allclose(oks_matrix(a[0], a[0], area_a[0], area_a[0]).diagonal(), 1.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("thr", [0.9, 0.5])
+def test_oks_nms_matches_reference(seed, thr):
+    kpts, scores, areas, image_ids = clustered_predictions(seed)
+    keep = oks_nms(kpts, scores, areas, image_ids, thr)
+    assert keep.tolist() == ref_nms(kpts, scores, areas, image_ids, thr)
+    assert 0 < len(keep) < len(scores)  # the data does exercise suppression
+
+
+def test_oks_nms_blocks_do_not_change_the_result(monkeypatch):
+    kpts, scores, areas, image_ids = clustered_predictions(7, num_images=30, max_per_image=12)
+    expected = oks_nms(kpts, scores, areas, image_ids)
+    monkeypatch.setattr(oks_module, "_BLOCK_ELEMENTS", 1)  # one image per block
+    assert oks_nms(kpts, scores, areas, image_ids).tolist() == expected.tolist()
+
+
+def test_oks_nms_ties_singletons_and_empty():
+    kpts = np.zeros((3, NUM_KEYPOINTS, 2))
+    kpts[2] += 400.0  # far away from the two identical ones
+    keep = oks_nms(kpts, np.array([0.5, 0.5, 0.1]), np.full(3, 1e4), np.array([1, 1, 1]))
+    assert keep.tolist() == [0, 2]  # equal scores: the earlier one survives
+    assert oks_nms(kpts[:1], np.ones(1), np.ones(1), np.array([3])).tolist() == [0]
+    assert oks_nms(np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros(0), np.zeros(0), np.zeros(0, np.int64)).size == 0
