@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +201,29 @@ def test_format_table_row():
         == "| Body AP | Body AR | Foot AP | Foot AR | Face AP | Face AR | Hand AP | Hand AR | Whole AP | Whole AR |"
     )
     assert lines[2].split("|")[-2].strip() == "0.661" and len(lines) == 3
+
+
+@pytest.mark.data
+def test_real_sample_annotations_as_predictions():
+    sample = os.environ.get("WBPOSE_SAMPLE_DATA")
+    if not sample:
+        pytest.skip("WBPOSE_SAMPLE_DATA is not set")
+    ann_file = Path(sample) / "test_coco_wholebody.json"
+    real = json.loads(ann_file.read_text())
+    metrics = scored(ann_file, gt_as_predictions(real), num_procs=1)
+    assert metrics["val/wholebody_ap"] == metrics["val/hand_ar"] == 1.0
+    assert all(v == pytest.approx(1.0) or v == -1.0 for v in metrics.values())  # -1: e.g. no medium-size face
+
+
+def _dying_worker(part: str, use_area: bool):
+    os._exit(1)
+
+
+def test_broken_worker_pool_falls_back_to_sequential(ann_file, gt, monkeypatch):
+    import wbpose.metrics.evaluation as evaluation
+
+    preds = detector_like_predictions(gt, seed=6)
+    expected = scored(ann_file, preds, num_procs=1)
+    monkeypatch.setattr(evaluation, "_evaluate_shared", _dying_worker)
+    with pytest.warns(UserWarning, match="running the remaining parts sequentially"):
+        assert scored(ann_file, preds, num_procs=2) == expected

@@ -146,7 +146,7 @@ def gt_as_predictions(gt: dict, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def detector_like_predictions(gt: dict, seed: int = 0, num_false: int = 2, noise: float = 0.5) -> dict[str, np.ndarray]:
+def detector_like_predictions(gt: dict, seed: int = 0, num_false: int = 2, noise: float = 0.3) -> dict[str, np.ndarray]:
     """Noisy predictions as a detector + pose model gives: one per person plus ``num_false`` false ones per image.
 
     The true-ish predictions are the person's keypoints plus Gaussian noise of ``c * 2 sigma_k * sqrt(box area)``

@@ -30,10 +30,12 @@ import io
 import json
 import multiprocessing as mp
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +88,8 @@ def default_num_procs() -> int:
         cores = os.cpu_count() or 1
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
     if local_ranks <= 0:
-        import torch.distributed as dist
-
-        local_ranks = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        dist = sys.modules.get("torch.distributed")  # not imported: no process group (and no torch import here)
+        local_ranks = dist.get_world_size() if dist is not None and dist.is_initialized() else 1
     return max(1, min(len(EVAL_PARTS), cores // local_ranks))
 
 
@@ -160,6 +161,10 @@ def evaluate_parts(
                 for future in futures:
                     part, stats, text = future.result()
                     outputs[part] = (stats, text)
+        except (BrokenProcessPool, OSError) as err:  # e.g. a worker killed for memory: finish in this process
+            warnings.warn(
+                f"evaluation workers failed ({err!r}); running the remaining parts sequentially", stacklevel=2
+            )
         finally:
             _SHARED = None
     if background is not None:
