@@ -4,8 +4,9 @@ HRNet paper: https://arxiv.org/abs/1902.09212. Reference point for this repo's 2
 256x192, batch 8, runs about 15 img/s forward and 5 img/s forward+backward; ours is the same math, so it should
 not be slower.
 
-Each row also shows the achieved convolution GFLOP/s (MACs counted with ``torch.utils.flop_counter`` on the meta
-device, x2), next to the machine's floor measured in the same run: an fp32 matmul's GFLOP/s.
+Each row also shows the achieved forward convolution GFLOP/s (MACs counted with ``torch.utils.flop_counter`` on the
+meta device, x2), next to the machine's floor measured in the same run: an fp32 matmul's GFLOP/s. On CPU, the
+``(cpu-t)`` columns divide by this process's CPU time per thread instead of the wall clock (see ``_time``).
 
 CPU (default when no GPU): ``torch.set_num_threads(2)``, batch 8, tiny (128x96 and 256x192), W32 (256x192 and
 384x288), W48 (256x192), each contiguous vs channels_last.
@@ -69,26 +70,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _time(step: Callable[[], None], iters: int, device: torch.device, warmup: int = 1) -> float:
-    """Fastest seconds per call after ``warmup`` untimed calls.
+def _time(step: Callable[[], None], iters: int, device: torch.device, warmup: int = 1) -> tuple[float, float]:
+    """Fastest seconds per call after ``warmup`` untimed calls: (wall clock, process CPU time / threads).
 
-    The minimum, not the mean: on a shared machine other jobs only ever add time, so the fastest iteration is
-    the best estimate of what the code itself costs.
+    The minimum, not the mean: on a shared machine other jobs only ever add time. On CPU the second figure,
+    this process's CPU time divided by its thread count, is what the call would take on otherwise idle cores;
+    it is less sensitive to other jobs than the wall clock (threads spinning at barriers still count).
     """
     for _ in range(warmup):
         step()
     _sync(device)
-    best = float("inf")
+    best_wall = best_cpu = float("inf")
     for _ in range(iters):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         step()
         _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, (time.process_time() - cpu) / torch.get_num_threads())
+    return best_wall, best_cpu
 
 
-def run_case(case: Case, batch: int, device: torch.device) -> tuple[float, float]:
-    """Return (forward img/s, forward+backward img/s) for one configuration."""
+def run_case(case: Case, batch: int, device: torch.device) -> dict[str, float]:
+    """Images per second for one configuration: keys fwd, fwd_cpu, train, train_cpu (``_cpu``: CPU-time based)."""
     torch.manual_seed(0)
     fmt = torch.channels_last if case.channels_last else torch.contiguous_format
     model = build_pose_model(case.arch).to(device=device, memory_format=fmt)
@@ -110,10 +113,15 @@ def run_case(case: Case, batch: int, device: torch.device) -> tuple[float, float
         model.zero_grad(set_to_none=True)
 
     model.eval()
-    t_fwd = _time(forward, case.iters, device)
+    fwd_wall, fwd_cpu = _time(forward, case.iters, device)
     model.train()
-    t_train = _time(train_step, case.iters, device)
-    return batch / t_fwd, batch / t_train
+    train_wall, train_cpu = _time(train_step, case.iters, device)
+    return {
+        "fwd": batch / fwd_wall,
+        "fwd_cpu": batch / fwd_cpu,
+        "train": batch / train_wall,
+        "train_cpu": batch / train_cpu,
+    }
 
 
 def default_cases(device: torch.device, archs: list[str], iters: int, with_384: bool) -> list[Case]:
@@ -159,8 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cpu":
         print("reference (MMPose, this 2-core CPU): w32 256x192 ~15 img/s forward, ~5 img/s forward+backward")
 
-    header = f"{'arch':<5} {'input':>8} {'layout':>13} {'dtype':>5} {'GMAC':>6} {'fwd img/s':>10} {'GFLOP/s':>8}"
-    header += f" {'fwd+bwd img/s':>14} {'GFLOP/s':>8}"
+    cpu = device.type == "cpu"
+    header = f"{'arch':<5} {'input':>8} {'layout':>13} {'dtype':>5} {'GMAC':>6} {'fwd img/s':>10}"
+    header += f" {'(cpu-t)':>8} {'fwd+bwd img/s':>14} {'(cpu-t)':>8} {'fwd GFLOP/s':>12}"
     print(header)
     print("-" * len(header))
     start = time.perf_counter()
@@ -169,13 +178,14 @@ def main(argv: list[str] | None = None) -> None:
         key = (case.arch, case.hw)
         if key not in macs:
             macs[key] = conv_gmacs(*key)
-        fwd, train = run_case(case, batch, device)
+        r = run_case(case, batch, device)
         layout = "channels_last" if case.channels_last else "contiguous"
-        # Training costs ~3x the forward MACs (forward, grad wrt input, grad wrt weights).
+        fwd_cpu = f"{r['fwd_cpu']:>8.2f}" if cpu else f"{'-':>8}"
+        train_cpu = f"{r['train_cpu']:>8.2f}" if cpu else f"{'-':>8}"
         print(
             f"{case.arch:<5} {case.hw[0]:>4}x{case.hw[1]:<3} {layout:>13} {'bf16' if case.bf16 else 'fp32':>5} "
-            f"{macs[key]:>6.2f} {fwd:>10.2f} {2 * macs[key] * fwd:>8.1f} {train:>14.2f} "
-            f"{6 * macs[key] * train:>8.1f}",
+            f"{macs[key]:>6.2f} {r['fwd']:>10.2f} {fwd_cpu} {r['train']:>14.2f} {train_cpu} "
+            f"{2 * macs[key] * r['fwd']:>12.1f}",
             flush=True,
         )
     print(f"total {time.perf_counter() - start:.0f} s")
