@@ -4,8 +4,9 @@ Usage::
 
     python scripts/summarize_sweep.py logs/train/multiruns/<date_time> [--ignore seed] [--out table.md]
 
-One row per distinct set of overrides (the ``--ignore`` keys, ``seed`` by default, removed); each cell is the
-mean ± sample std over that row's jobs. Reads each job's ``.hydra/overrides.yaml`` and ``metrics.json``.
+One row per distinct set of overrides (the ``--ignore`` keys, ``seed`` by default, removed), named by the
+overrides that differ between jobs; each cell is the mean ± sample std over that row's jobs. Overrides shared by
+all jobs are listed under the table. Reads each job's ``.hydra/overrides.yaml`` and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--ignore", nargs="*", default=["seed"], help="override keys averaged over (default: seed)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
-    table = sweep_table(collect_multirun(args.folder, ignore_keys=args.ignore))
+    groups, common = collect_multirun(args.folder, ignore_keys=args.ignore)
+    table = sweep_table(groups)
+    if common:
+        table += "\n\nCommon overrides: " + " ".join(f"`{o}`" for o in common)
     print(table)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ from omegaconf import DictConfig
 
 from wbpose.utils.config import compose_config
 
-#: Sizes of the session's synthetic dataset (people, not images).
-NUM_TRAIN, NUM_VAL = 48, 16
+#: Images in the session's synthetic dataset (about two people each).
+NUM_TRAIN, NUM_VAL = 16, 6
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +40,7 @@ def small_overrides(root: Path | str) -> list[str]:
         "trainer=cpu",
         "trainer.num_sanity_val_steps=0",
         "trainer.enable_progress_bar=false",
-        "+trainer.enable_model_summary=false",
+        "trainer.enable_model_summary=false",
         "callbacks.progress_bar=null",
         "logger=csv",
         "module.num_vis_images=2",

@@ -160,8 +160,9 @@ class TopdownPoseModule(pl.LightningModule):
         if metric is not None:
             results = {k: float(v) for k, v in metric.compute().items()}
             metric.reset()
-            # compute() already gathered every rank's predictions, so each rank logs the same numbers.
-            self.log_dict(results, sync_dist=False)
+            # compute() already gathered every rank's predictions, so every rank holds the same numbers; the
+            # epoch-end mean over ranks is then exact (and keeps Lightning's DDP logging checks quiet).
+            self.log_dict(results, sync_dist=True)
         if self._vis is not None and not self.trainer.sanity_checking:
             grid = draw_crop_predictions(
                 self._vis["image"], self._vis["keypoints"], self._vis["scores"], self.vis_score_thr

@@ -100,14 +100,18 @@ def read_metrics_json(path: str | Path) -> dict[str, float]:
     return dict(json.loads(Path(path).read_text())["metrics"])
 
 
-def collect_multirun(folder: str | Path, ignore_keys: Sequence[str] = ("seed",)) -> dict[str, list[dict[str, float]]]:
+def collect_multirun(
+    folder: str | Path, ignore_keys: Sequence[str] = ("seed",)
+) -> tuple[dict[str, list[dict[str, float]]], list[str]]:
     """Group a Hydra multirun folder's jobs by their overrides minus ``ignore_keys``.
 
     Each job folder needs ``.hydra/overrides.yaml`` and ``metrics.json``; jobs without ``metrics.json`` (failed
-    or still running) are skipped with a count in the returned dict's log line.
+    or still running) are skipped and counted in a warning. Rows are named by the overrides that differ between
+    jobs (plus ``experiment=``); overrides shared by every job are returned separately.
 
     Returns:
-        ``{"experiment=a codec=dark": [metrics of seed 0, metrics of seed 1, ...], ...}`` in job order.
+        ``(groups, common)``: ``{"codec=dark": [metrics of seed 0, metrics of seed 1, ...], ...}`` in job order,
+        and the overrides common to all jobs.
     """
     import logging
 
@@ -115,21 +119,30 @@ def collect_multirun(folder: str | Path, ignore_keys: Sequence[str] = ("seed",))
 
     folder = Path(folder)
     jobs = sorted((p.parent.parent for p in folder.glob("**/.hydra/overrides.yaml")), key=_job_sort_key)
-    groups: dict[str, list[dict[str, float]]] = {}
-    skipped = 0
+    if not jobs:
+        raise FileNotFoundError(f"no Hydra jobs (*/.hydra/overrides.yaml) under {folder}")
+    runs: list[tuple[list[str], dict[str, float]]] = []
     for job in jobs:
         metrics_file = job / "metrics.json"
         if not metrics_file.is_file():
-            skipped += 1
             continue
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
-        kept = [o for o in overrides if o.lstrip("+~").partition("=")[0] not in ignore_keys]
-        groups.setdefault(" ".join(kept) or "(defaults)", []).append(read_metrics_json(metrics_file))
-    if skipped:
-        logging.getLogger(__name__).warning("%d job(s) in %s have no metrics.json (failed or running)", skipped, folder)
-    if not jobs:
-        raise FileNotFoundError(f"no Hydra jobs (*/.hydra/overrides.yaml) under {folder}")
-    return groups
+        kept = [o for o in overrides if _override_key(o) not in ignore_keys]
+        runs.append((kept, read_metrics_json(metrics_file)))
+    if len(runs) < len(jobs):
+        logging.getLogger(__name__).warning(
+            "%d of %d job(s) in %s have no metrics.json (failed or running)", len(jobs) - len(runs), len(jobs), folder
+        )
+    common = [o for o in runs[0][0] if all(o in kept for kept, _ in runs)] if runs else []
+    groups: dict[str, list[dict[str, float]]] = {}
+    for kept, metrics in runs:
+        name = " ".join(o for o in kept if o not in common or _override_key(o) == "experiment")
+        groups.setdefault(name or "(all jobs)", []).append(metrics)
+    return groups, common
+
+
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").partition("=")[0]
 
 
 def _job_sort_key(path: Path) -> tuple[int, str]:

@@ -1,0 +1,78 @@
+"""A two-job Hydra multirun (two seeds) on generated data, summarised by scripts/summarize_sweep.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from wbpose.utils.config import project_root
+from wbpose.utils.summary import collect_multirun
+
+
+@pytest.mark.slow
+def test_two_seed_multirun_and_summary(synthetic_root, tmp_path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    cmd = [
+        sys.executable,
+        str(project_root() / "scripts" / "train.py"),
+        "-m",
+        "model=hrnet_tiny",
+        "data=synthetic",
+        f"data.data_root={synthetic_root}",
+        "data.num_workers=0",
+        "data.batch_size=8",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.check_val_every_n_epoch=1",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "callbacks.progress_bar=null",
+        "module.num_vis_images=0",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (sweep_dir / "0" / "metrics.json").is_file() and (sweep_dir / "1" / "metrics.json").is_file()
+
+    groups, common = collect_multirun(sweep_dir)
+    assert list(groups) == ["(all jobs)"] and len(groups["(all jobs)"]) == 2  # one config, two seeds
+    assert "model=hrnet_tiny" in common and not any(o.startswith("seed") for o in common)
+
+    out = tmp_path / "table.md"
+    script = project_root() / "scripts" / "summarize_sweep.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(sweep_dir), "--out", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = out.read_text().strip().splitlines()
+    assert lines[0].startswith("| Config | Runs | Body AP | Body AR | Foot AP")
+    assert "Whole AP | Whole AR |" in lines[0]
+    assert lines[2].startswith("| (all jobs) | 2 |") and "±" in lines[2]
+    assert lines[-1].startswith("Common overrides:") and "seed" not in lines[-1]
+
+
+def test_summary_groups_by_overrides_minus_seed(tmp_path) -> None:
+    from wbpose.utils.summary import sweep_table, write_metrics_json
+
+    values = {("msra", 0): 0.5, ("msra", 1): 0.7, ("dark", 0): 0.6, ("dark", 1): 0.6}
+    for num, ((codec, seed), ap) in enumerate(values.items()):
+        job = tmp_path / str(num)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(f"- experiment=demo\n- codec={codec}\n- seed={seed}\n")
+        write_metrics_json(job / "metrics.json", {"val/wholebody_ap": ap, "val/body_ap": ap / 2})
+    (tmp_path / "9" / ".hydra").mkdir(parents=True)  # a failed job: no metrics.json
+    (tmp_path / "9" / ".hydra" / "overrides.yaml").write_text("- codec=msra\n- seed=2\n")
+    groups, common = collect_multirun(tmp_path)
+    assert list(groups) == ["experiment=demo codec=msra", "experiment=demo codec=dark"]
+    assert common == ["experiment=demo"]
+    table = sweep_table(groups)
+    msra_row = table.splitlines()[2].split(" | ")
+    assert msra_row[1] == "2" and msra_row[2] == "0.300 ± 0.071" and msra_row[10] == "0.600 ± 0.141"
+    assert "nan" in msra_row[4]  # foot AP absent from these metrics

@@ -1,0 +1,71 @@
+"""End to end on generated data: fast_dev_run training, a short run whose checkpoint evaluates from itself alone,
+and the clear errors for a missing data root and a checkpoint of another architecture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wbpose.evaluate import evaluate
+from wbpose.train import train
+from wbpose.utils.config import compose_config
+
+
+def test_fast_dev_run(make_cfg, synthetic_root) -> None:
+    cfg = make_cfg(["debug=fast_dev_run"], root=synthetic_root)
+    value, objects = train(cfg)
+    assert objects["trainer"].global_step == 1
+    assert value is not None and 0.0 <= value <= 1.0
+    assert {"val/body_ap", "val/hand_ar", "val/wholebody_ap"} <= set(objects["metrics"])
+
+
+@pytest.fixture
+def short_run(make_cfg, synthetic_root, tmp_path) -> tuple[Path, dict]:
+    cfg = make_cfg(
+        ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.check_val_every_n_epoch=1", "codec=dark"],
+        root=synthetic_root,
+    )
+    _, objects = train(cfg)
+    return Path(cfg.paths.output_dir), objects
+
+
+def test_short_run_then_eval_from_checkpoint_alone(short_run, tmp_path) -> None:
+    run_dir, objects = short_run
+    ckpt = Path(objects["validated_checkpoint"])
+    assert ckpt.name.startswith("best_epoch000") and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    saved = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    assert saved == pytest.approx(objects["metrics"])
+    assert (run_dir / "csv" / "images" / "val_predictions_epoch000.png").is_file()
+
+    eval_cfg = compose_config("eval", [f"ckpt_path={ckpt}", "trainer=cpu"], output_dir=tmp_path / "eval")
+    metrics, eval_objects = evaluate(eval_cfg, overrides=[f"ckpt_path={ckpt}", "trainer=cpu"])
+    assert eval_objects["cfg"].codec._target_.endswith("DarkHeatmap")  # from the checkpoint's config
+    # same checkpoint, same detector boxes: the numbers of training's final validation
+    assert metrics["test/wholebody_ap"] == pytest.approx(saved["val/wholebody_ap"])
+    assert metrics["test/body_ar"] == pytest.approx(saved["val/body_ar"])
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+    results = json.loads((tmp_path / "eval" / "results_keypoints.json").read_text())
+    assert results and len(results[0]["face_kpts"]) == 68 * 3
+
+    gt_cfg = compose_config("eval", [f"ckpt_path={ckpt}", "bbox_source=gt"], output_dir=tmp_path / "eval_gt")
+    gt_metrics, _ = evaluate(gt_cfg, overrides=["bbox_source=gt", "module.flip_test=false"])
+    assert set(gt_metrics) == set(metrics)
+
+    wrong = ["model=hrnet_w32"]
+    bad_cfg = compose_config("eval", [f"ckpt_path={ckpt}", *wrong], output_dir=tmp_path / "eval_bad")
+    with pytest.raises(ValueError, match="HRNet-tiny.*HRNet-w32"):
+        evaluate(bad_cfg, overrides=wrong)
+
+
+def test_missing_data_root_says_what_to_pass(make_cfg, tmp_path) -> None:
+    cfg = make_cfg([f"data.data_root={tmp_path / 'nowhere'}", "data.synthetic=null"], root=tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"data\.data_root=/path/to/coco"):
+        train(cfg)
+
+
+def test_missing_checkpoint(tmp_path) -> None:
+    cfg = compose_config("eval", [f"ckpt_path={tmp_path / 'none.ckpt'}"], output_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="none.ckpt"):
+        evaluate(cfg)
