@@ -150,6 +150,16 @@ def test_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def test_unreadable_files_give_value_errors(tmp_path: Path) -> None:
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="garbage.pth"):
+        load_mmpose_checkpoint(tmp_path / "garbage.pth")
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_mmpose_checkpoint(tmp_path / "missing.pth")
+    with pytest.raises(TypeError, match="checkpoint path or a state dict"):
+        load_mmpose_checkpoint(42)
+
+
 def test_imagenet_backbone_ignores_classifier_extras(tmp_path: Path) -> None:
     source = _random_tiny().backbone
     # Old ImageNet files have no num_batches_tracked; classifier parts are extra.

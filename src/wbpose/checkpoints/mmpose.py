@@ -60,7 +60,9 @@ def _numpy_safe_globals() -> list:
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core import multiarray
 
-    dtype_classes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    # numpy >= 1.25 builds each dtype through its own class (``numpy.dtypes.Float64DType`` ...).
+    dtypes = getattr(np, "dtypes", None)
+    dtype_classes = [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] if dtypes else []
     return [
         np.ndarray,
         np.dtype,
@@ -85,20 +87,36 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    allowed = _numpy_safe_globals()
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with torch.serialization.safe_globals(allowed):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        allowed_names = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in allowed}
         try:
             # Scans the pickle opcodes without executing them.
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+            names = [n for n in torch.serialization.get_unsafe_globals_in_checkpoint(path) if n not in allowed_names]
         except Exception:  # legacy (non-zip) files cannot be scanned; the torch message still says why
             names = []
-        detail = f" it references {', '.join(names)}" if names else f" {str(err).splitlines()[-1]}"
-        raise ValueError(
-            f"refusing to load {path}: it is not a plain weights file (weights_only=True failed;{detail}). "
-            "Loading it would run code from the file; re-save it from a trusted environment as a plain state dict."
-        ) from None
+        if names:
+            raise ValueError(
+                f"refusing to load {path}: it is not a plain weights file; it references {', '.join(names)}, "
+                "so loading it would run code from the file (weights_only=True refused it). Re-save it from a "
+                "trusted environment as a plain state dict."
+            ) from None
+        raise ValueError(f"cannot read {path} as a weights-only checkpoint: {_unpickler_reason(err)}") from None
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"{path} is not a readable torch checkpoint: {err}") from None
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The informative line of torch's long weights_only message (the one after 'WeightsUnpickler error')."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[-1].strip()
+            return rest or (lines[i + 1] if i + 1 < len(lines) else line)
+    return lines[0] if lines else type(err).__name__
 
 
 def _as_state_dict(path_or_state: PathOrState) -> tuple[dict[str, torch.Tensor], list[str], str]:
