@@ -1,0 +1,378 @@
+"""Whole-body pose prediction on images: boxes in, 133 keypoints per person out.
+
+The steps are those of the evaluation pipeline (``wbpose.data`` val transforms + ``TopdownPoseModule``), so a
+prediction here equals what the metric scored: box ``[x, y, w, h]`` -> centre/scale padded by 1.25 and
+aspect-fixed to the input (``wbpose.geometry``) -> ``cv2.warpAffine`` crop -> ImageNet normalisation -> network,
+with the flip test of SPEC 4.6 -> ``codec.decode`` -> ``crop_to_image``. Instance scores are MMPose's
+``bbox_score * mean(keypoint scores > 0.2)`` (SPEC 2.3).
+
+Batching: all crops of an image are warped, then sent through the network ``batch_size`` at a time (the
+flipped crops ride in the same forward pass) and decoded on the device in one call per batch.
+
+Checkpoints (:meth:`Predictor.from_checkpoint`): a Lightning ``.ckpt`` from ``scripts/train.py`` is rebuilt from
+its embedded config; an MMPose 0.x/1.x ``.pth`` (or a converted file) has its HRNet arch inferred from the
+weights, but its input size and codec must be given (default 256x192 MSRA), because MMPose's ``meta`` does not
+reliably record them. See :mod:`wbpose.checkpoints.loaders`.
+
+Top-down pose estimation as in Xiao et al. (https://arxiv.org/abs/1804.06208) and MMPose's
+``inference_topdown``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from wbpose.codecs import DarkHeatmap, MSRAHeatmap, flip_test_average
+from wbpose.data.keypoints import FLIP_INDICES, NUM_KEYPOINTS
+from wbpose.data.transforms import normalize_image
+from wbpose.geometry import bbox_xywh_to_xyxy, bbox_xyxy_to_center_scale, crop_to_image, warp_matrix
+from wbpose.metrics.evaluation import build_results
+from wbpose.metrics.oks import rescore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CODECS", "DEFAULT_IMAGE_HW", "PosePrediction", "Predictor", "make_codec", "read_image", "to_coco_results"]
+
+#: Input size used for weights-only checkpoints when none is given (MMPose's 256x192 recipes).
+DEFAULT_IMAGE_HW: tuple[int, int] = (256, 192)
+#: Codec names accepted by :func:`make_codec` / :meth:`Predictor.from_checkpoint`.
+CODECS = ("msra", "dark")
+#: Keypoint score threshold of the instance score (SPEC 2.3, MMPose ``keypoint_score_thr``).
+KEYPOINT_SCORE_THR = 0.2
+
+
+@dataclass
+class PosePrediction:
+    """Poses of the people in one image.
+
+    Attributes:
+        keypoints: keypoints in image pixels, float32.
+        keypoint_scores: heatmap maxima (of the flip-averaged heatmaps), float32.
+        scores: instance scores, ``box_scores * mean(keypoint_scores > 0.2)``, float32.
+        boxes: the person boxes ``[x, y, w, h]`` in image pixels, float32.
+        box_scores: detector scores of the boxes (1 when none were given), float32.
+
+    Shape:
+        keypoints: (N, 133, 2); keypoint_scores: (N, 133); scores, box_scores: (N,); boxes: (N, 4)
+    """
+
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+    box_scores: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: OpenCV cannot decode it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"cannot read image {path}: corrupt or not an image format OpenCV decodes")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _as_rgb(image: np.ndarray | str | os.PathLike) -> np.ndarray:
+    if isinstance(image, str | os.PathLike):
+        return read_image(image)
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image, got dtype {image.dtype}")
+    if image.ndim == 2:
+        return np.ascontiguousarray(np.repeat(image[..., None], 3, axis=2))
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB image of shape (H, W, 3), got {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def _as_boxes(
+    boxes: np.ndarray | Sequence | None, box_scores: np.ndarray | Sequence | None, image_wh: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate boxes: (N, 4) xywh, or (N, 5) with scores; ``None`` = the whole image with score 1.
+
+    Shape:
+        boxes: (N, 4) or (N, 5); box_scores: (N,) -> (N, 4) float64, (N,) float64
+    """
+    if boxes is None:
+        return np.array([[0.0, 0.0, image_wh[0], image_wh[1]]]), np.ones(1)
+    b = np.asarray(boxes, dtype=np.float64)
+    if b.size == 0:
+        b = b.reshape(0, 4)
+    if b.ndim != 2 or b.shape[1] not in (4, 5):
+        raise ValueError(f"expected boxes of shape (N, 4) [x, y, w, h] or (N, 5) with scores, got {b.shape}")
+    scores = b[:, 4] if b.shape[1] == 5 else np.ones(len(b))
+    if box_scores is not None:
+        scores = np.asarray(box_scores, dtype=np.float64).reshape(-1)
+        if scores.shape != (len(b),):
+            raise ValueError(f"expected {len(b)} box scores, got {scores.shape[0]}")
+    b = b[:, :4]
+    bad = np.flatnonzero(~np.isfinite(b).all(1) | (b[:, 2] <= 0) | (b[:, 3] <= 0))
+    if len(bad):
+        raise ValueError(f"boxes must be finite [x, y, w, h] with w, h > 0; box #{bad[0]} is {b[bad[0]].tolist()}")
+    return b, scores
+
+
+def make_codec(name: str, image_hw: Sequence[int], blur_kernel: int = 11) -> MSRAHeatmap | DarkHeatmap:
+    """Build a decoding codec for a network input size (heatmaps at stride 4).
+
+    ``sigma`` only affects encoding; it is set as in the recipes (2 up to 256x192, 3 above).
+
+    Args:
+        name: "msra" (argmax + quarter pixel) or "dark" (Taylor refinement after a Gaussian blur).
+        image_hw: network input (height, width), each divisible by 4.
+        blur_kernel: DARK modulation kernel (11 in every published recipe at training time).
+    """
+    h, w = (int(v) for v in image_hw)
+    if h % 4 or w % 4:
+        raise ValueError(f"image_hw must be divisible by the heatmap stride 4, got {(h, w)}")
+    sigma = 2.0 if h <= 256 else 3.0
+    if name == "msra":
+        return MSRAHeatmap((h, w), (h // 4, w // 4), sigma)
+    if name == "dark":
+        return DarkHeatmap((h, w), (h // 4, w // 4), sigma, blur_kernel=blur_kernel)
+    raise ValueError(f"unknown codec {name!r}; choose one of {CODECS}")
+
+
+def _default_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Predictor:
+    """Top-down whole-body pose prediction with a heatmap model.
+
+    Args:
+        model: crops (B, 3, H, W) normalised RGB -> heatmaps (B, 133, H/4, W/4).
+        codec: ``decode(heatmaps) -> (keypoints_xy crop px, scores)`` for this input size.
+        input_wh: network input (width, height), e.g. (192, 256).
+        device: where the model runs; CUDA when available unless given.
+        flip_test: average with the heatmaps of the mirrored crop (SPEC 4.6), as the published numbers do.
+        batch_size: crops per forward pass (each with its mirror when ``flip_test``).
+        shift_heatmap: MMPose's one-pixel shift of the flipped-back heatmaps.
+        padding: box padding before the aspect fix (1.25, as in evaluation).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        codec: Any,
+        input_wh: Sequence[int],
+        device: str | torch.device | None = None,
+        flip_test: bool = True,
+        batch_size: int = 32,
+        shift_heatmap: bool = True,
+        padding: float = 1.25,
+    ) -> None:
+        self.input_wh = (int(input_wh[0]), int(input_wh[1]))
+        codec_wh = getattr(codec, "input_wh", None)
+        if codec_wh is not None and tuple(int(v) for v in codec_wh) != self.input_wh:
+            raise ValueError(f"codec input_wh {tuple(codec_wh)} differs from the predictor's input_wh {self.input_wh}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = _default_device(device)
+        self.model = model.to(self.device).eval()
+        self.codec = codec
+        self.flip_test = flip_test
+        self.batch_size = int(batch_size)
+        self.shift_heatmap = shift_heatmap
+        self.padding = float(padding)
+        self._flip_indices = torch.as_tensor(FLIP_INDICES, dtype=torch.long, device=self.device)
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor(input_wh={self.input_wh}, codec={self.codec!r}, device={self.device}, "
+            f"flip_test={self.flip_test}, batch_size={self.batch_size})"
+        )
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device | None = None,
+        flip_test: bool = True,
+        arch: str | None = None,
+        image_hw: Sequence[int] | None = None,
+        codec: str | None = None,
+        batch_size: int = 32,
+    ) -> Predictor:
+        """Build a predictor from a Lightning ``.ckpt`` or an MMPose 0.x/1.x ``.pth``, loaded ``weights_only``.
+
+        Args:
+            path: the checkpoint file.
+            device: where to run; CUDA when available unless given.
+            flip_test: use the flip test.
+            arch: expected HRNet arch ("w32", "w48", "tiny"); checked against the weights when given.
+            image_hw: network input (height, width). Lightning checkpoints: from their config unless given.
+                MMPose files: default :data:`DEFAULT_IMAGE_HW` (256x192); pass (384, 288) for the 384x288 models.
+            codec: "msra" or "dark". Lightning checkpoints: the trained codec unless given. MMPose files:
+                default "msra"; pass "dark" for the DARK models.
+            batch_size: crops per forward pass.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: weights that do not fit, an arch mismatch, or a file that is not plain weights.
+        """
+        from wbpose.checkpoints.loaders import is_native_checkpoint, read_pose_weights
+        from wbpose.checkpoints.mmpose import read_checkpoint
+
+        checkpoint = read_checkpoint(path)
+        if is_native_checkpoint(checkpoint):
+            model, trained_codec, shift = _build_native(path, checkpoint, arch)
+            if image_hw is None and codec is None:
+                chosen = trained_codec
+            else:
+                name = codec if codec is not None else ("dark" if isinstance(trained_codec, DarkHeatmap) else "msra")
+                chosen = make_codec(name, image_hw if image_hw is not None else trained_codec.image_hw)
+        else:
+            from wbpose.models import build_pose_model
+
+            state, report = read_pose_weights(checkpoint, arch=arch, source=str(path))
+            # Built on the meta device and filled by assignment: no random init of weights about to be replaced.
+            with torch.device("meta"):
+                model = build_pose_model(report.checkpoint_arch, int(state["head.final_layer.weight"].shape[0]))
+            model.load_state_dict(state, strict=True, assign=True)
+            chosen = make_codec(codec or "msra", image_hw if image_hw is not None else DEFAULT_IMAGE_HW)
+            shift = True
+            log.info("loaded %s (HRNet-%s) with %r", path, report.checkpoint_arch, chosen)
+        return cls(model, chosen, chosen.input_wh, device, flip_test, batch_size, shift_heatmap=shift)
+
+    # ------------------------------------------------------------------ prediction
+    def crops(self, image_rgb: np.ndarray, boxes_xywh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Warp and normalise the crop of each box, exactly as the validation pipeline does.
+
+        Returns:
+            ``(images, center_xy, scale_wh)``: normalised float32 crops, float32 centres and aspect-fixed scales.
+
+        Shape:
+            image_rgb: (H, W, 3); boxes_xywh: (N, 4) -> (N, 3, h, w), (N, 2), (N, 2)
+        """
+        center, scale = bbox_xyxy_to_center_scale(bbox_xywh_to_xyxy(boxes_xywh), self.input_wh, self.padding)
+        matrices = warp_matrix(center, scale, 0.0, self.input_wh)
+        w, h = self.input_wh
+        images = np.empty((len(boxes_xywh), 3, h, w), dtype=np.float32)
+        for i, m in enumerate(matrices):  # OpenCV has no batched warp; each call is ~0.1 ms
+            crop = cv2.warpAffine(image_rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            images[i] = normalize_image(crop, bgr=False)
+        return images, center.astype(np.float32), scale.astype(np.float32)
+
+    @torch.inference_mode()
+    def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
+        """Heatmaps of a batch of normalised crops, flip-averaged when ``flip_test`` (one forward pass).
+
+        Shape:
+            images: (B, 3, H, W) -> (B, K, H/4, W/4)
+        """
+        if self.model.training:
+            self.model.eval()
+        images = images.to(self.device, non_blocking=True)
+        if not self.flip_test:
+            return self.model(images)
+        both = self.model(torch.cat([images, images.flip(-1)]))
+        n = images.shape[0]
+        return flip_test_average(both[:n], both[n:], self._flip_indices, shift=self.shift_heatmap)
+
+    @torch.inference_mode()
+    def predict_crops(
+        self, images: np.ndarray | torch.Tensor, center_xy: np.ndarray, scale_wh: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints in image pixels for prepared crops, ``batch_size`` crops per forward pass.
+
+        Shape:
+            images: (N, 3, H, W); center_xy, scale_wh: (N, 2) -> keypoints (N, K, 2), scores (N, K)
+        """
+        images = torch.as_tensor(images)
+        center = torch.as_tensor(center_xy, dtype=torch.float32)
+        scale = torch.as_tensor(scale_wh, dtype=torch.float32)
+        keypoints, scores = [], []
+        for start in range(0, images.shape[0], self.batch_size):
+            sl = slice(start, start + self.batch_size)
+            kp_crop, sc = self.codec.decode(self.heatmaps(images[sl]))
+            kp = crop_to_image(kp_crop, center[sl].to(kp_crop.device), scale[sl].to(kp_crop.device), self.input_wh)
+            keypoints.append(kp.float().cpu())
+            scores.append(sc.float().cpu())
+        if not keypoints:
+            return np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros((0, NUM_KEYPOINTS), np.float32)
+        return torch.cat(keypoints).numpy(), torch.cat(scores).numpy()
+
+    def predict(
+        self,
+        image: np.ndarray | str | os.PathLike,
+        boxes: np.ndarray | Sequence | None = None,
+        box_scores: np.ndarray | Sequence | None = None,
+    ) -> PosePrediction:
+        """Predict the poses of the people in the given boxes of one image.
+
+        Args:
+            image: RGB uint8 image (H, W, 3), or the path of an image file.
+            boxes: person boxes ``[x, y, w, h]`` in image pixels, (N, 4), or (N, 5) with a score column;
+                ``None``: the whole image is one box (score 1).
+            box_scores: detector scores (N,), overriding a score column; default 1.
+
+        Returns:
+            The poses, one per box, in the boxes' order.
+
+        Shape:
+            image: (H, W, 3); boxes: (N, 4) -> keypoints (N, 133, 2), keypoint_scores (N, 133), scores (N,)
+        """
+        rgb = _as_rgb(image)
+        boxes_xywh, box_sc = _as_boxes(boxes, box_scores, (rgb.shape[1], rgb.shape[0]))
+        images, center, scale = self.crops(rgb, boxes_xywh)
+        keypoints, keypoint_scores = self.predict_crops(images, center, scale)
+        scores = rescore(keypoint_scores, box_sc, KEYPOINT_SCORE_THR)
+        return PosePrediction(
+            keypoints=keypoints.astype(np.float32, copy=False),
+            keypoint_scores=keypoint_scores.astype(np.float32, copy=False),
+            scores=scores.astype(np.float32),
+            boxes=boxes_xywh.astype(np.float32),
+            box_scores=box_sc.astype(np.float32),
+        )
+
+
+def _build_native(path: str | os.PathLike, checkpoint: dict[str, Any], arch: str | None) -> tuple[nn.Module, Any, bool]:
+    """Rebuild model and codec of a Lightning checkpoint from its embedded config; returns ``shift_heatmap`` too."""
+    from omegaconf import OmegaConf
+
+    from wbpose.checkpoints.loaders import read_native_checkpoint
+    from wbpose.lit_module import build_module, check_same_arch, load_state_dict_checked, model_arch
+
+    native = read_native_checkpoint(path, checkpoint)
+    cfg = OmegaConf.create(native.config)
+    if arch is not None:
+        check_same_arch(arch, model_arch(cfg), native.source)
+    module = build_module(cfg, with_metrics=False, load_init_weights=False)
+    load_state_dict_checked(module.model, native.state_dict, native.source)
+    shift = bool(OmegaConf.select(cfg, "module.shift_heatmap", default=True))
+    return module.model, module.codec, shift
+
+
+def to_coco_results(prediction: PosePrediction, image_id: int) -> list[dict]:
+    """Official COCO-WholeBody results entries of one image (the metric's formatter; SPEC 1.5, 5.4).
+
+    Each entry has ``image_id``, ``category_id`` = 1, ``keypoints`` (17 x 3 flat ``[x, y, score]``),
+    ``foot_kpts`` (6 x 3), ``face_kpts`` (68 x 3), ``lefthand_kpts`` (21 x 3), ``righthand_kpts`` (21 x 3) and the
+    instance ``score``.
+    """
+    image_ids = np.full(len(prediction), int(image_id), dtype=np.int64)
+    return build_results(image_ids, prediction.keypoints, prediction.keypoint_scores, prediction.scores)

@@ -1,0 +1,138 @@
+"""scripts/predict.py on generated images: overlays, a loadable results json, box matching and clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from wbpose.data.synthetic import DETECTIONS_FILE, generate_dataset
+from wbpose.models import build_pose_model
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "predict.py"
+SMALL = ["--image-hw", "128", "96", "--device", "cpu"]
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("predict_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+predict = _load_script()
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("predict_data")
+    generate_dataset(root, num_train=0, num_val=3, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model saved as an MMPose 0.x file (``keypoint_head.*`` keys, a ``meta`` dict)."""
+    torch.manual_seed(0)
+    state = {k.replace("head.", "keypoint_head.", 1) if k.startswith("head.") else k: v
+             for k, v in build_pose_model("tiny").state_dict().items()}  # fmt: skip
+    path = tmp_path_factory.mktemp("ckpt") / "hrnet_tiny_coco_wholebody.pth"
+    torch.save({"meta": {"epoch": 1}, "state_dict": state}, path)
+    return path
+
+
+def test_folder_with_detections(data_root: Path, checkpoint: Path, tmp_path: Path) -> None:
+    from xtcocotools.coco import COCO
+
+    from wbpose.metrics import evaluate_results_file
+
+    out = tmp_path / "out"
+    det = data_root / DETECTIONS_FILE
+    argv = [str(checkpoint), str(data_root / "val2017"), "--boxes", str(det), "--out", str(out), "--box-thr", "0.5"]
+    assert predict.main([*argv, *SMALL]) == 0
+    images = sorted((data_root / "val2017").glob("*.jpg"))
+    assert sorted(p.name for p in out.glob("*.png")) == [p.stem + ".png" for p in images]
+    drawn = cv2.imread(str(out / f"{images[0].stem}.png"))
+    assert drawn.shape == cv2.imread(str(images[0])).shape
+
+    results = json.loads((out / "results.json").read_text())
+    expected = [d for d in json.loads(det.read_text()) if d["category_id"] == 1 and d["score"] >= 0.5]
+    assert len(results) == len(expected) > 0
+    assert sorted(r["image_id"] for r in results) == sorted(d["image_id"] for d in expected)
+    lengths = {"keypoints": 51, "foot_kpts": 18, "face_kpts": 204, "lefthand_kpts": 63, "righthand_kpts": 63}
+    for r in results:
+        assert r["category_id"] == 1 and isinstance(r["score"], float)
+        assert all(len(r[field]) == n for field, n in lengths.items())
+    ann = data_root / "annotations" / "coco_wholebody_val_v1.0.json"
+    gt = COCO(str(ann))
+    dt = gt.loadRes(str(out / "results.json"))
+    assert len(dt.getAnnIds()) == len(results)
+    metrics = evaluate_results_file(ann, out / "results.json", num_procs=1)
+    assert 0.0 <= metrics["wholebody_ap"] <= 1.0
+
+
+def test_single_image_whole_box_and_file_name_matching(data_root: Path, checkpoint: Path, tmp_path: Path) -> None:
+    image = tmp_path / "street scene.png"
+    cv2.imwrite(str(image), np.full((90, 120, 3), 128, np.uint8))
+    out = tmp_path / "whole"
+    assert predict.main([str(checkpoint), str(image), "--out", str(out), "--no-flip", *SMALL]) == 0
+    (result,) = json.loads((out / "results.json").read_text())
+    assert result["image_id"] == 0  # not a COCO file name: position in the listing
+    assert (out / "street scene.png").is_file()
+
+    boxes = tmp_path / "boxes.json"
+    name = "street scene.png"
+    dets = [
+        {"file_name": name, "image_id": 42, "category_id": 1, "bbox": [10, 10, 30, 60], "score": 0.9},
+        {"file_name": name, "image_id": 42, "category_id": 2, "bbox": [0, 0, 9, 9], "score": 0.9},  # not a person
+        {"file_name": name, "image_id": 42, "category_id": 1, "bbox": [5, 5, 9, 9], "score": 0.1},  # below --box-thr
+        {"file_name": "other.png", "image_id": 7, "category_id": 1, "bbox": [1, 1, 9, 9], "score": 0.9},
+    ]
+    boxes.write_text(json.dumps(dets))
+    out2 = tmp_path / "boxes_out"
+    assert predict.main([str(checkpoint), str(image), "--boxes", str(boxes), "--out", str(out2), *SMALL]) == 0
+    (result,) = json.loads((out2 / "results.json").read_text())
+    assert result["image_id"] == 42
+
+
+def test_coco_image_ids() -> None:
+    assert predict.coco_image_id(Path("000000000785.jpg")) == 785
+    assert predict.coco_image_id(Path("COCO_val2014_000000000042.jpg")) == 42
+    assert predict.coco_image_id(Path("holiday.jpg")) is None
+
+
+def test_errors_name_the_input(data_root: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
+    assert predict.main([str(tmp_path / "missing.pth"), str(data_root / "val2017"), *SMALL]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert predict.main([str(checkpoint), str(tmp_path / "no_such_dir"), *SMALL]) == 1
+    assert "no_such_dir" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert predict.main([str(checkpoint), str(empty), *SMALL]) == 1
+    assert "no images" in capsys.readouterr().err
+    (empty / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    assert predict.main([str(checkpoint), str(empty), "--out", str(tmp_path / "o"), *SMALL]) == 1
+    assert "broken.jpg" in capsys.readouterr().err
+    bad_boxes = tmp_path / "bad.json"
+    bad_boxes.write_text('{"not": "a list"}')
+    assert predict.main([str(checkpoint), str(data_root / "val2017"), "--boxes", str(bad_boxes), *SMALL]) == 1
+    assert "bad.json" in capsys.readouterr().err
+
+
+def test_command_line_exit_status(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "missing.pth"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "checkpoint not found" in proc.stderr and "missing.pth" in proc.stderr
