@@ -165,10 +165,24 @@ def assert_decode_matches_reference(codec, maps):
 # ----------------------------------------------------------------------------- decode == reference
 @pytest.mark.parametrize("recipe", RECIPES)
 @pytest.mark.parametrize("name", ["msra", "dark"])
-def test_batched_decode_matches_reference_on_random_maps(name, recipe):
+def test_batched_decode_matches_reference_on_random_maps(name, recipe, monkeypatch):
     codec = make_codec(name, recipe)
     h, w = codec.heatmap_hw
+    rescaled = []
+    if name == "dark":  # spy: the exact-rescale fallback (maps whose blurred neighbourhood reaches <= 0) must run
+        full_blur_max = codec._full_blur_max
+        monkeypatch.setattr(
+            codec, "_full_blur_max", lambda hm, maps: rescaled.append(len(maps)) or full_blur_max(hm, maps)
+        )
     assert_decode_matches_reference(codec, random_maps(np.random.default_rng(7), 320, h, w))
+    assert name == "msra" or 5 <= sum(rescaled) <= 300
+
+
+def test_dark_on_maps_smaller_than_the_blur_window():
+    """8x6 heatmaps: the 15-wide blur window is capped to the map and every window is 'clamped'."""
+    codec = DarkHeatmap((32, 24), (8, 6), 1)
+    rng = np.random.default_rng(8)
+    assert_decode_matches_reference(codec, np.concatenate([random_maps(rng, 60, 8, 6), special_maps(8, 6)[:4]]))
 
 
 @pytest.mark.parametrize("recipe", RECIPES)

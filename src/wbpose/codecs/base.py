@@ -71,6 +71,12 @@ def numpy_path(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu"
 
 
+def check_not_nan(maxima: torch.Tensor) -> None:
+    """Raise if a heatmap maximum is NaN: a NaN anywhere in a map is that map's max (and argmax) for numpy and torch."""
+    if bool(torch.isnan(maxima).any()):
+        raise ValueError("heatmaps contain NaN")
+
+
 def _size_hw(value: Sequence[int], name: str) -> tuple[int, int]:
     """Validate a (height, width) pair of positive integers."""
     try:
@@ -197,8 +203,7 @@ class BaseHeatmapCodec:
         else:
             index = hm_flat.argmax(dim=1)
         value = hm_flat.gather(1, index[:, None])[:, 0]
-        if torch.isnan(value).any():
-            raise ValueError("heatmaps contain NaN")
+        check_not_nan(value)
         return index, value
 
     def _finish(

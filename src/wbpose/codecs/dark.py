@@ -6,17 +6,17 @@ Facts: SPEC 4.2 (encoding) and 4.4 (decoding).
 
 The reference decoder blurs every whole map with ``cv2.GaussianBlur`` (one call per keypoint), rescales it so its
 maximum equals the unblurred maximum, takes ``log(max(hm, 1e-10))`` and takes one Newton step at the argmax.
-Only 13 blurred values around the argmax enter that step, so this module computes just those:
+Only 13 blurred values around the argmax enter that step, so this module computes just those, for all maps at once:
 
-* the blur is linear, so the 5x5 blurred neighbourhood is ``Wy^T @ patch @ Wx``, where ``patch`` is the
-  (k+4)^2 window of the raw map around the argmax and ``Wx``/``Wy`` hold the 1-D OpenCV kernel; windows are
+* the blur is linear, so the 5x5 blurred neighbourhood is ``Wy^T @ window @ Wx``, where ``window`` is the
+  (k+4)^2 patch of the raw map around the argmax and ``Wx``/``Wy`` hold the 1-D OpenCV kernel; windows are
   clamped inside the map and the weights drop the taps that would fall outside, which is exactly the zero
-  padding of the reference (see ``_window_weights``);
+  padding of the reference (see ``_axis_windows``);
 * the rescale factor ``c = max(hm) / max(blur(hm))`` is >= 1 (the kernel is non-negative and sums to <= 1 under
-  zero padding), so when all 13 blurred values are >= 1e-10 neither ``clamp`` nor ``c`` matters:
-  ``log(c * b) = log(c) + log(b)`` and every Taylor term is a difference in which ``log(c)`` cancels. Only the
-  other maps (blurred neighbourhood touching zero or negative values) need ``c``, hence their whole blurred
-  map; those few are blurred in full with a separable convolution.
+  zero padding), so when all 13 blurred values are >= 1e-10 neither the clamp nor ``c`` matters:
+  ``log(c * b) = log(c) + log(b)`` and every Taylor term is a difference in which ``log(c)`` cancels. The other
+  maps (blurred neighbourhood reaching zero or negative values: flat or noise-only maps) do depend on ``c``
+  (by ~0.1 px typically), so for them alone the whole map is blurred to get ``max(blur(hm))`` exactly.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -97,83 +98,101 @@ def _axis_windows(kernel: np.ndarray, size: int, device: torch.device, dtype: to
 
 
 def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b``; on CPU through numpy, whose BLAS is ~10x faster than torch's MKL for these thin products."""
+    """``a @ b``; on CPU through numpy, whose BLAS runs these thin float64 products several times faster."""
     if base.numpy_path(a):
         return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
     return a @ b
 
 
-def _cast(a: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``a.to(dtype)``; on CPU through numpy, 3-5x faster for large fresh arrays (numpy asks for huge pages)."""
-    if base.numpy_path(a) and a.dtype != dtype:
-        return torch.from_numpy(a.numpy().astype(torch.empty(0, dtype=dtype).numpy().dtype))
-    return a.to(dtype)
-
-
 def _blur_axis(a: torch.Tensor, p: torch.Tensor, windows: _AxisWindows) -> torch.Tensor:
     """Blur the last axis of each window: ``a[m] @ windows.weights[p[m]]``.
 
-    All windows go through one tall matrix product with the shared weights; the windows pushed inside the map
-    (a window start differing from ``p - 2 - r``, at most ``k - 1`` distinct ``p``) are then redone per ``p``
-    value, a short loop of tall products: batched tiny products are 5-50x slower on CPU.
+    All windows go through one tall matrix product with the shared weights (cheap); the windows pushed inside
+    the map (start != p - 2 - r: argmax within k//2 + 2 of an edge) are then redone with their own weights.
 
     Shape:
         a: (M, R, P), p: (M,) -> (M, R, 5)
     """
     m, rows, p_len = a.shape
-    if windows.shared is None:  # maps smaller than the window: every p is its own class
-        redo = torch.ones_like(p, dtype=torch.bool)
-        out = torch.empty(m, rows, 5, dtype=a.dtype, device=a.device)
-    else:
-        redo = windows.clamped[p]
-        out = _matmul(a.reshape(m * rows, p_len), windows.shared).reshape(m, rows, 5)
-    if bool(redo.any()):
-        counts = torch.bincount(p[redo], minlength=windows.start.shape[0])
-        for value in counts.nonzero()[:, 0].tolist():
-            idx = (p == value).nonzero()[:, 0]
-            product = _matmul(a[idx].reshape(-1, p_len), windows.weights[value])
-            out[idx] = product.reshape(-1, rows, 5)
+    if windows.shared is None:  # maps smaller than the window: every window is clamped
+        return _matmul(a, windows.weights[p])
+    out = _matmul(a.reshape(m * rows, p_len), windows.shared).reshape(m, rows, 5)
+    fix = windows.clamped[p].nonzero()[:, 0]
+    if fix.numel():
+        out[fix] = _matmul(a[fix], windows.weights[p[fix]])
     return out
+
+
+def _refinable(value, x, y, h: int, w: int):
+    """Maps that get the Taylor step: positive maximum 2 pixels inside the border (numpy or torch arrays)."""
+    return (value > 0) & (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2)
+
+
+#: Maps per block of the CPU argmax + window copy: ~3 MB of 64x48 maps, so each window copy reads a map the
+#: argmax has just pulled into cache (~10-15% less time than two passes over the whole batch).
+_CPU_BLOCK = 256
+
+
+def _locate_numpy(
+    hm: np.ndarray, windows: tuple[_AxisWindows, _AxisWindows], h: int, w: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CPU: argmax and score of every map, and the float64 blur window of every refinable map, block by block.
+
+    The flat batch is viewed (without copying) as the (ph, pw) windows starting at every element, so one fancy
+    index per block copies the windows, casting to float64 on the way.
+
+    Shape:
+        hm: (N, h*w) -> index (N,), value (N,), sel (M,) indices of refinable maps, patch (M, ph, pw)
+    """
+    start_y, start_x = (axis.start.numpy() for axis in windows)
+    ph, pw = (axis.weights.shape[1] for axis in windows)
+    n, hw = hm.shape
+    flat, step = hm.reshape(-1), hm.itemsize
+    shape = (flat.size - (ph - 1) * w - pw + 1, ph, pw)
+    all_windows = np.lib.stride_tricks.as_strided(flat, shape, (step, w * step, step), writeable=False)
+    index, value, sel = np.empty(n, np.int64), np.empty(n, hm.dtype), np.empty(n, np.int64)
+    patch = np.empty((n, ph, pw), dtype=np.float64)  # only the first m rows get written (and paged in)
+    m = 0
+    for lo in range(0, n, _CPU_BLOCK):
+        block = hm[lo : lo + _CPU_BLOCK]
+        idx = block.argmax(axis=1)
+        val = block[np.arange(idx.size), idx]
+        index[lo : lo + idx.size], value[lo : lo + idx.size] = idx, val
+        y, x = np.divmod(idx, w)
+        s = np.flatnonzero(_refinable(val, x, y, h, w))
+        patch[m : m + s.size] = all_windows[(lo + s) * hw + start_y[y[s]] * w + start_x[x[s]]]
+        sel[m : m + s.size] = lo + s
+        m += s.size
+    return tuple(torch.from_numpy(a) for a in (index, value, sel[:m], patch[:m]))
 
 
 def _gather_windows(
     hm: torch.Tensor, maps: torch.Tensor, start_y: torch.Tensor, start_x: torch.Tensor, ph: int, pw: int, w: int
 ) -> torch.Tensor:
-    """Copy a (ph, pw) window out of the selected maps, all in one indexed copy of contiguous row pieces.
-
-    Each window row is ``pw`` consecutive floats of the flat batch, so the batch is viewed (without copying)
-    as overlapping rows of length ``pw`` and ``M * ph`` of them are picked.
+    """Torch version of the window copy in :func:`_locate_numpy` (CUDA), one indexed copy for all maps.
 
     Shape:
         hm: (N, h*w), maps, start_y, start_x: (M,) -> (M, ph, pw)
     """
-    n = maps.shape[0]
     first = maps * hm.shape[1] + start_y * w + start_x
-    rows = (first[:, None] + torch.arange(ph, device=hm.device) * w).reshape(-1)
-    if base.numpy_path(hm):
-        # numpy's fancy indexing of a strided view copies each row with one memcpy; torch's is ~2x slower here.
-        flat = hm.numpy().reshape(-1)
-        view = np.lib.stride_tricks.as_strided(flat, (flat.size - pw + 1, pw), (flat.itemsize,) * 2, writeable=False)
-        return torch.from_numpy(view[rows.numpy()]).reshape(n, ph, pw)
+    rows = first[:, None] + torch.arange(ph, device=hm.device) * w
     flat = hm.reshape(-1)
-    return flat.as_strided((flat.numel() - pw + 1, pw), (1, 1))[rows].reshape(n, ph, pw)
+    return flat.as_strided((flat.numel() - pw + 1, pw), (1, 1))[rows]
 
 
-def _blur_neighbourhood(
-    hm: torch.Tensor, maps: torch.Tensor, x: torch.Tensor, y: torch.Tensor, windows: tuple[_AxisWindows, _AxisWindows]
+def _blur_windows(
+    patch: torch.Tensor, x: torch.Tensor, y: torch.Tensor, windows: tuple[_AxisWindows, _AxisWindows]
 ) -> torch.Tensor:
-    """Zero-padded Gaussian blur of the selected maps, evaluated only on the 5x5 block around (x, y).
+    """Zero-padded Gaussian blur of each map, evaluated only on the 5x5 block around its argmax (x, y).
 
     Both passes run in float64: the Newton step can amplify float32 rounding of the blur beyond 1e-4 px on
     flat or noisy maps.
 
     Shape:
-        hm: (N, h*w), maps, x, y: (M,) -> (M, 5, 5) indexed [dy + 2, dx + 2]
+        patch: (M, ph, pw) windows from :func:`_locate_numpy`, x, y: (M,) -> (M, 5, 5) indexed [dy + 2, dx + 2]
     """
     win_y, win_x = windows
-    w = hm.shape[1] // win_y.start.shape[0]
-    patch = _gather_windows(hm, maps, win_y.start[y], win_x.start[x], win_y.weights.shape[1], win_x.weights.shape[1], w)
-    rows_blurred = _blur_axis(_cast(patch, win_x.weights.dtype), x, win_x)
+    rows_blurred = _blur_axis(patch, x, win_x)
     columns = rows_blurred.transpose(1, 2).contiguous()
     return _blur_axis(columns, y, win_y).transpose(1, 2)
 
@@ -265,8 +284,13 @@ class DarkHeatmap(BaseHeatmapCodec):
             heatmaps: (B, K, h, w) -> keypoints_xy (B, K, 2), scores (B, K)
         """
         hm = self._check_heatmaps(heatmaps)
-        index, value = self._argmax(hm)
-        offset = self._dark_offset(hm, index, value)
+        index, value, sel, patch = self._locate(hm)
+        offset = torch.zeros(hm.shape[0], 2, dtype=torch.float64, device=hm.device)
+        if sel.numel():
+            w = self.heatmap_hw[1]
+            x, y = index[sel] % w, torch.div(index[sel], w, rounding_mode="floor")
+            blurred = _blur_windows(patch, x, y, self._window_tables(hm.device))
+            offset[sel] = _taylor_offset(self._log(blurred, hm, sel, value[sel])).to(torch.float64)
         return self._finish(index, value, offset, heatmaps.shape)
 
     def _window_tables(self, device: torch.device) -> tuple[_AxisWindows, _AxisWindows]:
@@ -280,24 +304,25 @@ class DarkHeatmap(BaseHeatmapCodec):
             )
         return self._windows[device]
 
-    def _dark_offset(self, hm: torch.Tensor, index: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        """Sub-pixel offsets of all maps (zero where the step is not taken).
+    def _locate(self, hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Argmax and score of every map; indices and float64 blur windows of the maps the step applies to.
 
         Shape:
-            hm: (N, h*w), index, value: (N,) -> (N, 2)
+            hm: (N, h*w) -> index (N,), value (N,), sel (M,), patch (M, ph, pw)
         """
         h, w = self.heatmap_hw
-        x = index % w
-        y = torch.div(index, w, rounding_mode="floor")
-        refine = (value > 0) & (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2)
-        offset = torch.zeros(hm.shape[0], 2, dtype=torch.float64, device=hm.device)
-        if not bool(refine.any()):
-            return offset
-        sel = refine.nonzero()[:, 0]
-        blurred = _blur_neighbourhood(hm, sel, x[sel], y[sel], self._window_tables(hm.device))
-        log_hm = self._log(blurred, hm, sel, value[sel])
-        offset[sel] = _taylor_offset(log_hm).to(torch.float64)
-        return offset
+        windows = self._window_tables(hm.device)
+        if base.numpy_path(hm):
+            index, value, sel, patch = _locate_numpy(hm.numpy(), windows, h, w)
+            base.check_not_nan(value)
+            return index, value, sel, patch
+        index, value = self._argmax(hm)
+        x, y = index % w, torch.div(index, w, rounding_mode="floor")
+        sel = _refinable(value, x, y, h, w).nonzero()[:, 0]
+        (win_y, win_x), xs, ys = windows, x[sel], y[sel]
+        ph, pw = win_y.weights.shape[1], win_x.weights.shape[1]
+        patch = _gather_windows(hm, sel, win_y.start[ys], win_x.start[xs], ph, pw, w)
+        return index, value, sel, patch.to(win_x.weights.dtype)
 
     def _log(self, blurred: torch.Tensor, hm: torch.Tensor, maps: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """``log(max(c * blurred, eps))`` with ``c`` the rescale factor, computed only where it matters.
@@ -310,20 +335,30 @@ class DarkHeatmap(BaseHeatmapCodec):
         needs_scale = blurred[:, taps].amin(dim=1) < LOG_EPS
         if bool(needs_scale.any()):
             sub = needs_scale.nonzero()[:, 0]
-            scale = value[sub].to(blurred.dtype) / self._full_blur_max(hm[maps[sub]].to(blurred.dtype))
+            scale = value[sub].to(blurred.dtype) / self._full_blur_max(hm, maps[sub]).to(blurred.dtype)
             blurred = blurred.clone()
             blurred[sub] = blurred[sub] * scale[:, None, None]
         return torch.log(torch.clamp_min(blurred, LOG_EPS))
 
-    def _full_blur_max(self, maps: torch.Tensor) -> torch.Tensor:
-        """Maximum of each zero-padded, Gaussian-blurred whole map (separable convolution).
+    def _full_blur_max(self, hm: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """Maximum of each selected map after the zero-padded Gaussian blur over the whole map.
+
+        Only the rescale factor needs it, to ~1e-7 relative, so it runs in float32. On CPU all maps are stacked
+        into one tall image with k//2 zero rows between them and blurred by one ``cv2.sepFilter2D`` call with a
+        zero border: the zero rows and the border are exactly the reference's zero padding.
 
         Shape:
-            maps: (M, h*w) -> (M,)
+            hm: (N, h*w), maps: (M,) indices -> (M,)
         """
         h, w = self.heatmap_hw
-        k = self.blur_kernel
-        kernel = torch.from_numpy(self._kernel).to(maps.device, maps.dtype)
-        out = F.conv2d(maps.reshape(-1, 1, h, w), kernel.view(1, 1, 1, k), padding=(0, k // 2))
-        out = F.conv2d(out, kernel.view(1, 1, k, 1), padding=(k // 2, 0))
+        k, r = self.blur_kernel, self.blur_kernel // 2
+        kernel = self._kernel.astype(np.float32)
+        if base.numpy_path(hm):
+            stack = np.zeros((maps.shape[0] * (h + r) + r, w), dtype=np.float32)
+            stack[r:].reshape(-1, h + r, w)[:, :h] = hm.numpy()[maps.numpy()].reshape(-1, h, w)
+            blurred = cv2.sepFilter2D(stack, -1, kernel, kernel, borderType=cv2.BORDER_CONSTANT)
+            return torch.from_numpy(blurred[r:].reshape(-1, (h + r) * w)[:, : h * w].max(axis=1))
+        g = torch.from_numpy(kernel).to(hm.device)
+        out = F.conv2d(hm[maps].reshape(-1, 1, h, w), g.view(1, 1, 1, k), padding=(0, r))
+        out = F.conv2d(out, g.view(1, 1, k, 1), padding=(r, 0))
         return out.flatten(1).amax(dim=1)
