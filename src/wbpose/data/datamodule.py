@@ -1,0 +1,257 @@
+"""LightningDataModule for COCO-WholeBody: augmented GT-box training crops, detector-box validation crops.
+
+Layout of a dataset root (real or synthetic, identical; ``docs/ARCHITECTURE.md``)::
+
+    annotations/coco_wholebody_{train,val}_v1.0.json
+    train2017/*.jpg   val2017/*.jpg
+    person_detection_results/COCO_val2017_detections_AP_H_56_person.json
+
+Distributed evaluation (SPEC 6): validation and test use :class:`UnpaddedDistributedSampler` (rank r takes
+indices ``r::world``, no padding, like MMPose 1.x ``DefaultSampler(round_up=False)``), so every instance is scored
+exactly once; samples still carry ``instance_id`` so the metric can drop duplicates should any appear. Training
+uses a shuffling ``DistributedSampler`` built here. Both are ``DistributedSampler`` instances, which Lightning
+(2.x, ``_requires_distributed_sampler``) never replaces, so the app may leave ``Trainer(use_distributed_sampler)``
+at its default. Because ranks then run different numbers of validation batches, the LightningModule must not do
+collective calls per validation step (no ``self.log(..., sync_dist=True)`` in ``validation_step``); the metric
+syncs once in ``compute()``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from wbpose.data.augment import PhotometricAugment, build_train_augmentations
+from wbpose.data.coco_wholebody import CocoWholeBodyDataset
+
+TRAIN_ANN = "annotations/coco_wholebody_train_v1.0.json"
+VAL_ANN = "annotations/coco_wholebody_val_v1.0.json"
+DET_FILE = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
+LAYOUT_HINT = (
+    "expected a COCO-WholeBody root with annotations/coco_wholebody_{train,val}_v1.0.json, train2017/, val2017/ "
+    "and person_detection_results/COCO_val2017_detections_AP_H_56_person.json; pass data.data_root=/path/to/coco, "
+    "or use data=synthetic to generate a small dataset in that layout"
+)
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """In-order sharding without padding: rank ``r`` of ``world`` gets indices ``r, r + world, ...``.
+
+    Ranks get ``ceil((N - r) / world)`` samples, so the union over ranks is every index exactly once. Subclassing
+    ``DistributedSampler`` stops Lightning from injecting its padded sampler.
+
+    Args:
+        dataset: the dataset to shard.
+        num_replicas: world size.
+        rank: this process's global rank.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.total_size = len(dataset)  # type: ignore[arg-type]
+        self.num_samples = len(range(rank, self.total_size, num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class WholeBodyDataModule(pl.LightningDataModule):
+    """Train/val/test loaders over a COCO-WholeBody root.
+
+    Args:
+        data_root: dataset root (see the module docstring); relative file arguments are joined to it.
+        image_hw: network input (height, width), e.g. (256, 192).
+        codec: heatmap codec for the training targets (``codec.input_wh`` must match ``image_hw``).
+        batch_size: training batch size per process.
+        val_batch_size: validation/test batch size per process.
+        num_workers: loader worker processes (0: load in the main process).
+        pin_memory: pin batches in page-locked memory.
+        persistent_workers: keep workers alive across epochs (only when ``num_workers > 0``).
+        train_ann: training annotation json.
+        val_ann: validation annotation json (also what the metric scores against: :attr:`val_ann_file`).
+        train_img_dir: training image folder.
+        val_img_dir: validation image folder.
+        det_file: person detection results for validation/test.
+        val_bbox_source: "det" (detector boxes, the published protocol) or "gt" (annotation boxes).
+        det_score_thr: keep detections with ``score >= det_score_thr``.
+        synthetic: ``{"num_train", "num_val", "seed"}`` to generate a synthetic root in ``prepare_data`` when the
+            annotation files are absent; ``None`` for real data.
+        flip_prob: random flip probability.
+        half_body_prob: half-body probability.
+        half_body_mode: "1.x" (default) or "0.x" half-body rule.
+        shift_factor: box centre shift factor.
+        shift_prob: box centre shift probability.
+        scale_factor: (lo, hi) box scale range.
+        rotate_factor: rotation range in degrees.
+        rotate_prob: rotation probability.
+        photometric: optional albumentations transforms on the crop (a Compose or a list of ``{"type": ...}`` dicts).
+        zero_outside_crop: keypoints warped outside the crop get weight 0.
+        drop_last: drop the last incomplete training batch.
+    """
+
+    def __init__(
+        self,
+        data_root: str | os.PathLike | None,
+        image_hw: Sequence[int] = (256, 192),
+        codec: Any | None = None,
+        batch_size: int = 64,
+        val_batch_size: int = 32,
+        num_workers: int = 2,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        train_ann: str = TRAIN_ANN,
+        val_ann: str = VAL_ANN,
+        train_img_dir: str = "train2017",
+        val_img_dir: str = "val2017",
+        det_file: str = DET_FILE,
+        val_bbox_source: Literal["det", "gt"] = "det",
+        det_score_thr: float = 0.0,
+        synthetic: dict[str, Any] | None = None,
+        flip_prob: float = 0.5,
+        half_body_prob: float = 0.3,
+        half_body_mode: Literal["1.x", "0.x"] = "1.x",
+        shift_factor: float = 0.16,
+        shift_prob: float = 0.3,
+        scale_factor: Sequence[float] = (0.5, 1.5),
+        rotate_factor: float = 80.0,
+        rotate_prob: float = 0.6,
+        photometric: Any | None = None,
+        zero_outside_crop: bool = True,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if data_root is None:
+            raise ValueError(f"WholeBodyDataModule needs data_root: {LAYOUT_HINT}")
+        if val_bbox_source not in ("det", "gt"):
+            raise ValueError(f"val_bbox_source must be 'det' or 'gt', got {val_bbox_source!r}")
+        self.data_root = str(data_root)
+        self.image_hw = (int(image_hw[0]), int(image_hw[1]))
+        self.codec = codec
+        if codec is not None and tuple(int(v) for v in codec.input_wh) != self.input_wh:
+            raise ValueError(f"codec.input_wh {tuple(codec.input_wh)} does not match image_hw {self.image_hw}")
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.train_ann_file = self._path(train_ann)
+        self.val_ann_file = self._path(val_ann)
+        self.train_img_dir, self.val_img_dir = self._path(train_img_dir), self._path(val_img_dir)
+        self.det_file = self._path(det_file)
+        self.val_bbox_source, self.det_score_thr = val_bbox_source, det_score_thr
+        self.synthetic = dict(synthetic) if synthetic is not None else None
+        self.augment_args = dict(
+            flip_prob=flip_prob,
+            half_body_prob=half_body_prob,
+            half_body_mode=half_body_mode,
+            shift_factor=shift_factor,
+            shift_prob=shift_prob,
+            scale_factor=(float(scale_factor[0]), float(scale_factor[1])),
+            rotate_factor=rotate_factor,
+            rotate_prob=rotate_prob,
+        )
+        self.photometric = photometric
+        self.zero_outside_crop, self.drop_last = zero_outside_crop, drop_last
+        self.train_dataset: CocoWholeBodyDataset | None = None
+        self.val_dataset: CocoWholeBodyDataset | None = None
+
+    @property
+    def input_wh(self) -> tuple[int, int]:
+        """Network input (width, height)."""
+        return self.image_hw[1], self.image_hw[0]
+
+    def _path(self, p: str | os.PathLike) -> str:
+        return os.path.join(self.data_root, os.fspath(p))
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic dataset when configured and its annotation files are absent."""
+        if self.synthetic is None:
+            return
+        if os.path.isfile(self.train_ann_file) and os.path.isfile(self.val_ann_file):
+            return
+        from wbpose.data.synthetic import generate_dataset
+
+        generate_dataset(self.data_root, **self.synthetic)
+
+    def _check_files(self, *paths: str) -> None:
+        missing = [p for p in paths if not os.path.exists(p)]
+        if missing:
+            raise FileNotFoundError(f"COCO-WholeBody data not found: missing {', '.join(missing)}; {LAYOUT_HINT}")
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets the stage needs ("fit", "validate", "test"; ``None`` builds all)."""
+        if stage in ("fit", None) and self.train_dataset is None:
+            self._check_files(self.train_ann_file, self.train_img_dir)
+            if self.codec is None:
+                raise ValueError("training needs a codec for the heatmap targets (WholeBodyDataModule(codec=...))")
+            photometric = PhotometricAugment(self.photometric) if self.photometric else None
+            self.train_dataset = CocoWholeBodyDataset(
+                self.train_ann_file,
+                self.train_img_dir,
+                self.input_wh,
+                codec=self.codec,
+                transforms=build_train_augmentations(**self.augment_args),
+                bbox_source="gt",
+                photometric=photometric,
+                zero_outside_crop=self.zero_outside_crop,
+            )
+        if stage in ("fit", "validate", "test", None) and self.val_dataset is None:
+            det = self.val_bbox_source == "det"
+            self._check_files(self.val_ann_file, self.val_img_dir, *([self.det_file] if det else []))
+            self.val_dataset = CocoWholeBodyDataset(
+                self.val_ann_file,
+                self.val_img_dir,
+                self.input_wh,
+                bbox_source=self.val_bbox_source,
+                det_file=self.det_file if det else None,
+                det_score_thr=self.det_score_thr,
+            )
+
+    def _dist(self) -> dict[str, int] | None:
+        """``{"num_replicas", "rank"}`` when running under a multi-process trainer, else ``None``."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        kwargs = trainer.distributed_sampler_kwargs or {}
+        return {
+            "num_replicas": int(kwargs.get("num_replicas", trainer.world_size)),
+            "rank": int(kwargs.get("rank", trainer.global_rank)),
+        }
+
+    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+        dist = self._dist()
+        sampler = None
+        if dist is not None and train:
+            seed = int(os.getenv("PL_GLOBAL_SEED", 0))
+            sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=False, **dist)
+        elif dist is not None:
+            sampler = UnpaddedDistributedSampler(dataset, **dist)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            drop_last=train and self.drop_last,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            self.setup("fit")
+        return self._loader(self.train_dataset, self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        if self.val_dataset is None:
+            self.setup("validate")
+        return self._loader(self.val_dataset, self.val_batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """COCO-WholeBody has no public test split: testing scores the validation set (as MMPose)."""
+        return self.val_dataloader()
