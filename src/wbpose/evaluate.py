@@ -36,7 +36,7 @@ from wbpose.lit_module import (
     load_state_dict_checked,
     model_arch,
 )
-from wbpose.train import build_datamodule, finish_loggers
+from wbpose.train import apply_cpu_threads, build_datamodule, finish_loggers
 from wbpose.utils.config import instantiate_loggers
 from wbpose.utils.data_root import ensure_dataset
 from wbpose.utils.summary import metrics_table, write_metrics_json
@@ -160,6 +160,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, 
     final = build_eval_config(cfg, loaded.config, overrides)
     check_same_arch(model_arch(final), loaded.arch, loaded.source)
     _apply_bbox_source(final)
+    apply_cpu_threads(final)
     if final.get("seed") is not None:
         pl.seed_everything(int(final.seed), workers=True)
     ensure_dataset(final.data, train=False)

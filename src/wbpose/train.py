@@ -21,7 +21,7 @@ from wbpose.utils.summary import metrics_table, write_metrics_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_datamodule", "finish_loggers", "train"]
+__all__ = ["apply_cpu_threads", "build_datamodule", "finish_loggers", "train"]
 
 
 #: Keys of the ``data`` node that belong to the codec (interpolated by ``conf/codec``), not to the DataModule.
@@ -32,6 +32,15 @@ def build_datamodule(cfg: DictConfig, codec: Any, **overrides: Any) -> pl.Lightn
     """Instantiate the ``data`` node (``WholeBodyDataModule``) with the shared codec (it encodes the targets)."""
     node = OmegaConf.masked_copy(cfg.data, [k for k in cfg.data if k not in CODEC_KEYS])
     return instantiate(node, codec=codec, **overrides)
+
+
+def apply_cpu_threads(cfg: DictConfig) -> None:
+    """``torch.set_num_threads(cfg.cpu_threads)`` when set (loader workers always use one thread each)."""
+    threads = cfg.get("cpu_threads")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 def _best_checkpoint(trainer: pl.Trainer, monitor: str | None) -> str | None:
@@ -77,6 +86,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
         ``(value of cfg.optimized_metric or None, objects)`` where ``objects`` holds ``cfg``, ``module``,
         ``datamodule``, ``trainer`` and ``metrics`` (the final validation, floats).
     """
+    apply_cpu_threads(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
     ensure_dataset(cfg.data, train=bool(cfg.get("train", True)))

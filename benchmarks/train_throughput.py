@@ -1,0 +1,166 @@
+"""Training throughput (images/s): model only, loader only, and end to end (loader with workers + train step).
+
+Each row also reports the machine's floor measured in the same run (fp32 matmul GFLOP/s on the same device),
+so numbers from a shared or different machine can be compared. "bottleneck" names the slower of the loader and
+the model: end to end can be no faster than either.
+
+Examples::
+
+    python benchmarks/train_throughput.py                                   # CPU: tiny 128x96, W32 256x192
+    python benchmarks/train_throughput.py --device cuda --archs w32 --batch 64 --iters 30 \\
+        --precisions 32-true bf16-mixed --channels-last --workers 2 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from wbpose.codecs import MSRAHeatmap
+from wbpose.data.datamodule import WholeBodyDataModule
+from wbpose.losses import KeypointMSELoss
+from wbpose.models import build_pose_model
+
+#: arch -> (image_hw, heatmap_hw, sigma) benchmarked for it
+SETTINGS = {"tiny": ((128, 96), (32, 24), 1.5), "w32": ((256, 192), (64, 48), 2.0), "w48": ((256, 192), (64, 48), 2.0)}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_floor(device: torch.device, n: int = 1024, reps: int = 5) -> float:
+    """fp32 matmul GFLOP/s: the machine's compute floor in this run."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+class Step:
+    """One optimiser step of the pose model on a batch, with optional autocast and channels_last."""
+
+    def __init__(self, arch: str, device: torch.device, precision: str, channels_last: bool) -> None:
+        self.device, self.channels_last = device, channels_last
+        self.model = build_pose_model(arch).to(device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=5e-4)
+        self.loss = KeypointMSELoss()
+        self.autocast = precision.startswith("bf16")
+
+    def __call__(self, images: torch.Tensor, heatmaps: torch.Tensor, weights: torch.Tensor) -> None:
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        heatmaps, weights = heatmaps.to(self.device, non_blocking=True), weights.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            pred = self.model(images)
+        loss = self.loss(pred.float(), heatmaps, weights)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+
+def _rate(fn, batches: int, batch_size: int, device: torch.device) -> float:
+    start = time.perf_counter()
+    for _ in range(batches):
+        fn()
+    _sync(device)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def model_only(step: Step, arch: str, batch: int, iters: int) -> float:
+    (h, w), (hh, hw), _ = SETTINGS[arch]
+    x, t, wt = torch.randn(batch, 3, h, w), torch.rand(batch, 133, hh, hw), torch.ones(batch, 133)
+    step(x, t, wt)  # warm-up (allocator, cudnn autotune)
+    return _rate(lambda: step(x, t, wt), iters, batch, step.device)
+
+
+def loaders(root: Path, arch: str, batch: int, workers: int, pin: bool) -> torch.utils.data.DataLoader:
+    image_hw, heatmap_hw, sigma = SETTINGS[arch]
+    codec = MSRAHeatmap(image_hw=image_hw, heatmap_hw=heatmap_hw, sigma=sigma)
+    dm = WholeBodyDataModule(
+        str(root), image_hw=image_hw, codec=codec, batch_size=batch, num_workers=workers, pin_memory=pin
+    )
+    dm.setup("fit")
+    return dm.train_dataloader()
+
+
+def loader_only(loader, iters: int, batch: int) -> float:
+    it = itertools.cycle(loader)
+    next(it)  # start the workers
+    return _rate(lambda: next(it), iters, batch, torch.device("cpu"))
+
+
+def end_to_end(step: Step, loader, iters: int, batch: int) -> float:
+    it = itertools.cycle(loader)
+    b = next(it)
+    step(b["image"], b["heatmaps"], b["weights"])
+
+    def one() -> None:
+        b = next(it)
+        step(b["image"], b["heatmaps"], b["weights"])
+
+    return _rate(one, iters, batch, step.device)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--archs", nargs="+", default=["tiny", "w32"])
+    p.add_argument("--batch", type=int, default=None, help="default: 32 tiny, 4 (CPU) / 64 (GPU) for w32/w48")
+    p.add_argument("--iters", type=int, default=None, help="default: 10 tiny, 3 (CPU) / 30 (GPU) otherwise")
+    p.add_argument("--workers", nargs="+", type=int, default=[0, 2])
+    p.add_argument("--precisions", nargs="+", default=["32-true"])
+    p.add_argument("--channels-last", action="store_true", help="also run with channels_last")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--data-root", type=Path, default=None, help="a COCO-WholeBody root (default: synthetic)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+    root = args.data_root
+    if root is None:
+        from wbpose.data.synthetic import generate_dataset
+
+        root = Path(tempfile.mkdtemp(prefix="wbpose_bench_"))
+        generate_dataset(root, num_train=64 if not gpu else 256, num_val=2, seed=0)
+    floor = matmul_floor(device)
+    print(f"device {device} ({torch.cuda.get_device_name() if gpu else f'{torch.get_num_threads()} threads'}), "
+          f"fp32 matmul floor {floor:.0f} GFLOP/s")  # fmt: skip
+    print("| arch | input | batch | precision | channels_last | workers | model img/s | loader img/s "
+          "| end-to-end img/s | bottleneck |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for arch in args.archs:
+        batch = args.batch or (32 if arch == "tiny" else (64 if gpu else 4))
+        iters = args.iters or (10 if arch == "tiny" else (30 if gpu else 3))
+        h, w = SETTINGS[arch][0]
+        for precision, cl in itertools.product(args.precisions, [False, True] if args.channels_last else [False]):
+            step = Step(arch, device, precision, cl)
+            model_rate = model_only(step, arch, batch, iters)
+            for workers in args.workers:
+                loader = loaders(root, arch, batch, workers, pin=gpu)
+                load_rate = loader_only(loader, iters, batch)
+                e2e = end_to_end(step, loader, iters, batch)
+                neck = "loader" if load_rate < model_rate else "model"
+                print(f"| {arch} | {h}x{w} | {batch} | {precision} | {cl} | {workers} | {model_rate:.1f} "
+                      f"| {load_rate:.1f} | {e2e:.1f} | {neck} |", flush=True)  # fmt: skip
+                del loader
+
+
+if __name__ == "__main__":
+    main()
