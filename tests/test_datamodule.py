@@ -1,0 +1,117 @@
+"""WholeBodyDataModule: loaders and batch shapes, DDP samplers (train sharded, val unpadded), setup errors."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
+
+from data_fixture import make_root
+from wbpose.codecs import MSRAHeatmap
+from wbpose.data.datamodule import UnpaddedDistributedSampler, WholeBodyDataModule
+
+CODEC = MSRAHeatmap((64, 48), (16, 12), 1.0)
+
+
+def make_dm(root: Path, **kw) -> WholeBodyDataModule:
+    kw = {"image_hw": (64, 48), "codec": CODEC, "batch_size": 3, "val_batch_size": 2, "num_workers": 0, **kw}
+    return WholeBodyDataModule(root, pin_memory=False, **kw)
+
+
+def test_loaders_yield_batches(tmp_path: Path) -> None:
+    make_root(tmp_path)
+    dm = make_dm(tmp_path)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (3, 3, 64, 48) and batch["image"].dtype == torch.float32
+    assert batch["heatmaps"].shape == (3, 133, 16, 12)
+    assert batch["weights"].shape == batch["visible"].shape == (3, 133)
+    assert batch["keypoints_xy"].shape == (3, 133, 2)
+    assert batch["instance_id"].dtype == torch.int64 and batch["instance_id"].shape == (3,)
+    val = list(dm.val_dataloader())
+    assert [b["image"].shape[0] for b in val] == [2, 1]  # 3 person detections, batch 2
+    assert torch.cat([b["instance_id"] for b in val]).tolist() == [0, 2, 3]
+    assert set(val[0]) == {"image", "center_xy", "scale_wh", "instance_id", "image_id", "bbox_score"}
+    assert dm.val_ann_file == str(tmp_path / "annotations/coco_wholebody_val_v1.0.json")
+    assert isinstance(dm.train_dataloader().sampler, RandomSampler)
+    assert isinstance(dm.val_dataloader().sampler, SequentialSampler)
+    assert len(list(dm.test_dataloader())) == 2
+
+
+def test_val_with_gt_boxes_and_score_threshold(tmp_path: Path) -> None:
+    make_root(tmp_path)
+    gt = make_dm(tmp_path, val_bbox_source="gt")
+    gt.setup("validate")
+    assert sorted(gt.val_dataset.instances.instance_ids.tolist()) == [1, 2, 3, 8]
+    thr = make_dm(tmp_path, det_score_thr=0.3)
+    thr.setup("validate")
+    assert len(thr.val_dataset) == 2 and thr.train_dataset is None
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 7, 10])
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_unpadded_sampler_covers_each_index_once(n: int, world: int) -> None:
+    data = list(range(n))
+    parts = [list(UnpaddedDistributedSampler(data, world, r)) for r in range(world)]
+    assert sorted(i for p in parts for i in p) == data
+    assert [len(UnpaddedDistributedSampler(data, world, r)) for r in range(world)] == [len(p) for p in parts]
+    assert all(p == data[r::world] for r, p in enumerate(parts))
+
+
+def test_ddp_samplers(tmp_path: Path) -> None:
+    """Under a 2-process trainer the val loader shards without padding and the train loader shuffles per rank."""
+    make_root(tmp_path)
+    dm = make_dm(tmp_path)
+    dm.trainer = types.SimpleNamespace(
+        world_size=2, global_rank=1, distributed_sampler_kwargs={"num_replicas": 2, "rank": 1}
+    )
+    val = dm.val_dataloader()
+    assert isinstance(val.sampler, UnpaddedDistributedSampler)  # a DistributedSampler: Lightning keeps it
+    assert list(val.sampler) == [1] and val.sampler.rank == 1
+    train = dm.train_dataloader()
+    assert isinstance(train.sampler, DistributedSampler) and train.sampler.shuffle
+    assert train.sampler.num_replicas == 2 and len(train.sampler) == 2
+
+
+def test_synthetic_root_is_generated_when_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fake_generate(root: str, num_train: int, num_val: int, seed: int) -> None:
+        calls.append((root, num_train, num_val, seed))
+        make_root(Path(root))
+
+    monkeypatch.setitem(sys.modules, "wbpose.data.synthetic", types.SimpleNamespace(generate_dataset=fake_generate))
+    dm = make_dm(tmp_path / "syn", synthetic={"num_train": 4, "num_val": 2, "seed": 5})
+    dm.prepare_data()
+    dm.prepare_data()  # files exist now: not generated again
+    assert calls == [(str(tmp_path / "syn"), 4, 2, 5)]
+    dm.setup("fit")
+    assert len(dm.train_dataset) == 4
+
+
+def test_with_the_synthetic_generator(synthetic_root: Path) -> None:
+    codec = MSRAHeatmap((128, 96), (32, 24), 1.0)
+    dm = WholeBodyDataModule(synthetic_root, (128, 96), codec, batch_size=4, num_workers=0, pin_memory=False)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["heatmaps"].shape == (4, 133, 32, 24)
+    assert next(iter(dm.val_dataloader()))["image"].shape[1:] == (3, 128, 96)
+
+
+def test_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"data\.data_root=/path/to/coco.*data=synthetic"):
+        WholeBodyDataModule(None)
+    dm = make_dm(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"coco_wholebody_train_v1\.0\.json.*data\.data_root="):
+        dm.setup("fit")
+    make_root(tmp_path / "root")
+    with pytest.raises(ValueError, match="codec"):
+        make_dm(tmp_path / "root", codec=None).setup("fit")
+    with pytest.raises(ValueError, match="image_hw"):
+        make_dm(tmp_path / "root", image_hw=(256, 192))
+    with pytest.raises(ValueError, match="val_bbox_source"):
+        make_dm(tmp_path / "root", val_bbox_source="boxes")
