@@ -97,13 +97,6 @@ def _axis_windows(kernel: np.ndarray, size: int, device: torch.device, dtype: to
     )
 
 
-def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b``; on CPU through numpy, whose BLAS runs these thin float64 products several times faster."""
-    if base.numpy_path(a):
-        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
-    return a @ b
-
-
 def _blur_axis(a: torch.Tensor, p: torch.Tensor, windows: _AxisWindows) -> torch.Tensor:
     """Blur the last axis of each window: ``a[m] @ windows.weights[p[m]]``.
 
@@ -115,11 +108,11 @@ def _blur_axis(a: torch.Tensor, p: torch.Tensor, windows: _AxisWindows) -> torch
     """
     m, rows, p_len = a.shape
     if windows.shared is None:  # maps smaller than the window: every window is clamped
-        return _matmul(a, windows.weights[p])
-    out = _matmul(a.reshape(m * rows, p_len), windows.shared).reshape(m, rows, 5)
+        return a @ windows.weights[p]
+    out = (a.reshape(m * rows, p_len) @ windows.shared).reshape(m, rows, 5)
     fix = windows.clamped[p].nonzero()[:, 0]
     if fix.numel():
-        out[fix] = _matmul(a[fix], windows.weights[p[fix]])
+        out[fix] = a[fix] @ windows.weights[p[fix]]
     return out
 
 
