@@ -6,8 +6,9 @@ zero-padded map, a Python loop for the Taylor step), in float32 as MMPose runs i
 same machine under the same load. The MMPose column holds MMPose 1.3.2's own timings on this 2-core CPU.
 Every fast result is checked against the baseline before it is timed.
 
-Usage: ``python benchmarks/codecs.py [--batch 256] [--repeats 5]`` (about a minute on 2 idle CPU cores). Each thread
-setting runs in its own process with torch, OpenBLAS (numpy's matrix products) and OpenCV all limited to it.
+Usage: ``python benchmarks/codecs.py [--batch 256] [--repeats 5]`` (1-2 minutes on 2 CPU cores). Each thread
+setting runs in its own process with torch, OpenBLAS and OpenCV all limited to it. Wall times on a shared machine
+include waiting for a core; the CPU-time column is what an idle core would take (single-thread rows).
 """
 
 from __future__ import annotations
