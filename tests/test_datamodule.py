@@ -115,3 +115,11 @@ def test_clear_errors(tmp_path: Path) -> None:
         make_dm(tmp_path / "root", image_hw=(256, 192))
     with pytest.raises(ValueError, match="val_bbox_source"):
         make_dm(tmp_path / "root", val_bbox_source="boxes")
+
+
+def test_photometric_option(tmp_path: Path) -> None:
+    make_root(tmp_path)
+    dm = make_dm(tmp_path, photometric=[{"type": "ColorJitter", "brightness": 0.4, "p": 1.0}], half_body_mode="0.x")
+    dm.setup("fit")
+    assert dm.train_dataset.photometric is not None
+    assert next(iter(dm.train_dataloader()))["image"].shape == (3, 3, 64, 48)

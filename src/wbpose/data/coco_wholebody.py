@@ -157,19 +157,23 @@ class CocoWholeBodyDataset(Dataset):
         """Decode the image of instance ``index`` (BGR uint8, as ``cv2.imread``), checking its size."""
         path = self.image_path(index)
         image = cv2.imread(path, cv2.IMREAD_COLOR)
+        w, h = self.instances.image_wh[self.instances.image_index[index]].tolist()
+        if image is None or image.shape[0] != h or image.shape[1] != w:
+            self._raise_bad_image(index, path, image)
+        return image
+
+    def _raise_bad_image(self, index: int, path: str, image: np.ndarray | None) -> None:
         inst = self.instances
         what = f"image_id {int(inst.image_ids[index])}, instance_id {int(inst.instance_ids[index])} ({self.ann_file})"
+        if image is None and not os.path.exists(path):
+            raise DataError(f"missing image file {path} for {what}; check img_dir / data.data_root")
         if image is None:
-            if not os.path.exists(path):
-                raise DataError(f"missing image file {path} for {what}; check img_dir / data.data_root")
             raise DataError(f"cannot decode image {path} for {what}: corrupt or not an image (cv2.imread gave None)")
         w, h = inst.image_wh[inst.image_index[index]].tolist()
-        if image.shape[0] != h or image.shape[1] != w:
-            raise DataError(
-                f"image {path} decodes to {image.shape[1]}x{image.shape[0]} but the annotation file says {w}x{h} "
-                f"for {what} (wrong file, or an EXIF-rotated JPEG)"
-            )
-        return image
+        raise DataError(
+            f"image {path} decodes to {image.shape[1]}x{image.shape[0]} but the annotation file says {w}x{h} "
+            f"for {what} (wrong file, or an EXIF-rotated JPEG)"
+        )
 
     def sample_rng(self) -> np.random.Generator:
         """The augmentation generator of this process, seeded from its torch seed.
