@@ -183,8 +183,8 @@ class CocoWholeBodyDataset(Dataset):
         ``seed_everything(workers=True)``); in the main process it is the ``seed_everything`` seed. The generator
         is rebuilt whenever that seed changes and otherwise continues its stream, so a run is reproducible,
         workers draw independent streams, and persistent workers still see new augmentations every epoch.
-        (One generator per process rather than one per sample: seeding a fresh ``Generator`` costs more than
-        all the augmentations together once the JPEG decode has flushed the caches.)
+        (One generator per process gives the same guarantees as seeding one per sample, without paying for a
+        ``SeedSequence`` per sample.)
         """
         seed = torch.initial_seed()
         if self._rng is None or seed != self._rng_seed:

@@ -11,6 +11,9 @@ SPEC 2.5-2.6), re-implemented for speed:
 5. :class:`GenerateTarget`: heatmaps and weights from the codec (train only);
 6. :func:`normalize_image` + :func:`pack_sample`: the sample dict of ``docs/ARCHITECTURE.md``.
 
+``CocoWholeBodyDataset`` runs the annotation half (2, the geometry of 3, and 5) before decoding the JPEG and the
+pixel half (the warp of 3, 4, 6) after it; the result is the same as running 1-6 in order.
+
 Speed choices (see ``benchmarks/data_pipeline.py``): the image stays BGR as ``cv2.imread`` returns it and the
 channel swap happens inside the normalisation; a horizontal flip is folded into the warp matrix instead of
 mirroring the full image (:class:`~wbpose.data.augment.RandomFlip` only mirrors the annotations); the image is
@@ -50,7 +53,7 @@ class TopdownSample:
         bbox_xyxy: the instance box in (possibly flipped) image pixels, float64 (4,).
         keypoints_xy: (K, 2) float64 in image pixels, crop pixels after the warp; ``None`` for detector boxes.
         visible: (K,) float32 0/1 visibility; ``None`` for detector boxes.
-        rotation_deg: crop rotation in degrees (counter-clockwise in the image, as MMPose).
+        rotation_deg: crop rotation in degrees (MMPose's ``bbox_rotation`` convention, see ``warp_matrix``).
         flipped: the annotations are mirrored but ``image`` is not yet (the warp does it).
         bgr: channel order of ``image``.
         warp: the (2, 3) matrix mapping the *decoded, unflipped* image to the crop, set by the warp.
@@ -220,7 +223,7 @@ def normalize_image(image: np.ndarray, bgr: bool = True) -> np.ndarray:
 
 
 class Normalize:
-    """Normalise the crop right after the warp, while it is still in cache (before the large target write).
+    """Normalise the crop right after the warp, while it is still in cache.
 
     Reads: ``image`` (uint8 crop), ``bgr``. Writes: ``image_chw`` (float32 (3, h, w) normalised RGB).
     """
