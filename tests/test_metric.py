@@ -227,3 +227,10 @@ def test_broken_worker_pool_falls_back_to_sequential(ann_file, gt, monkeypatch):
     monkeypatch.setattr(evaluation, "_evaluate_shared", _dying_worker)
     with pytest.warns(UserWarning, match="running the remaining parts sequentially"):
         assert scored(ann_file, preds, num_procs=2) == expected
+
+
+def test_verbose_prints_xtcocotools_tables_in_part_order(ann_file, gt, capsys):
+    scored(ann_file, gt_as_predictions(gt), num_procs=2, verbose=True)
+    out = capsys.readouterr().out
+    headers = [out.index(f"== keypoints_{part} ==") for part in PARTS]
+    assert headers == sorted(headers) and out.count("Average Precision") == 6 * 5

@@ -4,6 +4,11 @@ Order of operations (SPEC 2.3, 5, 6): gather the per-rank states (``cat``), drop
 the first, which removes DistributedSampler padding), rescore, OKS-NMS per image, write the results json, run
 the six xtcocotools evaluations. Predictions are put in a canonical order (by instance id) before rescoring, so the
 numbers do not depend on how the instances were split across ranks or batches.
+
+Under DDP every rank gathers all predictions and computes the same numbers (torchmetrics' ``sync_on_compute``);
+each rank writes the same results json atomically, and the default number of evaluation processes is the usable
+cores divided by the local ranks. Every rank must have called ``update()`` at least once before ``compute()``
+(torchmetrics cannot gather an empty list state of this shape); Lightning's DistributedSampler ensures that.
 """
 
 from __future__ import annotations
