@@ -35,6 +35,37 @@ _FLOAT_STATES = ("keypoints", "keypoint_scores", "bbox_scores", "areas")
 _RESULTS_NAME = "results.keypoints.json"
 
 
+def _validated(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Check the ``update()`` shapes and that the float inputs are finite; return the floats as float64."""
+    n = tensors["instance_ids"].shape[0] if tensors["instance_ids"].ndim == 1 else -1
+    expected = {
+        "instance_ids": (n,),
+        "image_ids": (n,),
+        "keypoints": (n, NUM_KEYPOINTS, 2),
+        "keypoint_scores": (n, NUM_KEYPOINTS),
+        "bbox_scores": (n,),
+        "areas": (n,),
+    }
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if n < 0 or got != expected:
+        raise ValueError(
+            "CocoWholeBodyMetric.update expects instance_ids (N,), image_ids (N,), keypoints (N, 133, 2), "
+            f"keypoint_scores (N, 133), bbox_scores (N,), areas (N,); got {got}"
+        )
+    floats = {k: tensors[k].detach().to(torch.float64) for k in _FLOAT_STATES}
+    finite = torch.stack(
+        [torch.isfinite(v).flatten(1).all(1) if v.ndim > 1 else torch.isfinite(v) for v in floats.values()]
+    )
+    if not bool(finite.all()):  # one host sync per batch
+        bad_rows = (~finite.all(0)).nonzero().flatten()[:5]
+        bad_fields = [k for k, row in zip(floats, finite) if not bool(row.all())]
+        raise ValueError(
+            f"CocoWholeBodyMetric.update got NaN/inf in {bad_fields} for instance ids "
+            f"{tensors['instance_ids'][bad_rows].tolist()}"
+        )
+    return floats
+
+
 class CocoWholeBodyMetric(Metric):
     """Six-part COCO-WholeBody AP/AR of top-down predictions, with MMPose's rescoring and OKS-NMS.
 
@@ -135,32 +166,7 @@ class CocoWholeBodyMetric(Metric):
             areas=areas,
         )
         tensors = {k: torch.as_tensor(v, device=self.device) for k, v in tensors.items()}
-        n = tensors["instance_ids"].shape[0] if tensors["instance_ids"].ndim == 1 else -1
-        expected = {
-            "instance_ids": (n,),
-            "image_ids": (n,),
-            "keypoints": (n, NUM_KEYPOINTS, 2),
-            "keypoint_scores": (n, NUM_KEYPOINTS),
-            "bbox_scores": (n,),
-            "areas": (n,),
-        }
-        got = {k: tuple(v.shape) for k, v in tensors.items()}
-        if n < 0 or got != expected:
-            raise ValueError(
-                "CocoWholeBodyMetric.update expects instance_ids (N,), image_ids (N,), keypoints (N, 133, 2), "
-                f"keypoint_scores (N, 133), bbox_scores (N,), areas (N,); got {got}"
-            )
-        floats = {k: tensors[k].detach().to(torch.float64) for k in _FLOAT_STATES}
-        finite = torch.stack(
-            [torch.isfinite(v).flatten(1).all(1) if v.ndim > 1 else torch.isfinite(v) for v in floats.values()]
-        )
-        if not bool(finite.all()):  # one host sync per batch
-            bad_rows = (~finite.all(0)).nonzero().flatten()[:5]
-            bad_fields = [k for k, row in zip(floats, finite) if not bool(row.all())]
-            raise ValueError(
-                f"CocoWholeBodyMetric.update got NaN/inf in {bad_fields} for instance ids "
-                f"{tensors['instance_ids'][bad_rows].tolist()}"
-            )
+        floats = _validated(tensors)
         for name in _ID_STATES:
             getattr(self, name).append(tensors[name].detach().to(torch.int64))
         for name, value in floats.items():
