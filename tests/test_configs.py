@@ -109,3 +109,14 @@ def test_eval_config_composes(tmp_path) -> None:
 def test_unknown_experiment_lists_choices(tmp_path) -> None:
     with pytest.raises(ValueError, match="available: .*w32_256x192_msra"):
         compose_config("train", ["experiment=w99_nope"], output_dir=tmp_path)
+
+
+@pytest.mark.parametrize("data", ["coco_wholebody_256x192", "synthetic"])
+def test_datamodule_builds_from_default_paths(data: str, tmp_path) -> None:
+    from wbpose.train import build_datamodule
+
+    cfg = compose_config("train", [f"data={data}"], output_dir=tmp_path)
+    codec = instantiate(cfg.codec)
+    dm = build_datamodule(cfg, codec)  # constructing reads no files
+    assert dm.data_root == str(CONFIG_DIR.parent / "data" / ("synthetic" if data == "synthetic" else "coco_wholebody"))
+    assert dm.image_hw == tuple(cfg.data.image_hw)

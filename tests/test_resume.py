@@ -83,3 +83,17 @@ def test_resume_mid_epoch(make_cfg, synthetic_root, tmp_path) -> None:
     assert sched.last_epoch == 8 and sched.lr_lambdas[0].steps_per_epoch == per_epoch
     steps = {float(s["step"]) for s in opt.state_dict()["state"].values()}
     assert steps == {8.0}  # Adam's bias correction continues from the restored count
+
+
+def test_resume_from_other_arch_names_both(make_cfg, tmp_path) -> None:
+    from wbpose.lit_module import CONFIG_KEY
+    from wbpose.train import check_resume_checkpoint
+
+    path = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": {}, CONFIG_KEY: {"model": {"net": {"arch": "tiny"}}}}, path)
+    cfg = make_cfg(["model=hrnet_w48", f"ckpt_path={path}"])
+    with pytest.raises(ValueError, match="HRNet-tiny.*HRNet-w48"):
+        check_resume_checkpoint(cfg)
+    cfg = make_cfg([f"ckpt_path={tmp_path / 'missing.ckpt'}"])
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        check_resume_checkpoint(cfg)

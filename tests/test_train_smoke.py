@@ -69,3 +69,27 @@ def test_missing_checkpoint(tmp_path) -> None:
     cfg = compose_config("eval", [f"ckpt_path={tmp_path / 'none.ckpt'}"], output_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="none.ckpt"):
         evaluate(cfg)
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(synthetic_root, tmp_path, capsys) -> None:
+    from wbpose.utils.demo import run_demo
+
+    overrides = [
+        "experiment=demo",
+        f"data.data_root={synthetic_root}",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.check_val_every_n_epoch=1",
+        "trainer.enable_progress_bar=false",
+        "callbacks.progress_bar=null",
+        "logger=[csv,wandb]",
+    ]
+    cfg = compose_config("train", overrides, output_dir=tmp_path / "demo")
+    result = run_demo(cfg)
+    assert result["png"].is_file() and result["png"].stat().st_size > 1000
+    assert set(result["before"]) == set(result["after"]) and "val/wholebody_ap" in result["after"]
+    out = capsys.readouterr().out
+    assert "| untrained |" in out and "| trained (1 epochs) |" in out
+    assert list((tmp_path / "demo" / "wandb").glob("offline-run-*"))

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from wbpose.lit_module import TopdownPoseModule, build_module
+from wbpose.lit_module import CONFIG_KEY, TopdownPoseModule, build_module, check_same_arch, model_arch
 from wbpose.utils.config import instantiate_callbacks, instantiate_loggers
 from wbpose.utils.data_root import ensure_dataset
 from wbpose.utils.summary import metrics_table, write_metrics_json
@@ -30,8 +30,9 @@ CODEC_KEYS = ("heatmap_hw", "sigma")
 
 def build_datamodule(cfg: DictConfig, codec: Any, **overrides: Any) -> pl.LightningDataModule:
     """Instantiate the ``data`` node (``WholeBodyDataModule``) with the shared codec (it encodes the targets)."""
-    node = OmegaConf.masked_copy(cfg.data, [k for k in cfg.data if k not in CODEC_KEYS])
-    return instantiate(node, codec=codec, **overrides)
+    data = OmegaConf.to_container(cfg.data, resolve=True)  # resolve first: a detached copy loses ${paths...}
+    assert isinstance(data, dict)
+    return instantiate({k: v for k, v in data.items() if k not in CODEC_KEYS}, codec=codec, **overrides)
 
 
 def apply_cpu_threads(cfg: DictConfig) -> None:
@@ -41,6 +42,22 @@ def apply_cpu_threads(cfg: DictConfig) -> None:
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+def check_resume_checkpoint(cfg: DictConfig) -> None:
+    """Fail clearly when ``cfg.ckpt_path`` is missing or was trained with another architecture."""
+    path = cfg.get("ckpt_path")
+    if not path:
+        return
+    if not Path(str(path)).is_file():
+        raise FileNotFoundError(f"ckpt_path={path} does not exist (a run's checkpoints are in <run dir>/checkpoints/)")
+    import torch
+
+    # mmap: read the config without loading every tensor of a large checkpoint
+    checkpoint = torch.load(str(path), map_location="cpu", weights_only=False, mmap=True)
+    embedded = checkpoint.get(CONFIG_KEY) if isinstance(checkpoint, dict) else None
+    if embedded is not None:
+        check_same_arch(model_arch(cfg), model_arch(OmegaConf.create(embedded)), str(path))
 
 
 def _best_checkpoint(trainer: pl.Trainer, monitor: str | None) -> str | None:
@@ -90,6 +107,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
     ensure_dataset(cfg.data, train=bool(cfg.get("train", True)))
+    check_resume_checkpoint(cfg)
 
     codec = instantiate(cfg.codec)
     datamodule = build_datamodule(cfg, codec)
@@ -106,7 +124,8 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
             log.info("training %s for %s epochs", OmegaConf.select(cfg, "model.net.arch"), cfg.trainer.max_epochs)
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        if cfg.get("validate", True):
+        # fast_dev_run already validated the only weights there are (and saves no checkpoint)
+        if cfg.get("validate", True) and not (trainer.fast_dev_run and metrics):
             best = _best_checkpoint(trainer, cfg.get("optimized_metric"))
             if not cfg.get("train", True) and cfg.get("ckpt_path"):
                 best = cfg.ckpt_path

@@ -8,6 +8,7 @@ Everything goes through the same code as real runs (``wbpose.train.train``, the 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -87,6 +88,8 @@ def draw_val_predictions(
     drawn = []
     for image_id in sorted(first_index)[:num_images]:
         image = cv2.cvtColor(cv2.imread(dataset.image_path(first_index[image_id])), cv2.COLOR_BGR2RGB)
+        # dim the picture: the synthetic people are drawn in the same part colours as the predictions
+        image = (image.astype(np.float32) * 0.45 + 40).astype(np.uint8)
         people = per_image.get(image_id)
         if people and people["keypoints"]:
             image = draw_pose(image, np.stack(people["keypoints"]), np.stack(people["scores"]), score_thr=0.3)
@@ -104,6 +107,8 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
     """
     out = Path(cfg.paths.output_dir)
     start = time.monotonic()
+    # a previous demo's checkpoints would make Lightning version the new ones (last-v1.ckpt)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
     before = evaluate_untrained(cfg)  # also generates the synthetic data (DataModule.prepare_data) when absent
     write_metrics_json(out / "metrics_before.json", before)
     t_train = time.monotonic()
