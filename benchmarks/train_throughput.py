@@ -83,7 +83,8 @@ def _rate(fn, batches: int, batch_size: int, device: torch.device) -> float:
 def model_only(step: Step, arch: str, batch: int, iters: int) -> float:
     (h, w), (hh, hw), _ = SETTINGS[arch]
     x, t, wt = torch.randn(batch, 3, h, w), torch.rand(batch, 133, hh, hw), torch.ones(batch, 133)
-    step(x, t, wt)  # warm-up (allocator, cudnn autotune)
+    for _ in range(2):  # warm-up (allocator, cudnn autotune)
+        step(x, t, wt)
     return _rate(lambda: step(x, t, wt), iters, batch, step.device)
 
 
@@ -97,22 +98,32 @@ def loaders(root: Path, arch: str, batch: int, workers: int, pin: bool) -> torch
     return dm.train_dataloader()
 
 
-def loader_only(loader, iters: int, batch: int) -> float:
-    it = itertools.cycle(loader)
+def forever(loader):
+    """Re-iterate the loader (``itertools.cycle`` would replay cached batches instead of loading)."""
+    while True:
+        yield from loader
+
+
+def loader_only(loader, iters: int) -> float:
+    it = forever(loader)
     next(it)  # start the workers
-    return _rate(lambda: next(it), iters, batch, torch.device("cpu"))
+    start, images = time.perf_counter(), 0
+    for _ in range(iters):
+        images += next(it)["image"].shape[0]  # the last batch of an epoch may be short
+    return images / (time.perf_counter() - start)
 
 
-def end_to_end(step: Step, loader, iters: int, batch: int) -> float:
-    it = itertools.cycle(loader)
+def end_to_end(step: Step, loader, iters: int) -> float:
+    it = forever(loader)
     b = next(it)
     step(b["image"], b["heatmaps"], b["weights"])
-
-    def one() -> None:
+    start, images = time.perf_counter(), 0
+    for _ in range(iters):
         b = next(it)
         step(b["image"], b["heatmaps"], b["weights"])
-
-    return _rate(one, iters, batch, step.device)
+        images += b["image"].shape[0]
+    _sync(step.device)
+    return images / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -154,8 +165,8 @@ def main() -> None:
             model_rate = model_only(step, arch, batch, iters)
             for workers in args.workers:
                 loader = loaders(root, arch, batch, workers, pin=gpu)
-                load_rate = loader_only(loader, iters, batch)
-                e2e = end_to_end(step, loader, iters, batch)
+                load_rate = loader_only(loader, iters)
+                e2e = end_to_end(step, loader, iters)
                 neck = "loader" if load_rate < model_rate else "model"
                 print(f"| {arch} | {h}x{w} | {batch} | {precision} | {cl} | {workers} | {model_rate:.1f} "
                       f"| {load_rate:.1f} | {e2e:.1f} | {neck} |", flush=True)  # fmt: skip

@@ -26,7 +26,6 @@ def _results(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return ids[order], kpts[order]
 
 
-@pytest.mark.slow
 def test_ddp_cpu_matches_single_process(synthetic_root, tmp_path) -> None:
     run_dir = tmp_path / "ddp"
     cmd = [

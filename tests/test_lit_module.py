@@ -200,3 +200,34 @@ def test_foreign_state_dict_names_mismatch(make_cfg, tmp_path) -> None:
     torch.save({"state_dict": wrong, CONFIG_KEY: module.wbpose_config}, path)
     with pytest.raises(ValueError, match="shape mismatches"):
         load_module_from_checkpoint(path)
+
+
+def test_init_weights_imagenet_and_pose_backbone(make_cfg, tmp_path) -> None:
+    donor = build_pose_model("tiny")
+    for p in donor.parameters():
+        torch.nn.init.normal_(p)
+    # an ImageNet-style file: unprefixed backbone keys plus classifier extras (ignored)
+    imagenet = {k: v for k, v in donor.backbone.state_dict().items()}
+    imagenet["classifier.weight"] = torch.zeros(1000, 8)
+    torch.save(imagenet, tmp_path / "imagenet.pth")
+    cfg = make_cfg(["model=hrnet_tiny", "data=synthetic", f"model.pretrained={tmp_path / 'imagenet.pth'}"])
+    module = build_module(cfg, with_metrics=False)
+    for k, v in donor.backbone.state_dict().items():
+        torch.testing.assert_close(module.model.backbone.state_dict()[k], v)
+
+    # a pose checkpoint of ours (model.-prefixed): only the backbone is taken, the head keeps its init
+    torch.save({"state_dict": {f"model.{k}": v for k, v in donor.state_dict().items()}}, tmp_path / "pose.ckpt")
+    cfg = make_cfg(["model=hrnet_tiny", "data=synthetic", f"model.init.pretrained={tmp_path / 'pose.ckpt'}"])
+    module = build_module(cfg, with_metrics=False)
+    torch.testing.assert_close(module.model.backbone.conv1.weight, donor.backbone.conv1.weight)
+    assert not torch.allclose(module.model.head.final_layer.weight, donor.head.final_layer.weight)
+
+    cfg = make_cfg(["model=hrnet_tiny", "data=synthetic", f"model.pretrained={tmp_path / 'nope.pth'}"])
+    with pytest.raises(FileNotFoundError, match="model.pretrained="):
+        build_module(cfg, with_metrics=False)
+    w32_file = tmp_path / "w32.ckpt"
+    w32 = build_pose_model("w32")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in w32.state_dict().items()}}, w32_file)
+    cfg = make_cfg(["model=hrnet_tiny", "data=synthetic", f"model.init.pretrained={w32_file}"])
+    with pytest.raises(ValueError, match="w32"):
+        build_module(cfg, with_metrics=False)

@@ -6,13 +6,10 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from wbpose.utils.config import project_root
 from wbpose.utils.summary import collect_multirun
 
 
-@pytest.mark.slow
 def test_two_seed_multirun_and_summary(synthetic_root, tmp_path) -> None:
     sweep_dir = tmp_path / "sweep"
     cmd = [

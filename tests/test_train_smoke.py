@@ -71,7 +71,6 @@ def test_missing_checkpoint(tmp_path) -> None:
         evaluate(cfg)
 
 
-@pytest.mark.slow
 def test_demo_runs_end_to_end(synthetic_root, tmp_path, capsys) -> None:
     from wbpose.utils.demo import run_demo
 

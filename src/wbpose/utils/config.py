@@ -27,6 +27,7 @@ __all__ = [
     "instantiate_callbacks",
     "instantiate_loggers",
     "list_experiments",
+    "progress_bar",
     "project_root",
     "register_resolvers",
 ]
@@ -102,6 +103,17 @@ def compose_config(
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def progress_bar(refresh_rate: int = 1) -> Any:
+    """``RichProgressBar`` when ``rich`` is installed, else Lightning's ``TQDMProgressBar``."""
+    from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
+
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return TQDMProgressBar(refresh_rate=refresh_rate)
+    return RichProgressBar(refresh_rate=refresh_rate)
 
 
 def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Any]:
