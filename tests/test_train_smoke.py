@@ -92,3 +92,52 @@ def test_demo_runs_end_to_end(synthetic_root, tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "| untrained |" in out and "| trained (1 epochs) |" in out
     assert list((tmp_path / "demo" / "wandb").glob("offline-run-*"))
+
+
+def test_mmpose_file_round_trips_through_convert_and_eval(short_run, synthetic_root, tmp_path) -> None:
+    """A trained model saved as an MMPose 0.x file evaluates, directly and after convert_mmpose.py, to the same
+    numbers as its native checkpoint (the path a user takes to reproduce a seed-table row)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from wbpose.checkpoints.mmpose import read_checkpoint
+
+    run_dir, objects = short_run
+    native = Path(objects["validated_checkpoint"])
+    state = {k.removeprefix("model."): v for k, v in read_checkpoint(native)["state_dict"].items()}
+    mmpose_state = {k.replace("head.", "keypoint_head.", 1) if k.startswith("head.") else k: v for k, v in state.items()}
+    mmpose_file = tmp_path / "hrnet_tiny_mmpose0x.pth"
+    torch.save({"meta": {"epoch": 1, "mmpose_version": "0.29.0"}, "state_dict": mmpose_state}, mmpose_file)
+
+    converted = tmp_path / "converted.pth"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, str(root / "scripts" / "convert_mmpose.py"), str(mmpose_file), str(converted)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert converted.is_file()
+
+    def run_eval(ckpt: Path, name: str) -> dict[str, float]:
+        overrides = [
+            f"ckpt_path={ckpt}",
+            "trainer=cpu",
+            "model=hrnet_tiny",
+            "data=synthetic",
+            f"data.data_root={synthetic_root}",
+            "data.num_workers=0",
+            "codec=dark",
+        ]
+        cfg = compose_config("eval", overrides, output_dir=tmp_path / name)
+        metrics, _ = evaluate(cfg, overrides=overrides)
+        return metrics
+
+    native_metrics = run_eval(native, "native")
+    for ckpt, name in ((mmpose_file, "mmpose"), (converted, "converted")):
+        metrics = run_eval(ckpt, name)
+        assert metrics["test/wholebody_ap"] == pytest.approx(native_metrics["test/wholebody_ap"], abs=1e-12)
+        assert metrics["test/face_ar"] == pytest.approx(native_metrics["test/face_ar"], abs=1e-12)

@@ -28,6 +28,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from wbpose.checkpoints.loaders import load_mmpose_for_eval
+from wbpose.checkpoints.mmpose import read_checkpoint
 from wbpose.lit_module import (
     CONFIG_KEY,
     RAW_CONFIG_KEY,
@@ -70,7 +72,7 @@ def load_lightning_checkpoint(path: Path) -> LoadedCheckpoint | None:
     """Our Lightning ``.ckpt`` files (``state_dict`` with ``model.`` keys and an embedded config)."""
     if path.suffix != ".ckpt":
         return None
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # our own file: trusted
+    checkpoint = read_checkpoint(path)  # weights_only: never runs code from the file
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         return None
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
@@ -80,7 +82,7 @@ def load_lightning_checkpoint(path: Path) -> LoadedCheckpoint | None:
 
 
 #: Tried in order; the first that returns a ``LoadedCheckpoint`` wins. MMPose ``.pth`` support plugs in here.
-CHECKPOINT_LOADERS: list[Callable[[Path], LoadedCheckpoint | None]] = [load_lightning_checkpoint]
+CHECKPOINT_LOADERS: list[Callable[[Path], LoadedCheckpoint | None]] = [load_lightning_checkpoint, load_mmpose_for_eval]
 
 
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:

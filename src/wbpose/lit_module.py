@@ -278,8 +278,10 @@ def load_checkpoint_config(path: str | Path) -> tuple[dict[str, Any], DictConfig
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    # Our own Lightning checkpoints hold plain python containers besides tensors; they are trusted files.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only loading: opening a checkpoint never runs code from it (numpy values allow-listed only).
+    from wbpose.checkpoints.mmpose import read_checkpoint
+
+    checkpoint = read_checkpoint(path)
     cfg = checkpoint.get(CONFIG_KEY) if isinstance(checkpoint, dict) else None
     return checkpoint, (OmegaConf.create(cfg) if cfg is not None else None)
 

@@ -51,10 +51,9 @@ def check_resume_checkpoint(cfg: DictConfig) -> None:
         return
     if not Path(str(path)).is_file():
         raise FileNotFoundError(f"ckpt_path={path} does not exist (a run's checkpoints are in <run dir>/checkpoints/)")
-    import torch
+    from wbpose.checkpoints.mmpose import read_checkpoint
 
-    # mmap: read the config without loading every tensor of a large checkpoint
-    checkpoint = torch.load(str(path), map_location="cpu", weights_only=False, mmap=True)
+    checkpoint = read_checkpoint(path)  # weights_only: never runs code from the file
     embedded = checkpoint.get(CONFIG_KEY) if isinstance(checkpoint, dict) else None
     if embedded is not None:
         check_same_arch(model_arch(cfg), model_arch(OmegaConf.create(embedded)), str(path))

@@ -36,12 +36,13 @@ def _existing(path: Any, key: str) -> Path:
 def read_pose_state_dict(path: Path) -> dict[str, torch.Tensor] | Path:
     """Our Lightning checkpoints -> their ``TopdownPoseModel`` state dict; other files are returned as paths.
 
-    Lightning files hold loop and callback state besides tensors, so they are read with ``weights_only=False``
-    (they are our own outputs); MMPose files are left to the checkpoint module's safe reader.
+    Both kinds are read with ``weights_only=True`` (never running code from the file).
     """
     if path.suffix != ".ckpt":
         return path
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    from wbpose.checkpoints.mmpose import read_checkpoint
+
+    checkpoint = read_checkpoint(path)
     state = checkpoint.get("state_dict", {})
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
