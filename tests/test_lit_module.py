@@ -231,3 +231,23 @@ def test_init_weights_imagenet_and_pose_backbone(make_cfg, tmp_path) -> None:
     cfg = make_cfg(["model=hrnet_tiny", "data=synthetic", f"model.init.pretrained={w32_file}"])
     with pytest.raises(ValueError, match="w32"):
         build_module(cfg, with_metrics=False)
+
+
+def test_channels_last_gives_the_same_heatmaps() -> None:
+    """The NHWC option changes the memory layout only: same heatmaps (to float tolerance) as the default."""
+    import torch
+
+    from wbpose.lit_module import TopdownPoseModule
+    from wbpose.losses import KeypointMSELoss
+    from wbpose.models import build_pose_model
+
+    torch.manual_seed(0)
+    model = build_pose_model("tiny").eval()
+    ref = TopdownPoseModule(model, codec=None, loss=KeypointMSELoss(), optimizer=torch.optim.Adam, flip_test=False)
+    images = torch.randn(2, 3, 128, 96)
+    with torch.no_grad():
+        expected = ref(images)
+        nhwc = TopdownPoseModule(model, None, KeypointMSELoss(), torch.optim.Adam, channels_last=True)
+        got = nhwc(images)
+    assert nhwc.model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

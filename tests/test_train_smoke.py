@@ -107,7 +107,8 @@ def test_mmpose_file_round_trips_through_convert_and_eval(short_run, synthetic_r
     run_dir, objects = short_run
     native = Path(objects["validated_checkpoint"])
     state = {k.removeprefix("model."): v for k, v in read_checkpoint(native)["state_dict"].items()}
-    mmpose_state = {k.replace("head.", "keypoint_head.", 1) if k.startswith("head.") else k: v for k, v in state.items()}
+    # 0.x names: keypoint_head.final_layer.* instead of head.final_layer.*
+    mmpose_state = {("keypoint_" + k if k.startswith("head.") else k): v for k, v in state.items()}
     mmpose_file = tmp_path / "hrnet_tiny_mmpose0x.pth"
     torch.save({"meta": {"epoch": 1, "mmpose_version": "0.29.0"}, "state_dict": mmpose_state}, mmpose_file)
 

@@ -58,6 +58,7 @@ class TopdownPoseModule(pl.LightningModule):
         shift_heatmap: shift the flipped-back heatmaps one pixel right (MMPose default).
         num_vis_images: crops drawn and logged after each validation (0 disables).
         vis_score_thr: keypoints at or below this score are not drawn.
+        channels_last: run the model in the NHWC memory layout (faster convolutions on CPU with oneDNN).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class TopdownPoseModule(pl.LightningModule):
         shift_heatmap: bool = True,
         num_vis_images: int = 8,
         vis_score_thr: float = 0.3,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -89,6 +91,11 @@ class TopdownPoseModule(pl.LightningModule):
         self.shift_heatmap = shift_heatmap
         self.num_vis_images = num_vis_images
         self.vis_score_thr = vis_score_thr
+        self.channels_last = channels_last
+        if channels_last:
+            # NHWC weights and inputs: oneDNN's faster conv path on CPU (benchmarks/model.py) and the tensor-core
+            # friendly layout on GPUs. Parameters keep the layout through .to(device).
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.register_buffer("flip_indices", torch.as_tensor(FLIP_INDICES, dtype=torch.long), persistent=False)
         #: Resolved and raw configs written into checkpoints (set by ``build_module``; restored from checkpoints).
         self.wbpose_config: dict[str, Any] | None = None
@@ -98,10 +105,15 @@ class TopdownPoseModule(pl.LightningModule):
     # ------------------------------------------------------------------ forward / training
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Heatmaps of a batch of crops. Shape: images (B, 3, H, W) -> (B, K, h, w)."""
+        return self._run_model(images)
+
+    def _run_model(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        heatmaps = self.model(batch["image"])
+        heatmaps = self._run_model(batch["image"])
         loss = self.loss(heatmaps, batch["heatmaps"], batch["weights"])
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -115,11 +127,11 @@ class TopdownPoseModule(pl.LightningModule):
     # ------------------------------------------------------------------ evaluation
     def predict_heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         """Heatmaps with the flip test applied when enabled. Shape: (B, 3, H, W) -> (B, K, h, w)."""
-        heatmaps = self.model(images)
+        heatmaps = self._run_model(images)
         if self.flip_test:
             from wbpose.codecs import flip_test_average
 
-            flipped = self.model(images.flip(-1))
+            flipped = self._run_model(images.flip(-1))
             heatmaps = flip_test_average(heatmaps, flipped, self.flip_indices, shift=self.shift_heatmap)
         return heatmaps
 
