@@ -354,3 +354,25 @@ def test_constructor_rejects_bad_arguments():
         MSRAHeatmap((256, 192), (64, 48), 2, border_rule="2.x")
     with pytest.raises(ValueError, match="blur_kernel"):
         DarkHeatmap((256, 192), (64, 48), 2, blur_kernel=10)
+
+
+def test_dark_threaded_cpu_decode_equals_single_thread() -> None:
+    """The CPU decode splits large batches over torch's threads; results must not depend on the split."""
+    from wbpose.codecs import DarkHeatmap
+
+    codec = DarkHeatmap((256, 192), (64, 48), 2.0)
+    gen = torch.Generator().manual_seed(3)
+    heatmaps = torch.rand(8, 133, 64, 48, generator=gen) * 0.1
+    peaks = torch.randint(0, 64 * 48, (8, 133), generator=gen)
+    heatmaps.view(8, 133, -1).scatter_(2, peaks[..., None], 1.0)
+    heatmaps[0, :5] = 0.0  # all-zero maps: score 0, no step
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        kp1, sc1 = codec.decode(heatmaps)
+        torch.set_num_threads(2)
+        kp2, sc2 = codec.decode(heatmaps)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(sc1, sc2)
+    assert torch.allclose(kp1, kp2, atol=1e-5, rtol=0)
