@@ -128,15 +128,15 @@ def _refinable(value, x, y, h: int, w: int):
 _CPU_BLOCK = 256
 
 
-_POOL: tuple[int, ThreadPoolExecutor] | None = None
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    """A process-wide pool for the CPU decode (re-created after a fork: a child cannot use its parent's threads)."""
-    global _POOL
-    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers != workers:
-        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wbpose-dark"))
-    return _POOL[1]
+    """A pool per (process, size) for the CPU decode; keyed by pid: a forked child cannot use its parent's threads."""
+    key = (os.getpid(), workers)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wbpose-dark")
+    return _POOLS[key]
 
 
 def _run_chunks(fn: Callable[[int, int], None], n: int, workers: int, chunk: int) -> None:
@@ -148,6 +148,22 @@ def _run_chunks(fn: Callable[[int, int], None], n: int, workers: int, chunk: int
         return
     for future in [_thread_pool(workers).submit(fn, lo, hi) for lo, hi in bounds]:
         future.result()
+
+
+def _window_view(
+    hm: np.ndarray, windows: tuple[_AxisWindows, _AxisWindows], w: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Window starts per argmax row/column and a no-copy view of the (ph, pw) window at every flat element.
+
+    Shape:
+        hm: (N, h*w) -> start_y (h,), start_x (w,), all_windows (N*h*w - ..., ph, pw), ph, pw
+    """
+    start_y, start_x = (axis.start.numpy() for axis in windows)
+    ph, pw = (axis.weights.shape[1] for axis in windows)
+    flat, step = hm.reshape(-1), hm.itemsize
+    shape = (flat.size - (ph - 1) * w - pw + 1, ph, pw)
+    all_windows = np.lib.stride_tricks.as_strided(flat, shape, (step, w * step, step), writeable=False)
+    return start_y, start_x, all_windows, ph, pw
 
 
 def _cpu_workers(n: int) -> int:
@@ -162,12 +178,8 @@ def _locate_numpy_threaded(
 
     Two passes instead of the fused block loop (each map is read twice), but both run on every core.
     """
-    start_y, start_x = (axis.start.numpy() for axis in windows)
-    ph, pw = (axis.weights.shape[1] for axis in windows)
+    start_y, start_x, all_windows, ph, pw = _window_view(hm, windows, w)
     n, hw = hm.shape
-    flat, step = hm.reshape(-1), hm.itemsize
-    shape = (flat.size - (ph - 1) * w - pw + 1, ph, pw)
-    all_windows = np.lib.stride_tricks.as_strided(flat, shape, (step, w * step, step), writeable=False)
     index, value = np.empty(n, np.int64), np.empty(n, hm.dtype)
 
     def find(lo: int, hi: int) -> None:
@@ -199,12 +211,8 @@ def _locate_numpy(
     Shape:
         hm: (N, h*w) -> index (N,), value (N,), sel (M,) indices of refinable maps, patch (M, ph, pw)
     """
-    start_y, start_x = (axis.start.numpy() for axis in windows)
-    ph, pw = (axis.weights.shape[1] for axis in windows)
+    start_y, start_x, all_windows, ph, pw = _window_view(hm, windows, w)
     n, hw = hm.shape
-    flat, step = hm.reshape(-1), hm.itemsize
-    shape = (flat.size - (ph - 1) * w - pw + 1, ph, pw)
-    all_windows = np.lib.stride_tricks.as_strided(flat, shape, (step, w * step, step), writeable=False)
     index, value, sel = np.empty(n, np.int64), np.empty(n, hm.dtype), np.empty(n, np.int64)
     patch = np.empty((n, ph, pw), dtype=np.float64)  # only the first m rows get written (and paged in)
     m = 0
