@@ -116,25 +116,23 @@ def progress_bar(refresh_rate: int = 1) -> Any:
     return RichProgressBar(refresh_rate=refresh_rate)
 
 
-def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every ``_target_`` node under ``callbacks`` (``null`` entries are skipped)."""
+def _instantiate_nodes(cfg: DictConfig | None, kind: str) -> list[Any]:
+    """Instantiate every ``_target_`` node under ``cfg`` (``null`` entries are skipped)."""
     out: list[Any] = []
-    if not callbacks_cfg:
+    if not cfg:
         return out
-    for name, node in callbacks_cfg.items():
+    for name, node in cfg.items():
         if isinstance(node, DictConfig) and "_target_" in node:
-            log.debug("callback %s: %s", name, node._target_)
+            log.debug("%s %s: %s", kind, name, node._target_)
             out.append(instantiate(node))
     return out
+
+
+def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` node under ``callbacks`` (``null`` entries are skipped)."""
+    return _instantiate_nodes(callbacks_cfg, "callback")
 
 
 def instantiate_loggers(logger_cfg: DictConfig | None) -> list[Any]:
     """Instantiate every ``_target_`` node under ``logger`` (``null`` entries are skipped)."""
-    out: list[Any] = []
-    if not logger_cfg:
-        return out
-    for name, node in logger_cfg.items():
-        if isinstance(node, DictConfig) and "_target_" in node:
-            log.debug("logger %s: %s", name, node._target_)
-            out.append(instantiate(node))
-    return out
+    return _instantiate_nodes(logger_cfg, "logger")
