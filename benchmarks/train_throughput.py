@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+# benchmarks/model.py sits beside this script (run as `python benchmarks/train_throughput.py`)
+from model import _sync, matmul_gflops
 from wbpose.codecs import MSRAHeatmap
 from wbpose.data.datamodule import WholeBodyDataModule
 from wbpose.losses import KeypointMSELoss
@@ -28,23 +30,6 @@ from wbpose.models import build_pose_model
 
 #: arch -> (image_hw, heatmap_hw, sigma) benchmarked for it
 SETTINGS = {"tiny": ((128, 96), (32, 24), 1.5), "w32": ((256, 192), (64, 48), 2.0), "w48": ((256, 192), (64, 48), 2.0)}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def matmul_floor(device: torch.device, n: int = 1024, reps: int = 5) -> float:
-    """fp32 matmul GFLOP/s: the machine's compute floor in this run."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    a @ b
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    _sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
 
 
 class Step:
@@ -150,7 +135,7 @@ def main() -> None:
 
         root = Path(tempfile.mkdtemp(prefix="wbpose_bench_"))
         generate_dataset(root, num_train=64 if not gpu else 256, num_val=2, seed=0)
-    floor = matmul_floor(device)
+    floor = matmul_gflops(device, n=1024)
     print(f"device {device} ({torch.cuda.get_device_name() if gpu else f'{torch.get_num_threads()} threads'}), "
           f"fp32 matmul floor {floor:.0f} GFLOP/s")  # fmt: skip
     print("| arch | input | batch | precision | channels_last | workers | model img/s | loader img/s "
