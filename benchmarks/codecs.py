@@ -3,7 +3,8 @@
 The in-run baseline re-implements MMPose 1.x's structure (``generate_*gaussian_heatmaps``: one keypoint at a time;
 ``refine_keypoints`` / ``refine_keypoints_dark``: one instance at a time, ``cv2.GaussianBlur`` over each whole
 zero-padded map, a Python loop for the Taylor step), in float32 as MMPose runs it, so the ratio is measured on the
-same machine under the same load. The MMPose column holds MMPose 1.3.2's own timings on this 2-core CPU.
+same machine under the same load. The MMPose column holds MMPose 1.3.2's own timings on this 2-core CPU (decode:
+measured with MMPose's functions by ``benchmarks/mmpose_decode.py``, which also prints the in-run ratio).
 Every fast result is checked against the baseline before it is timed.
 
 Usage: ``python benchmarks/codecs.py [--batch 256] [--repeats 5]`` (1-2 minutes on 2 CPU cores). Each thread
@@ -29,14 +30,24 @@ from wbpose.codecs import DarkHeatmap, MSRAHeatmap
 from wbpose.data.keypoints import NUM_KEYPOINTS
 
 RECIPES = {"256x192": ((256, 192), (64, 48), 2), "384x288": ((384, 288), (96, 72), 3)}
-# MMPose 1.3.2 on this machine (ms per instance); None where it was not measured.
+# MMPose 1.3.2 on this machine kind (ms per instance, one thread). Encode: the issue's figures. Decode: measured
+# with MMPose's own functions by ``benchmarks/mmpose_decode.py`` (2026-11-22, quiet machine; it also prints the
+# in-run ratio, which is the robust figure on a noisy machine).
 MMPOSE_MS = {
     ("encode", "256x192", "msra"): 1.4,
     ("encode", "256x192", "dark"): 1.4,
     ("encode", "384x288", "dark"): 3.2,
-    ("decode", "256x192", "dark11"): 4.0,
+    ("decode", "256x192", "msra"): 0.61,
+    ("decode", "256x192", "dark11"): 4.06,
+    ("decode", "256x192", "dark17"): 4.63,
+    ("decode", "384x288", "msra"): 0.78,
+    ("decode", "384x288", "dark11"): 5.74,
+    ("decode", "384x288", "dark17"): 6.50,
 }
 TARGET_SPEEDUP = {"encode": 3.0, "decode": 20.0}
+# The issue's targets: encode, and DARK decode in the seed configurations (kernel 11 at both sizes as in 1.x and
+# v0.7.0; kernel 17 at 384x288 as in v0.29). The 256x192 dark17 row is shown for completeness only.
+TARGET_ROWS = {("decode", "256x192", "dark11"), ("decode", "384x288", "dark11"), ("decode", "384x288", "dark17")}
 
 
 # ----------------------------------------------------------------------------- MMPose-style baselines
@@ -238,7 +249,7 @@ def print_table(rows: list, batch: int) -> None:
     header += f"{'MMPose':>8s}{'x MM wall':>10s}{'x MM cpu':>9s}  target"
     print(f"\nms per instance (median of repeats; decode batch {batch} x {NUM_KEYPOINTS}). wall: elapsed time;")
     print("cpu: process CPU time (what an idle core would take, for x1). ref: in-run MMPose-style baseline,")
-    print("same process and thread settings (wall). MMPose: 1.3.2 measured earlier on this CPU.")
+    print("same process and thread settings (wall). MMPose: 1.3.2 measured earlier on this CPU (one thread).")
     print(header)
     print("-" * (len(header) + 10))
     for r in rows:
@@ -246,9 +257,13 @@ def print_table(rows: list, batch: int) -> None:
         line += f"{r['ref']:8.2f}{r['ref'] / r['wall']:6.1f}x"
         mm = MMPOSE_MS.get((r["op"], r["recipe"], r["kind"]))
         if mm and r["device"] != "cuda":
-            target = TARGET_SPEEDUP[r["op"]]
-            ok = "ok" if mm / r["wall"] >= target else ("ok (cpu)" if mm / r["cpu"] >= target else "MISS")
-            line += f"{mm:8.1f}{mm / r['wall']:9.1f}x{mm / r['cpu']:8.1f}x  >={target:g}x {ok}"
+            line += f"{mm:8.2f}{mm / r['wall']:9.1f}x{mm / r['cpu']:8.1f}x"
+            if r["op"] == "encode" or (r["op"], r["recipe"], r["kind"]) in TARGET_ROWS:
+                target = TARGET_SPEEDUP[r["op"]]
+                # CPU time stands in for an idle core on one thread only (with two it sums both threads).
+                idle_ok = r["device"] == "cpu x1" and mm / r["cpu"] >= target
+                ok = "ok" if mm / r["wall"] >= target else ("ok (cpu)" if idle_ok else "MISS")
+                line += f"  >={target:g}x {ok}"
         print(line + (f"  [{r['note']}]" if r["note"] else ""))
 
 

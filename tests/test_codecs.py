@@ -178,6 +178,27 @@ def test_batched_decode_matches_reference_on_random_maps(name, recipe, monkeypat
     assert name == "msra" or 5 <= sum(rescaled) <= 300
 
 
+@pytest.mark.parametrize("blur_kernel", [11, 17])
+def test_dark_every_window_class_near_the_edges(blur_kernel):
+    """A peak at every combination of distances 2 .. k//2 + 3 from each edge along both axes (plus the interior):
+    every window pushed inward by a different amount uses its own kernel, and the windows are reordered by class."""
+    codec = make_codec("dark", "384x288", blur_kernel=blur_kernel)
+    h, w = codec.heatmap_hw
+    near = range(2, blur_kernel // 2 + 4)
+    ys = sorted({*near, h // 2, *(h - 1 - d for d in near)})
+    xs = sorted({*near, w // 2, *(w - 1 - d for d in near)})
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(12)
+    maps = [
+        np.exp(-((xx - x - rng.uniform(-0.4, 0.4)) ** 2 + (yy - y - rng.uniform(-0.4, 0.4)) ** 2) / (2 * 3.0**2))
+        for y in ys
+        for x in xs
+    ]
+    maps = np.stack(maps + maps[: len(maps) % 2]).astype(np.float32)
+    maps = maps[rng.permutation(len(maps))]  # classes interleaved in the batch
+    assert_decode_matches_reference(codec, maps)
+
+
 def test_dark_on_maps_smaller_than_the_blur_window():
     """8x6 heatmaps: the 15-wide blur window is capped to the map and every window is 'clamped'."""
     codec = DarkHeatmap((32, 24), (8, 6), 1)

@@ -6,12 +6,16 @@ Facts: SPEC 4.2 (encoding) and 4.4 (decoding).
 
 The reference decoder blurs every whole map with ``cv2.GaussianBlur`` (one call per keypoint), rescales it so its
 maximum equals the unblurred maximum, takes ``log(max(hm, 1e-10))`` and takes one Newton step at the argmax.
-Only 13 blurred values around the argmax enter that step, so this module computes just those, for all maps at once:
+Only 13 blurred values around the argmax enter that step (:data:`TAYLOR_TAPS`), so this module computes just
+those, for all maps at once:
 
-* the blur is linear, so the 5x5 blurred neighbourhood is ``Wy^T @ window @ Wx``, where ``window`` is the
-  (k+4)^2 patch of the raw map around the argmax and ``Wx``/``Wy`` hold the 1-D OpenCV kernel; windows are
+* the blur is linear, so each of the 13 values is a fixed weighted sum over the (k+4)^2 window of the raw map
+  around the argmax: one matrix product ``window (M, (k+4)^2) @ kernel ((k+4)^2, 13)``, in float64 because
+  float32 rounding, amplified by the Newton step on flat or noisy maps, exceeds 1e-4 px. Windows are
   clamped inside the map and the weights drop the taps that would fall outside, which is exactly the zero
-  padding of the reference (see ``_axis_windows``);
+  padding of the reference (see ``_axis_windows``). All windows away from the edges share one kernel; the
+  others fall into a few classes (how far the window was pushed inward), each with its own kernel, so the
+  windows are sorted by class and every class is one product;
 * the rescale factor ``c = max(hm) / max(blur(hm))`` is >= 1 (the kernel is non-negative and sums to <= 1 under
   zero padding), so when all 13 blurred values are >= 1e-10 neither the clamp nor ``c`` matters:
   ``log(c * b) = log(c) + log(b)`` and every Taylor term is a difference in which ``log(c)`` cancels. The other
@@ -24,7 +28,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 import cv2
 import numpy as np
@@ -37,6 +42,8 @@ from wbpose.codecs.gaussian import unbiased_heatmaps
 
 #: The clamp before the logarithm (MMPose ``np.maximum(hm, 1e-10)``).
 LOG_EPS = 1e-10
+
+T = TypeVar("T")
 
 # OpenCV uses these fixed kernels for sizes <= 9 when sigma <= 0 (``getGaussianKernel``'s small_gaussian_tab).
 _OPENCV_SMALL_KERNELS = {
@@ -64,58 +71,80 @@ def opencv_gaussian_kernel(size: int) -> np.ndarray:
     return g / g.sum()
 
 
+#: The 13 blurred values the Taylor step reads, as (dy, dx) offsets from the argmax, in the order
+#: :func:`_taylor_offset` indexes them.
+TAYLOR_TAPS = (
+    (0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (0, 2), (0, -2), (2, 0), (-2, 0), (1, 1), (-1, 1), (1, -1), (-1, -1)
+)  # fmt: skip
+
+
 class _AxisWindows(NamedTuple):
     """Blur windows along one axis, indexed by the argmax coordinate ``p`` (see :func:`_axis_windows`)."""
 
-    start: torch.Tensor  # (size,) int64: first map sample of the window
-    weights: torch.Tensor  # (size, P, 5): window samples -> blurred values at p-2 .. p+2
-    clamped: torch.Tensor  # (size,) bool: the window was pushed inside the map, so its weights are shifted
-    shared: torch.Tensor | None  # (P, 5): the weights of every unclamped p (None if the map is too small)
+    start: np.ndarray  # (size,) int64: first map sample of the window
+    kind: np.ndarray  # (size,) int64: weight class of p, i.e. of p - start (every window away from the edges: one)
+    weights: np.ndarray  # (classes, P, 5) float64: window sample -> blurred value at p-2 .. p+2
+    interior: int  # the class of windows not pushed inward (p - start = k//2 + 2), -1 if the map is too small
 
 
-def _axis_windows(kernel: np.ndarray, size: int, device: torch.device, dtype: torch.dtype) -> _AxisWindows:
-    """Window start and weights per argmax coordinate ``p`` along an axis of ``size`` samples.
+def _axis_windows(kernel: np.ndarray, size: int) -> _AxisWindows:
+    """Window start, weight class and weights per argmax coordinate ``p`` along an axis of ``size`` samples.
 
     The window holds map samples ``start .. start+P-1`` with ``P = min(k + 4, size)``; it covers every in-map
     sample within ``r = k // 2`` of ``p-2 .. p+2`` and never leaves the map. Weight ``[q, o]`` is the kernel tap
     linking sample ``start + q`` to output ``p - 2 + o`` (0 beyond the kernel), so samples outside the map are
-    simply absent: the zero-padded blur of the reference. Unclamped windows all share one weight matrix.
+    simply absent: the zero-padded blur of the reference. The weights depend on ``p - start`` only.
     """
     k = kernel.shape[0]
     r = k // 2
     p_len = min(k + 4, size)
     p = np.arange(size)
     start = np.clip(p - 2 - r, 0, size - p_len)
-    tap = (start[:, None, None] + np.arange(p_len)[None, :, None]) - (p[:, None, None] + np.arange(-2, 3)) + r
+    lag, kind = np.unique(p - start, return_inverse=True)
+    tap = np.arange(p_len)[None, :, None] - lag[:, None, None] - np.arange(-2, 3)[None, None, :] + r
     weights = np.where((tap >= 0) & (tap < k), kernel[np.clip(tap, 0, k - 1)], 0.0)
-    clamped = start != p - 2 - r
-    free = np.flatnonzero(~clamped)
-    as_tensor = lambda a: torch.from_numpy(a).to(device, dtype)  # noqa: E731
+    interior = np.flatnonzero(lag == r + 2)
     return _AxisWindows(
-        start=torch.from_numpy(start).to(device),
-        weights=as_tensor(weights),
-        clamped=torch.from_numpy(clamped).to(device),
-        shared=as_tensor(weights[free[0]]) if free.size else None,
+        start=start, kind=kind.reshape(-1), weights=weights, interior=int(interior[0]) if interior.size else -1
     )
 
 
-def _blur_axis(a: torch.Tensor, p: torch.Tensor, windows: _AxisWindows) -> torch.Tensor:
-    """Blur the last axis of each window: ``a[m] @ windows.weights[p[m]]``.
+class _TapTables(NamedTuple):
+    """Everything the decode needs to turn raw windows into the 13 blurred values, on one device."""
 
-    All windows go through one tall matrix product with the shared weights (cheap); the windows pushed inside
-    the map (start != p - 2 - r: argmax within k//2 + 2 of an edge) are then redone with their own weights.
+    start_y: torch.Tensor  # (h,) int64
+    start_x: torch.Tensor  # (w,) int64
+    kind_y: torch.Tensor  # (h,) int64
+    kind_x: torch.Tensor  # (w,) int64, kind of a window = kind_y * n_kind_x + kind_x
+    kernels: torch.Tensor  # (n_kind_y * n_kind_x, ph * pw, 13): raw window -> the 13 blurred values
+    interior: int  # the class of windows away from every edge (most of them), -1 if there is none
+    ph: int
+    pw: int
 
-    Shape:
-        a: (M, R, P), p: (M,) -> (M, R, 5)
+
+def _tap_tables(kernel: np.ndarray, h: int, w: int, device: torch.device, dtype: torch.dtype) -> _TapTables:
+    """Per window class, the kernel mapping the flattened (ph, pw) raw window to :data:`TAYLOR_TAPS` blurred values.
+
+    ``kernels[c][i * pw + j, t] = wy[i, dy_t + 2] * wx[j, dx_t + 2]``: the separable blur evaluated at tap t.
     """
-    m, rows, p_len = a.shape
-    if windows.shared is None:  # maps smaller than the window: every window is clamped
-        return a @ windows.weights[p]
-    out = (a.reshape(m * rows, p_len) @ windows.shared).reshape(m, rows, 5)
-    fix = windows.clamped[p].nonzero()[:, 0]
-    if fix.numel():
-        out[fix] = a[fix] @ windows.weights[p[fix]]
-    return out
+    axis_y, axis_x = _axis_windows(kernel, h), _axis_windows(kernel, w)
+    oy, ox = (np.array([tap[a] + 2 for tap in TAYLOR_TAPS]) for a in (0, 1))
+    wy, wx = axis_y.weights[:, :, oy], axis_x.weights[:, :, ox]  # (classes, P, 13)
+    ph, pw = wy.shape[1], wx.shape[1]
+    kernels = (wy[:, None, :, None, :] * wx[None, :, None, :, :]).reshape(-1, ph * pw, len(TAYLOR_TAPS))
+    as_index = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    n_kind_x = axis_x.weights.shape[0]
+    interior = axis_y.interior * n_kind_x + axis_x.interior if min(axis_y.interior, axis_x.interior) >= 0 else -1
+    return _TapTables(
+        start_y=as_index(axis_y.start),
+        start_x=as_index(axis_x.start),
+        kind_y=as_index(axis_y.kind),
+        kind_x=as_index(axis_x.kind),
+        kernels=torch.from_numpy(kernels).to(device, dtype),
+        interior=interior,
+        ph=ph,
+        pw=pw,
+    )
 
 
 def _refinable(value, x, y, h: int, w: int):
@@ -123,10 +152,9 @@ def _refinable(value, x, y, h: int, w: int):
     return (value > 0) & (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2)
 
 
-#: Maps per block of the CPU argmax + window copy: ~3 MB of 64x48 maps, so each window copy reads a map the
-#: argmax has just pulled into cache (~10-15% less time than two passes over the whole batch).
+#: Maps per block of the CPU decode (~3 MB of 64x48 maps): the window copy reads maps the argmax has just
+#: pulled into cache.
 _CPU_BLOCK = 256
-
 
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
@@ -139,31 +167,11 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
     return _POOLS[key]
 
 
-def _run_chunks(fn: Callable[[int, int], None], n: int, workers: int, chunk: int) -> None:
-    """Call ``fn(lo, hi)`` over ``[0, n)`` in chunks, on ``workers`` threads (numpy releases the GIL inside)."""
-    bounds = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
-    if workers <= 1 or len(bounds) <= 1:
-        for lo, hi in bounds:
-            fn(lo, hi)
-        return
-    for future in [_thread_pool(workers).submit(fn, lo, hi) for lo, hi in bounds]:
-        future.result()
-
-
-def _window_view(
-    hm: np.ndarray, windows: tuple[_AxisWindows, _AxisWindows], w: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """Window starts per argmax row/column and a no-copy view of the (ph, pw) window at every flat element.
-
-    Shape:
-        hm: (N, h*w) -> start_y (h,), start_x (w,), all_windows (N*h*w - ..., ph, pw), ph, pw
-    """
-    start_y, start_x = (axis.start.numpy() for axis in windows)
-    ph, pw = (axis.weights.shape[1] for axis in windows)
-    flat, step = hm.reshape(-1), hm.itemsize
-    shape = (flat.size - (ph - 1) * w - pw + 1, ph, pw)
-    all_windows = np.lib.stride_tricks.as_strided(flat, shape, (step, w * step, step), writeable=False)
-    return start_y, start_x, all_windows, ph, pw
+def _run_tasks(tasks: list[Callable[[], T]], workers: int) -> list[T]:
+    """Results of ``tasks``, run on ``workers`` threads (numpy releases the GIL inside), or inline for one worker."""
+    if workers <= 1 or len(tasks) <= 1:
+        return [task() for task in tasks]
+    return [future.result() for future in [_thread_pool(workers).submit(task) for task in tasks]]
 
 
 def _cpu_workers(n: int) -> int:
@@ -171,121 +179,141 @@ def _cpu_workers(n: int) -> int:
     return max(1, min(torch.get_num_threads(), os.cpu_count() or 1)) if n >= 2 * _CPU_BLOCK else 1
 
 
-def _locate_numpy_threaded(
-    hm: np.ndarray, windows: tuple[_AxisWindows, _AxisWindows], h: int, w: int, workers: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`_locate_numpy` split over threads: argmax of all blocks in parallel, then the window copies.
-
-    Two passes instead of the fused block loop (each map is read twice), but both run on every core.
-    """
-    start_y, start_x, all_windows, ph, pw = _window_view(hm, windows, w)
-    n, hw = hm.shape
-    index, value = np.empty(n, np.int64), np.empty(n, hm.dtype)
-
-    def find(lo: int, hi: int) -> None:
-        idx = hm[lo:hi].argmax(axis=1)
-        index[lo:hi] = idx
-        value[lo:hi] = np.take_along_axis(hm[lo:hi], idx[:, None], axis=1)[:, 0]
-
-    _run_chunks(find, n, workers, _CPU_BLOCK)
-    y, x = np.divmod(index, w)
-    sel = np.flatnonzero(_refinable(value, x, y, h, w))
-    first = sel * hw + start_y[y[sel]] * w + start_x[x[sel]]
-    patch = np.empty((sel.size, ph, pw), dtype=np.float64)
-
-    def copy(lo: int, hi: int) -> None:
-        patch[lo:hi] = all_windows[first[lo:hi]]
-
-    _run_chunks(copy, sel.size, workers, _CPU_BLOCK)
-    return tuple(torch.from_numpy(a) for a in (index, value, sel, patch))
+def _runs(kind: np.ndarray) -> list[tuple[int, int, int]]:
+    """``(class, lo, hi)`` for each run of equal values in a sorted class vector."""
+    cuts = np.concatenate([[0], np.flatnonzero(np.diff(kind)) + 1, [kind.size]])
+    return [(int(kind[lo]), int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
 
 
-def _locate_numpy(
-    hm: np.ndarray, windows: tuple[_AxisWindows, _AxisWindows], h: int, w: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CPU: argmax and score of every map, and the float64 blur window of every refinable map, block by block.
+#: Multiply-adds per BLAS call in :func:`_small_matmul`: below OpenBLAS's threshold for using its own threads
+#: (65536 * 4), so the decode's threads never start more threads than there are cores.
+_BLAS_CALL_MACS = 200_000
 
-    The flat batch is viewed (without copying) as the (ph, pw) windows starting at every element, so one fancy
-    index per block copies the windows, casting to float64 on the way.
+
+def _small_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` as a stack of row blocks, one single-threaded BLAS call each (numpy loops over them in C).
 
     Shape:
-        hm: (N, h*w) -> index (N,), value (N,), sel (M,) indices of refinable maps, patch (M, ph, pw)
+        a: (n, k), b: (k, t) -> (n, t)
     """
-    start_y, start_x, all_windows, ph, pw = _window_view(hm, windows, w)
-    n, hw = hm.shape
-    index, value, sel = np.empty(n, np.int64), np.empty(n, hm.dtype), np.empty(n, np.int64)
-    patch = np.empty((n, ph, pw), dtype=np.float64)  # only the first m rows get written (and paged in)
-    m = 0
-    for lo in range(0, n, _CPU_BLOCK):
-        block = hm[lo : lo + _CPU_BLOCK]
-        idx = block.argmax(axis=1)
-        val = block[np.arange(idx.size), idx]
-        index[lo : lo + idx.size], value[lo : lo + idx.size] = idx, val
-        y, x = np.divmod(idx, w)
-        s = np.flatnonzero(_refinable(val, x, y, h, w))
-        patch[m : m + s.size] = all_windows[(lo + s) * hw + start_y[y[s]] * w + start_x[x[s]]]
-        sel[m : m + s.size] = lo + s
-        m += s.size
-    return tuple(torch.from_numpy(a) for a in (index, value, sel[:m], patch[:m]))
+    rows = max(1, _BLAS_CALL_MACS // (b.shape[0] * b.shape[1]))
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    full = a.shape[0] - a.shape[0] % rows
+    if full:
+        np.matmul(a[:full].reshape(-1, rows, a.shape[1]), b, out=out[:full].reshape(-1, rows, b.shape[1]))
+    if full < a.shape[0]:
+        np.matmul(a[full:], b, out=out[full:])
+    return out
 
 
-def _gather_windows(
-    hm: torch.Tensor, maps: torch.Tensor, start_y: torch.Tensor, start_x: torch.Tensor, ph: int, pw: int, w: int
-) -> torch.Tensor:
-    """Torch version of the window copy in :func:`_locate_numpy` (CUDA), one indexed copy for all maps.
+class _Block(NamedTuple):
+    """One block of maps after :func:`_taps_numpy`'s first pass."""
+
+    index: np.ndarray  # (n,) argmax of every map
+    value: np.ndarray  # (n,) its value
+    inner: np.ndarray  # (a,) refinable maps whose window is the interior class
+    inner_taps: np.ndarray  # (a, 13) their blurred values
+    edge: np.ndarray  # (b,) the other refinable maps (window pushed inward at an edge)
+    edge_kind: np.ndarray  # (b,) their window class
+    edge_windows: np.ndarray  # (b, ph * pw) their raw windows, float32
+
+
+def _taps_numpy(
+    hm: np.ndarray, tables: _TapTables, h: int, w: int, workers: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CPU: argmax and score of every map, then the 13 blurred values of every refinable map.
+
+    Block by block (``_CPU_BLOCK`` maps, a few MB, on ``workers`` threads): the argmax, then, while the block is
+    still in cache, one fancy index copies the window of each refinable map out of a no-copy view of the batch as
+    (ph, pw) windows at every element; the interior windows (most) are cast to float64 and multiplied by the
+    interior kernel at once. The edge windows are kept and, sorted by class, multiplied by their own kernels.
 
     Shape:
-        hm: (N, h*w), maps, start_y, start_x: (M,) -> (M, ph, pw)
+        hm: (N, h*w) -> index (N,), value (N,), sel (M,) indices of refinable maps, taps (M, 13) float64
     """
-    first = maps * hm.shape[1] + start_y * w + start_x
-    rows = first[:, None] + torch.arange(ph, device=hm.device) * w
+    n, hw = hm.shape
+    ph, pw = tables.ph, tables.pw
+    kernels = tables.kernels.numpy()
+    start_y, start_x, kind_y, kind_x = (a.numpy() for a in tables[:4])
+    n_kind_x = int(kind_x.max()) + 1
+    flat, step = hm.reshape(-1), hm.itemsize
+    shape = (flat.size - (ph - 1) * w - pw + 1, ph, pw)
+    all_windows = np.lib.stride_tricks.as_strided(flat, shape, (step, w * step, step), writeable=False)
+
+    def first_pass(lo: int, hi: int) -> _Block:
+        maps = hm[lo:hi]
+        index = maps.argmax(axis=1)
+        value = np.take_along_axis(maps, index[:, None], axis=1)[:, 0]
+        y, x = np.divmod(index, w)
+        sel = np.flatnonzero(_refinable(value, x, y, h, w))
+        y, x = y[sel], x[sel]
+        kind = kind_y[y] * n_kind_x + kind_x[x]
+        windows = all_windows[(lo + sel) * hw + start_y[y] * w + start_x[x]].reshape(sel.size, ph * pw)
+        inner = kind == tables.interior
+        edge = ~inner
+        inner_taps = _small_matmul(windows[inner].astype(kernels.dtype), kernels[tables.interior])
+        return _Block(index, value, lo + sel[inner], inner_taps, lo + sel[edge], kind[edge], windows[edge])
+
+    blocks = _run_tasks([partial(first_pass, lo, lo + _CPU_BLOCK) for lo in range(0, n, _CPU_BLOCK)], workers)
+    index, value, inner, inner_taps, edge, edge_kind, edge_windows = (np.concatenate(a) for a in zip(*blocks))
+    base.check_not_nan(torch.from_numpy(value))
+    order = np.argsort(edge_kind, kind="stable")
+    edge, edge_kind = edge[order], edge_kind[order]
+
+    def edge_taps(kind: int, lo: int, hi: int) -> np.ndarray:
+        return _small_matmul(edge_windows[order[lo:hi]].astype(kernels.dtype), kernels[kind])
+
+    tasks = [partial(edge_taps, *run) for run in _runs(edge_kind)]
+    taps = np.concatenate([inner_taps, *_run_tasks(tasks, workers)])
+    sel = np.concatenate([inner, edge])
+    return tuple(torch.from_numpy(a) for a in (index, value, sel, taps))
+
+
+def _taps_torch(
+    hm: torch.Tensor, index: torch.Tensor, value: torch.Tensor, tables: _TapTables, h: int, w: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Torch version of the window stage of :func:`_taps_numpy` (CUDA): one indexed copy, one product per class.
+
+    Shape:
+        hm: (N, h*w), index, value: (N,) -> sel (M,), taps (M, 13)
+    """
+    x, y = index % w, torch.div(index, w, rounding_mode="floor")
+    sel = _refinable(value, x, y, h, w).nonzero()[:, 0]
+    kind = tables.kind_y[y[sel]] * tables.kind_x.max().add(1) + tables.kind_x[x[sel]]
+    kind, order = torch.sort(kind, stable=True)  # every window class becomes one contiguous block
+    sel = sel[order]
+    xs, ys = x[sel], y[sel]
+    first = sel * hm.shape[1] + tables.start_y[ys] * w + tables.start_x[xs]
+    rows = first[:, None] + torch.arange(tables.ph, device=hm.device) * w
     flat = hm.reshape(-1)
-    return flat.as_strided((flat.numel() - pw + 1, pw), (1, 1))[rows]
+    windows = flat.as_strided((flat.numel() - tables.pw + 1, tables.pw), (1, 1))[rows]
+    windows = windows.reshape(sel.numel(), -1).to(tables.kernels.dtype)
+    taps = torch.empty((sel.numel(), len(TAYLOR_TAPS)), dtype=tables.kernels.dtype, device=hm.device)
+    for c, lo, hi in _runs(kind.cpu().numpy()):
+        torch.mm(windows[lo:hi], tables.kernels[c], out=taps[lo:hi])
+    return sel, taps
 
 
-def _blur_windows(
-    patch: torch.Tensor, x: torch.Tensor, y: torch.Tensor, windows: tuple[_AxisWindows, _AxisWindows]
-) -> torch.Tensor:
-    """Zero-padded Gaussian blur of each map, evaluated only on the 5x5 block around its argmax (x, y).
-
-    Both passes run in float64: the Newton step can amplify float32 rounding of the blur beyond 1e-4 px on
-    flat or noisy maps.
-
-    Shape:
-        patch: (M, ph, pw) windows from :func:`_locate_numpy`, x, y: (M,) -> (M, 5, 5) indexed [dy + 2, dx + 2]
-    """
-    win_y, win_x = windows
-    rows_blurred = _blur_axis(patch, x, win_x)
-    columns = rows_blurred.transpose(1, 2).contiguous()
-    return _blur_axis(columns, y, win_y).transpose(1, 2)
-
-
-def _taylor_offset(log_hm: torch.Tensor) -> torch.Tensor:
-    """Newton step ``-H^-1 g`` from central differences on the 5x5 log neighbourhood (SPEC 4.4 step 4).
+def _taylor_offset(log_taps: torch.Tensor) -> torch.Tensor:
+    """Newton step ``-H^-1 g`` from central differences of the log-blurred map (SPEC 4.4 step 4).
 
     Zero where the Hessian determinant is 0, and where the step is not finite (only for maps holding inf).
 
     Shape:
-        log_hm: (N, 5, 5), indexed [dy + 2, dx + 2] -> (N, 2) as (x, y)
+        log_taps: (N, 13) in :data:`TAYLOR_TAPS` order -> (N, 2) as (x, y)
     """
-    h = log_hm
-    dx = 0.5 * (h[:, 2, 3] - h[:, 2, 1])
-    dy = 0.5 * (h[:, 3, 2] - h[:, 1, 2])
-    dxx = 0.25 * (h[:, 2, 4] - 2 * h[:, 2, 2] + h[:, 2, 0])
-    dyy = 0.25 * (h[:, 4, 2] - 2 * h[:, 2, 2] + h[:, 0, 2])
-    dxy = 0.25 * (h[:, 3, 3] - h[:, 1, 3] - h[:, 3, 1] + h[:, 1, 1])
+    t = log_taps.unbind(dim=1)
+    dx = 0.5 * (t[1] - t[2])
+    dy = 0.5 * (t[3] - t[4])
+    dxx = 0.25 * (t[5] - 2 * t[0] + t[6])
+    dyy = 0.25 * (t[7] - 2 * t[0] + t[8])
+    dxy = 0.25 * (t[9] - t[10] - t[11] + t[12])
     det = dxx * dyy - dxy * dxy
     safe = torch.where(det != 0, det, torch.ones_like(det))
     # inv([[a, b], [b, d]]) = [[d, -b], [-b, a]] / det
     offset = -torch.stack([dyy * dx - dxy * dy, dxx * dy - dxy * dx], dim=1) / safe[:, None]
     keep = (det != 0)[:, None] & torch.isfinite(offset)
     return torch.where(keep, offset, torch.zeros_like(offset))
-
-
-#: The 13 neighbourhood entries the Taylor step reads, as a (5, 5) mask indexed [dy + 2, dx + 2].
-_TAYLOR_TAPS = np.zeros((5, 5), dtype=bool)
-_TAYLOR_TAPS[2, :] = _TAYLOR_TAPS[:, 2] = True
-_TAYLOR_TAPS[1:4:2, 1:4:2] = True
 
 
 class DarkHeatmap(BaseHeatmapCodec):
@@ -305,7 +333,7 @@ class DarkHeatmap(BaseHeatmapCodec):
             raise ValueError(f"blur_kernel must be a positive odd integer, got {blur_kernel!r}")
         self.blur_kernel = int(blur_kernel)
         self._kernel = opencv_gaussian_kernel(self.blur_kernel)
-        self._windows: dict[torch.device, tuple[_AxisWindows, _AxisWindows]] = {}
+        self._tables: dict[torch.device, _TapTables] = {}
 
     def _extra_repr(self) -> str:
         return f", blur_kernel={self.blur_kernel}"
@@ -347,65 +375,39 @@ class DarkHeatmap(BaseHeatmapCodec):
             heatmaps: (B, K, h, w) -> keypoints_xy (B, K, 2), scores (B, K)
         """
         hm = self._check_heatmaps(heatmaps)
-        index, value, sel, patch = self._locate(hm)
+        h, w = self.heatmap_hw
+        tables = self._tap_tables(hm.device)
+        if base.numpy_path(hm):
+            index, value, sel, taps = _taps_numpy(hm.numpy(), tables, h, w, _cpu_workers(hm.shape[0]))
+        else:
+            index, value = self._argmax(hm)
+            sel, taps = _taps_torch(hm, index, value, tables, h, w)
         offset = torch.zeros(hm.shape[0], 2, dtype=torch.float64, device=hm.device)
         if sel.numel():
-            w = self.heatmap_hw[1]
-            x, y = index[sel] % w, torch.div(index[sel], w, rounding_mode="floor")
-            blurred = _blur_windows(patch, x, y, self._window_tables(hm.device))
-            offset[sel] = _taylor_offset(self._log(blurred, hm, sel, value[sel])).to(torch.float64)
+            offset[sel] = _taylor_offset(self._log(taps, hm, sel, value[sel])).to(torch.float64)
         return self._finish(index, value, offset, heatmaps.shape)
 
-    def _window_tables(self, device: torch.device) -> tuple[_AxisWindows, _AxisWindows]:
-        """(y, x) blur windows on ``device``, built once per device."""
-        if device not in self._windows:
+    def _tap_tables(self, device: torch.device) -> _TapTables:
+        """Window starts, classes and tap kernels on ``device``, built once per device."""
+        if device not in self._tables:
             wide = torch.float64 if device.type != "mps" else torch.float32
-            h, w = self.heatmap_hw
-            self._windows[device] = (
-                _axis_windows(self._kernel, h, device, wide),
-                _axis_windows(self._kernel, w, device, wide),
-            )
-        return self._windows[device]
+            self._tables[device] = _tap_tables(self._kernel, *self.heatmap_hw, device, wide)
+        return self._tables[device]
 
-    def _locate(self, hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Argmax and score of every map; indices and float64 blur windows of the maps the step applies to.
+    def _log(self, taps: torch.Tensor, hm: torch.Tensor, maps: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """``log(max(c * taps, eps))`` with ``c`` the rescale factor, computed only where it matters.
 
         Shape:
-            hm: (N, h*w) -> index (N,), value (N,), sel (M,), patch (M, ph, pw)
+            taps: (M, 13), hm: (N, h*w), maps (indices into hm), value: (M,) -> (M, 13)
         """
-        h, w = self.heatmap_hw
-        windows = self._window_tables(hm.device)
-        if base.numpy_path(hm):
-            workers = _cpu_workers(hm.shape[0])
-            if workers > 1:
-                index, value, sel, patch = _locate_numpy_threaded(hm.numpy(), windows, h, w, workers)
-            else:
-                index, value, sel, patch = _locate_numpy(hm.numpy(), windows, h, w)
-            base.check_not_nan(value)
-            return index, value, sel, patch
-        index, value = self._argmax(hm)
-        x, y = index % w, torch.div(index, w, rounding_mode="floor")
-        sel = _refinable(value, x, y, h, w).nonzero()[:, 0]
-        (win_y, win_x), xs, ys = windows, x[sel], y[sel]
-        ph, pw = win_y.weights.shape[1], win_x.weights.shape[1]
-        patch = _gather_windows(hm, sel, win_y.start[ys], win_x.start[xs], ph, pw, w)
-        return index, value, sel, patch.to(win_x.weights.dtype)
-
-    def _log(self, blurred: torch.Tensor, hm: torch.Tensor, maps: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        """``log(max(c * blurred, eps))`` with ``c`` the rescale factor, computed only where it matters.
-
-        Shape:
-            blurred: (M, 5, 5), hm: (N, h*w), maps (indices into hm), value: (M,) -> (M, 5, 5)
-        """
-        taps = torch.from_numpy(_TAYLOR_TAPS).to(blurred.device)
         # c >= 1 and all taps >= eps: the clamp is inactive for c*b and b alike, so log(c) cancels (module doc).
-        needs_scale = blurred[:, taps].amin(dim=1) < LOG_EPS
+        needs_scale = taps.amin(dim=1) < LOG_EPS
         if bool(needs_scale.any()):
             sub = needs_scale.nonzero()[:, 0]
-            scale = value[sub].to(blurred.dtype) / self._full_blur_max(hm, maps[sub]).to(blurred.dtype)
-            blurred = blurred.clone()
-            blurred[sub] = blurred[sub] * scale[:, None, None]
-        return torch.log(torch.clamp_min(blurred, LOG_EPS))
+            scale = value[sub].to(taps.dtype) / self._full_blur_max(hm, maps[sub]).to(taps.dtype)
+            taps = taps.clone()
+            taps[sub] = taps[sub] * scale[:, None]
+        return torch.log(torch.clamp_min(taps, LOG_EPS))
 
     def _full_blur_max(self, hm: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
         """Maximum of each selected map after the zero-padded Gaussian blur over the whole map.
