@@ -251,3 +251,25 @@ def test_channels_last_gives_the_same_heatmaps() -> None:
         got = nhwc(images)
     assert nhwc.model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("setting", ["auto", False])
+def test_channels_last_auto_resolves_on_the_trainer_device(tmp_path, setting) -> None:
+    """'auto' (the default) turns NHWC on for a CPU trainer before the optimiser exists; False keeps NCHW."""
+    module = make_module()
+    module.channels_last = setting
+    weight = module.model.backbone.conv1.weight
+    assert weight.is_contiguous()  # built NCHW; nothing happens before the trainer says where it runs
+    trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0)
+    trainer.fit(module, DataLoader(FakeSet(4), batch_size=2))
+    nhwc = setting == "auto"
+    assert module.channels_last is nhwc
+    assert module.model.backbone.conv1.weight is weight  # same Parameter: the optimiser updated the live weights
+    assert weight.is_contiguous(memory_format=torch.channels_last) is nhwc
+    state = trainer.optimizers[0].state[weight]["exp_avg"]
+    assert state.is_contiguous(memory_format=torch.channels_last) is nhwc
+
+
+def test_channels_last_rejects_other_values() -> None:
+    with pytest.raises(ValueError, match="channels_last"):
+        TopdownPoseModule(build_pose_model("tiny"), None, KeypointMSELoss(), torch.optim.Adam, channels_last="yes")
