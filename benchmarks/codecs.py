@@ -160,6 +160,30 @@ def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lam
     return float(np.median(wall)), float(np.median(cpu))
 
 
+def timed_pair(
+    fast: Callable[[], object], ref: Callable[[], object], n_fast: int, n_ref: int, repeats: int
+) -> tuple[tuple[float, float], float, float]:
+    """Alternate the fast call and the baseline call; the speed-up is the median of the per-pair ratios.
+
+    On a noisy machine both calls of a pair see about the same conditions, so the ratio is steadier than either
+    time. Returns ((fast wall s, fast cpu s) per call, baseline wall s per call, median per-instance speed-up).
+    """
+    fast()
+    ref()
+    fast_wall, fast_cpu, ref_wall = [], [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fast()
+        fast_wall.append(time.perf_counter() - w0)
+        fast_cpu.append(time.process_time() - c0)
+        w0 = time.perf_counter()
+        ref()
+        ref_wall.append(time.perf_counter() - w0)
+    ratios = [(r / n_ref) / (f / n_fast) for f, r in zip(fast_wall, ref_wall)]
+    median = lambda v: float(np.median(v))  # noqa: E731
+    return (median(fast_wall), median(fast_cpu)), median(ref_wall), median(ratios)
+
+
 def make_codec(recipe: str, kind: str):
     image_hw, heatmap_hw, sigma = RECIPES[recipe]
     if kind == "msra":
@@ -168,10 +192,13 @@ def make_codec(recipe: str, kind: str):
 
 
 # ----------------------------------------------------------------------------- benchmarks
-def row(op: str, recipe: str, kind: str, device: str, fast: tuple, ref: tuple, n: int, note: str = "") -> dict:
-    """One table row; times per instance in ms (``n`` instances per timed call)."""
+def row(
+    op: str, recipe: str, kind: str, device: str, fast: tuple, ref: tuple, n: int, note: str = "", ratio=None
+) -> dict:
+    """One table row; times per instance in ms (``n`` instances per timed call); ``ratio``: paired speed-up."""
     ms = {k: v * 1e3 / n for k, v in zip(("wall", "cpu"), fast)}
-    return dict(op=op, recipe=recipe, kind=kind, device=device, **ms, ref=ref[0] * 1e3, note=note)
+    ratio = ratio if ratio is not None else ref[0] * 1e3 / ms["wall"]
+    return dict(op=op, recipe=recipe, kind=kind, device=device, **ms, ref=ref[0] * 1e3, ratio=ratio, note=note)
 
 
 def encode_each(encode: Callable, kp: np.ndarray, vis: np.ndarray) -> None:
@@ -229,12 +256,17 @@ def bench_decode(rows: list, batch: int, repeats: int, ref_instances: int, threa
             fast_kp = codec.decode(heatmaps[:ref_instances])[0].numpy()
             err = np.abs(fast_kp - ref_kp).max()
             assert err < 1e-4, f"{recipe} {kind}: fast and reference decode differ by {err} px"
-            ref = timed(lambda c=codec, s=sub: [reference_decode(hm, c) for hm in s], max(1, repeats // 2))
-            ref = (ref[0] / ref_instances,)
             rescaled = count_rescaled(codec, heatmaps)
             note = f"{100 * rescaled / heatmaps[:, :, 0, 0].numel():.1f}% maps rescaled" if rescaled else ""
-            fast = timed(lambda c=codec, h=heatmaps: c.decode(h), repeats)
-            rows.append(row("decode", recipe, kind, f"cpu x{threads}", fast, ref, batch, note))
+            fast, ref, ratio = timed_pair(
+                lambda c=codec, h=heatmaps: c.decode(h),
+                lambda c=codec, s=sub: [reference_decode(hm, c) for hm in s],
+                batch,
+                ref_instances,
+                repeats,
+            )
+            ref = (ref / ref_instances,)
+            rows.append(row("decode", recipe, kind, f"cpu x{threads}", fast, ref, batch, note, ratio))
             if torch.cuda.is_available() and threads == 2:
                 gpu = heatmaps.cuda()
                 cuda_kp = codec.decode(gpu[:ref_instances])[0].cpu().numpy()
@@ -249,17 +281,22 @@ def print_table(rows: list, batch: int) -> None:
     header += f"{'MMPose':>8s}{'x MM wall':>10s}{'x MM cpu':>9s}  target"
     print(f"\nms per instance (median of repeats; decode batch {batch} x {NUM_KEYPOINTS}). wall: elapsed time;")
     print("cpu: process CPU time (what an idle core would take, for x1). ref: in-run MMPose-style baseline,")
-    print("same process and thread settings (wall). MMPose: 1.3.2 measured earlier on this CPU (one thread).")
+    print("same process and thread settings (wall); for decode, x ref is the median of paired ratios (calls")
+    print("alternated) and judges the target. MMPose: 1.3.2 measured earlier on this CPU (one thread).")
     print(header)
     print("-" * (len(header) + 10))
     for r in rows:
         line = f"{r['op']:7s}{r['recipe']:9s}{r['kind']:7s}{r['device']:8s}{r['wall']:9.3f}{r['cpu']:8.3f}"
-        line += f"{r['ref']:8.2f}{r['ref'] / r['wall']:6.1f}x"
+        line += f"{r['ref']:8.2f}{r['ratio']:6.1f}x"
         mm = MMPOSE_MS.get((r["op"], r["recipe"], r["kind"]))
         if mm and r["device"] != "cuda":
             line += f"{mm:8.2f}{mm / r['wall']:9.1f}x{mm / r['cpu']:8.1f}x"
-            if r["op"] == "encode" or (r["op"], r["recipe"], r["kind"]) in TARGET_ROWS:
-                target = TARGET_SPEEDUP[r["op"]]
+            target = TARGET_SPEEDUP[r["op"]]
+            if (r["op"], r["recipe"], r["kind"]) in TARGET_ROWS:
+                # Judged on the paired in-run ratio: steady under noise, and conservative (the baseline is ~10%
+                # faster than MMPose 1.3.2 itself, see benchmarks/mmpose_decode.py).
+                line += f"  >={target:g}x {'ok' if r['ratio'] >= target else 'MISS'}"
+            elif r["op"] == "encode":
                 # CPU time stands in for an idle core on one thread only (with two it sums both threads).
                 idle_ok = r["device"] == "cpu x1" and mm / r["cpu"] >= target
                 ok = "ok" if mm / r["wall"] >= target else ("ok (cpu)" if idle_ok else "MISS")
@@ -282,7 +319,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--ref-instances", type=int, default=4, help="instances the slow baseline decodes")
+    parser.add_argument("--ref-instances", type=int, default=8, help="instances the slow baseline decodes per call")
     parser.add_argument("--threads", type=int, default=0, help="internal: run one thread setting")
     args = parser.parse_args()
     if args.threads:

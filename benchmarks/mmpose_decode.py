@@ -18,7 +18,6 @@ import argparse
 import importlib.util
 import os
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -40,6 +39,7 @@ def _load_codecs_benchmark() -> types.ModuleType:
 
 _inputs = _load_codecs_benchmark()
 RECIPES, make_codec, predicted_heatmaps = _inputs.RECIPES, _inputs.make_codec, _inputs.predicted_heatmaps
+timed_pair = _inputs.timed_pair
 
 
 def load_mmpose_codec_utils(root: Path) -> types.ModuleType:
@@ -73,29 +73,19 @@ def mmpose_decode(mm: types.ModuleType, heatmaps: np.ndarray, stride: float, ker
     return keypoints[0] * stride
 
 
-def best_of(fn, repeats: int) -> float:
-    """Median wall seconds of ``repeats`` calls after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mmpose", type=Path, required=True, help="folder holding an unpacked mmpose/ package")
     parser.add_argument("--batch", type=int, default=256, help="instances per wbpose decode call")
     parser.add_argument("--mm-instances", type=int, default=16, help="instances MMPose decodes per timing")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     mm = load_mmpose_codec_utils(args.mmpose)
     rng = np.random.default_rng(1)
-    print(f"ms per 133-keypoint instance, one thread; wbpose batch {args.batch}, MMPose one instance per call")
+    print(f"ms per 133-keypoint instance, one thread; wbpose batch {args.batch}, MMPose one instance per call;")
+    print("calls alternated, speed-up = median of the paired ratios (steady on a noisy machine)")
     print(f"{'recipe':9s}{'codec':8s}{'MMPose':>9s}{'wbpose':>9s}{'speed-up':>10s}{'max |diff| px':>15s}{'p99 px':>9s}")
     for recipe in RECIPES:
         for kind in ("msra", "dark11", "dark17"):
@@ -106,11 +96,16 @@ def main() -> None:
             mm_kp = np.stack([mmpose_decode(mm, hm, codec.stride, kernel) for hm in sub])
             ours = codec.decode(heatmaps[: args.mm_instances])[0].numpy()
             diff = np.abs(mm_kp - ours).max(axis=-1).ravel()
-            mm_s = best_of(lambda c=codec, s=sub, k=kernel: [mmpose_decode(mm, hm, c.stride, k) for hm in s], 3)
-            ours_s = best_of(lambda c=codec, h=heatmaps: c.decode(h), args.repeats)
+            (ours_s, _), mm_s, speedup = timed_pair(
+                lambda c=codec, h=heatmaps: c.decode(h),
+                lambda c=codec, s=sub, k=kernel: [mmpose_decode(mm, hm, c.stride, k) for hm in s],
+                args.batch,
+                len(sub),
+                args.repeats,
+            )
             mm_ms, ours_ms = mm_s * 1e3 / len(sub), ours_s * 1e3 / args.batch
             print(
-                f"{recipe:9s}{kind:8s}{mm_ms:9.3f}{ours_ms:9.3f}{mm_ms / ours_ms:9.1f}x"
+                f"{recipe:9s}{kind:8s}{mm_ms:9.3f}{ours_ms:9.3f}{speedup:9.1f}x"
                 f"{diff.max():15.2e}{np.percentile(diff, 99):9.1e}"
             )
     print("diff: MMPose computes the DARK step in float32, wbpose in float64 (equal to a float64 reference to 1e-4 px)")
