@@ -112,11 +112,9 @@ def _axis_windows(kernel: np.ndarray, size: int) -> _AxisWindows:
 class _TapTables(NamedTuple):
     """Everything the decode needs to turn raw windows into the 13 blurred values, on one device."""
 
-    start_y: torch.Tensor  # (h,) int64
-    start_x: torch.Tensor  # (w,) int64
-    kind_y: torch.Tensor  # (h,) int64
-    kind_x: torch.Tensor  # (w,) int64, kind of a window = kind_y * n_kind_x + kind_x
-    kernels: torch.Tensor  # (n_kind_y * n_kind_x, ph * pw, 13): raw window -> the 13 blurred values
+    start: torch.Tensor  # (h*w,) int64: per flat argmax index, the flat offset of its window's first sample
+    kind: torch.Tensor  # (h*w,) int64: per flat argmax index, its window class
+    kernels: torch.Tensor  # (classes, ph * pw, 13): raw window -> the 13 blurred values
     interior: int  # the class of windows away from every edge (most of them), -1 if there is none
     ph: int
     pw: int
@@ -132,14 +130,13 @@ def _tap_tables(kernel: np.ndarray, h: int, w: int, device: torch.device, dtype:
     wy, wx = axis_y.weights[:, :, oy], axis_x.weights[:, :, ox]  # (classes, P, 13)
     ph, pw = wy.shape[1], wx.shape[1]
     kernels = (wy[:, None, :, None, :] * wx[None, :, None, :, :]).reshape(-1, ph * pw, len(TAYLOR_TAPS))
-    as_index = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     n_kind_x = axis_x.weights.shape[0]
     interior = axis_y.interior * n_kind_x + axis_x.interior if min(axis_y.interior, axis_x.interior) >= 0 else -1
+    start = axis_y.start[:, None] * w + axis_x.start[None, :]
+    kind = axis_y.kind[:, None] * n_kind_x + axis_x.kind[None, :]
     return _TapTables(
-        start_y=as_index(axis_y.start),
-        start_x=as_index(axis_x.start),
-        kind_y=as_index(axis_y.kind),
-        kind_x=as_index(axis_x.kind),
+        start=torch.from_numpy(start.reshape(-1)).to(device),
+        kind=torch.from_numpy(kind.reshape(-1)).to(device),
         kernels=torch.from_numpy(kernels).to(device, dtype),
         interior=interior,
         ph=ph,
@@ -234,8 +231,7 @@ def _taps_numpy(
     n, hw = hm.shape
     ph, pw = tables.ph, tables.pw
     kernels = tables.kernels.numpy()
-    start_y, start_x, kind_y, kind_x = (a.numpy() for a in tables[:4])
-    n_kind_x = int(kind_x.max()) + 1
+    start, kind_of = tables.start.numpy(), tables.kind.numpy()
     flat, step = hm.reshape(-1), hm.itemsize
     shape = (flat.size - (ph - 1) * w - pw + 1, ph, pw)
     all_windows = np.lib.stride_tricks.as_strided(flat, shape, (step, w * step, step), writeable=False)
@@ -246,10 +242,10 @@ def _taps_numpy(
         value = np.take_along_axis(maps, index[:, None], axis=1)[:, 0]
         y, x = np.divmod(index, w)
         sel = np.flatnonzero(_refinable(value, x, y, h, w))
-        y, x = y[sel], x[sel]
-        kind = kind_y[y] * n_kind_x + kind_x[x]
-        windows = all_windows[(lo + sel) * hw + start_y[y] * w + start_x[x]].reshape(sel.size, ph * pw)
-        inner = kind == tables.interior
+        peak = index[sel]
+        kind = kind_of[peak]
+        windows = all_windows[(lo + sel) * hw + start[peak]].reshape(sel.size, ph * pw)
+        inner = kind == tables.interior  # all False when there is no interior class (then kernels[-1] gets no rows)
         edge = ~inner
         inner_taps = _small_matmul(windows[inner].astype(kernels.dtype), kernels[tables.interior])
         return _Block(index, value, lo + sel[inner], inner_taps, lo + sel[edge], kind[edge], windows[edge])
@@ -279,11 +275,9 @@ def _taps_torch(
     """
     x, y = index % w, torch.div(index, w, rounding_mode="floor")
     sel = _refinable(value, x, y, h, w).nonzero()[:, 0]
-    kind = tables.kind_y[y[sel]] * tables.kind_x.max().add(1) + tables.kind_x[x[sel]]
-    kind, order = torch.sort(kind, stable=True)  # every window class becomes one contiguous block
+    kind, order = torch.sort(tables.kind[index[sel]], stable=True)  # every window class becomes one contiguous block
     sel = sel[order]
-    xs, ys = x[sel], y[sel]
-    first = sel * hm.shape[1] + tables.start_y[ys] * w + tables.start_x[xs]
+    first = sel * hm.shape[1] + tables.start[index[sel]]
     rows = first[:, None] + torch.arange(tables.ph, device=hm.device) * w
     flat = hm.reshape(-1)
     windows = flat.as_strided((flat.numel() - tables.pw + 1, tables.pw), (1, 1))[rows]
