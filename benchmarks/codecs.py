@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap
-from wbpose.data.keypoints import NUM_KEYPOINTS
+from wbpose.keypoints import NUM_KEYPOINTS
 
 RECIPES = {"256x192": ((256, 192), (64, 48), 2), "384x288": ((384, 288), (96, 72), 3)}
 # MMPose 1.3.2 on this machine kind (ms per instance, one thread). Encode: the figures. Decode: measured

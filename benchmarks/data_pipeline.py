@@ -42,8 +42,8 @@ import torch
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap
 from wbpose.data.augment import build_train_augmentations
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset, keep_freed_memory
-from wbpose.data.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
 from wbpose.geometry import bbox_xyxy_to_center_scale, warp_matrix
+from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
 
 SIZES = {"256x192": ((256, 192), (64, 48), 2.0), "384x288": ((384, 288), (96, 72), 3.0)}
 CODECS = {"msra": MSRAHeatmap, "dark": DarkHeatmap}

@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from wbpose.data.keypoints import PART_FIELDS, PART_SLICES, sigmas_array  # noqa: E402
+from wbpose.keypoints import PART_FIELDS, PART_SLICES, sigmas_array  # noqa: E402
 from wbpose.metrics import CocoWholeBodyMetric  # noqa: E402
 from wbpose.metrics.evaluation import (  # noqa: E402
     EVAL_PARTS,

@@ -24,7 +24,7 @@ import torch
 # benchmarks/model.py sits beside this script (run as `python benchmarks/train_throughput.py`)
 from model import _sync, matmul_gflops
 from wbpose.codecs import MSRAHeatmap
-from wbpose.data.datamodule import WholeBodyDataModule
+from wbpose.engine.datamodule import WholeBodyDataModule
 from wbpose.losses import KeypointMSELoss
 from wbpose.models import build_pose_model
 
@@ -131,7 +131,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     root = args.data_root
     if root is None:
-        from wbpose.data.synthetic import generate_dataset
+        from wbpose.synthetic.generate import generate_dataset
 
         root = Path(tempfile.mkdtemp(prefix="wbpose_bench_"))
         generate_dataset(root, num_train=64 if not gpu else 256, num_val=2, seed=0)

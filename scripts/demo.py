@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from wbpose.utils.config import compose_config, project_root
-from wbpose.utils.demo import run_demo
+from wbpose.app.config import compose_config, project_root
+from wbpose.app.demo import run_demo
 
 DEFAULT_OVERRIDES = ["experiment=demo", "logger=[csv,wandb]", "callbacks=tqdm"]
 

@@ -1,6 +1,6 @@
 """Write the synthetic COCO-WholeBody dataset: ``python scripts/make_synthetic.py --out data/synthetic``."""
 
-from wbpose.data.synthetic import main
+from wbpose.synthetic.generate import main
 
 if __name__ == "__main__":
     main()

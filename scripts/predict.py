@@ -112,8 +112,9 @@ def run(args: argparse.Namespace) -> dict:
         detections, kept = read_detections(Path(args.boxes), args.box_thr)
         log.info("%d person boxes with score >= %g in %s", kept, args.box_thr, args.boxes)
     # Imported after the input checks, so that a mistyped path fails without waiting for torch.
-    from wbpose.inference import Predictor, draw_pose, read_image, save_png, to_coco_results
+    from wbpose.inference import Predictor, read_image, to_coco_results
     from wbpose.metrics.evaluation import write_results
+    from wbpose.visualize import draw_pose, save_png
 
     predictor = Predictor.from_checkpoint(
         checkpoint,

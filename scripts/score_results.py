@@ -18,7 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from wbpose.metrics.evaluation import evaluate_results_file, format_table
+from wbpose.metrics.evaluation import evaluate_results_file
+from wbpose.metrics.tables import format_table
 
 
 def main(argv: list[str] | None = None) -> int:

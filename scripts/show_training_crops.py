@@ -25,9 +25,9 @@ import torch
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap
 from wbpose.data.augment import build_train_augmentations
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
-from wbpose.data.datamodule import TRAIN_ANN, VAL_ANN
-from wbpose.data.keypoints import SKELETON, keypoint_colors
+from wbpose.data.layout import TRAIN_ANN, VAL_ANN
 from wbpose.data.transforms import TopdownSample, denormalize_image
+from wbpose.keypoints import SKELETON, keypoint_colors
 
 SAMPLE_ANN = "test_coco_wholebody.json"  # the flat real-data sample: json and images in one folder
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wbpose.utils.summary import collect_multirun, sweep_table
+from wbpose.app.sweep import collect_multirun
+from wbpose.metrics.tables import sweep_table
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from wbpose.utils.config import CONFIG_DIR
+from wbpose.app.config import CONFIG_DIR
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point: run :func:`wbpose.train.train` and return the optimised metric."""
-    from wbpose.train import train
+    """Hydra entry point: run :func:`wbpose.app.train.train` and return the optimised metric."""
+    from wbpose.app.train import train
 
     value, _ = train(cfg)
     return value

@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny synthetic COCO-WholeBody root generated once per session, and config composition.
 
-``synthetic_root`` writes the real file layout with ``wbpose.data.synthetic.generate_dataset``; ``make_cfg``
+``synthetic_root`` writes the real file layout with ``wbpose.synthetic.generate.generate_dataset``; ``make_cfg``
 composes the real ``conf/`` tree (as the scripts do) pointed at that root with small, CPU-only settings.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from wbpose.utils.config import compose_config
+from wbpose.app.config import compose_config
 
 #: Images in the session's synthetic dataset (about two people each).
 NUM_TRAIN, NUM_VAL = 16, 6
@@ -21,7 +21,7 @@ NUM_TRAIN, NUM_VAL = 16, 6
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic COCO-WholeBody root (train/val annotations, images, detection results)."""
-    from wbpose.data.synthetic import generate_dataset
+    from wbpose.synthetic.generate import generate_dataset
 
     root = tmp_path_factory.mktemp("synthetic_wholebody")
     generate_dataset(root, num_train=NUM_TRAIN, num_val=NUM_VAL, seed=0)

@@ -1,6 +1,6 @@
 """Tiny COCO-WholeBody fixtures for the data tests: a json with hand-placed people and a few cv2-written JPEGs.
 
-Independent of ``wbpose.data.synthetic`` so the dataset tests pin down exactly the cases they check
+Independent of ``wbpose.synthetic.generate`` so the dataset tests pin down exactly the cases they check
 (crowd, ``num_keypoints == 0``, zero-size boxes, unlabelled people, float visibilities).
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from wbpose.data.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
+from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
 
 IMAGE_WH = (160, 120)
 

@@ -7,9 +7,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from wbpose.app.config import CONFIG_DIR, compose_config, list_experiments
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap
-from wbpose.lit_module import TopdownPoseModule, build_module
-from wbpose.utils.config import CONFIG_DIR, compose_config, list_experiments
+from wbpose.engine.module import TopdownPoseModule, build_module
 
 EXPERIMENTS = list_experiments()
 SEED_ROWS = {
@@ -113,7 +113,7 @@ def test_unknown_experiment_lists_choices(tmp_path) -> None:
 
 @pytest.mark.parametrize("data", ["coco_wholebody_256x192", "synthetic"])
 def test_datamodule_builds_from_default_paths(data: str, tmp_path) -> None:
-    from wbpose.train import build_datamodule
+    from wbpose.app.train import build_datamodule
 
     cfg = compose_config("train", [f"data={data}"], output_dir=tmp_path)
     codec = instantiate(cfg.codec)

@@ -12,7 +12,7 @@ from torch.utils.data import DistributedSampler, RandomSampler, SequentialSample
 
 from data_fixture import make_root
 from wbpose.codecs import MSRAHeatmap
-from wbpose.data.datamodule import UnpaddedDistributedSampler, WholeBodyDataModule
+from wbpose.engine.datamodule import UnpaddedDistributedSampler, WholeBodyDataModule
 
 CODEC = MSRAHeatmap((64, 48), (16, 12), 1.0)
 
@@ -84,7 +84,7 @@ def test_synthetic_root_is_generated_when_absent(tmp_path: Path, monkeypatch: py
         calls.append((root, num_train, num_val, seed))
         make_root(Path(root))
 
-    monkeypatch.setitem(sys.modules, "wbpose.data.synthetic", types.SimpleNamespace(generate_dataset=fake_generate))
+    monkeypatch.setitem(sys.modules, "wbpose.synthetic.generate", types.SimpleNamespace(generate_dataset=fake_generate))
     dm = make_dm(tmp_path / "syn", synthetic={"num_train": 4, "num_val": 2, "seed": 5})
     dm.prepare_data()
     dm.prepare_data()  # files exist now: not generated again

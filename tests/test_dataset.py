@@ -13,7 +13,7 @@ from data_fixture import IMAGE_WH, make_root, person, write_images, write_json
 from wbpose.codecs import MSRAHeatmap
 from wbpose.data.augment import build_train_augmentations
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
-from wbpose.data.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
+from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
 
 INPUT_WH = (48, 64)
 CODEC = MSRAHeatmap((64, 48), (16, 12), 1.0)

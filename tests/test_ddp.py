@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wbpose.evaluate import evaluate
-from wbpose.utils.config import compose_config, project_root
+from wbpose.app.config import compose_config, project_root
+from wbpose.app.evaluate import evaluate
 
 
 def _results(path: Path) -> tuple[np.ndarray, np.ndarray]:

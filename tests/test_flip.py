@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from wbpose.codecs import DarkHeatmap, flip_heatmaps, flip_test_average
-from wbpose.data.keypoints import FLIP_INDICES, NUM_KEYPOINTS
+from wbpose.keypoints import FLIP_INDICES, NUM_KEYPOINTS
 
 RECIPES = {"256x192": ((256, 192), (64, 48), 2), "384x288": ((384, 288), (96, 72), 3)}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wbpose.data import keypoints as kp
+from wbpose import keypoints as kp
 
 META = json.loads((Path(__file__).parent / "data" / "coco_wholebody_meta.json").read_text())
 

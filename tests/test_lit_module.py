@@ -10,17 +10,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from wbpose.codecs import MSRAHeatmap
-from wbpose.geometry import crop_to_image
-from wbpose.lit_module import (
+from wbpose.engine.lr_schedule import WarmupMultiStep, warmup_multistep_scheduler
+from wbpose.engine.module import (
     CONFIG_KEY,
     RAW_CONFIG_KEY,
     TopdownPoseModule,
     build_module,
     load_module_from_checkpoint,
 )
+from wbpose.geometry import crop_to_image
 from wbpose.losses import KeypointMSELoss
 from wbpose.models import build_pose_model
-from wbpose.utils.lr_schedule import WarmupMultiStep, warmup_multistep_scheduler
 
 H, W = 64, 32  # smallest HRNet input (multiples of 32)
 
@@ -237,7 +237,7 @@ def test_channels_last_gives_the_same_heatmaps() -> None:
     """The NHWC option changes the memory layout only: same heatmaps (to float tolerance) as the default."""
     import torch
 
-    from wbpose.lit_module import TopdownPoseModule
+    from wbpose.engine.module import TopdownPoseModule
     from wbpose.losses import KeypointMSELoss
     from wbpose.models import build_pose_model
 

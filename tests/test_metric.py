@@ -13,7 +13,7 @@ import torch
 from xtcocotools.coco import COCO
 from xtcocotools.cocoeval import COCOeval
 
-from wbpose.data.keypoints import PART_FIELDS, sigmas_array
+from wbpose.keypoints import PART_FIELDS, sigmas_array
 from wbpose.metrics import CocoWholeBodyMetric, evaluate_results_file, format_table, read_results_file
 from wbpose.metrics.evaluation import REPORTED_PARTS, STAT_NAMES
 from wholebody_fixtures import detector_like_predictions, gt_as_predictions, make_wholebody_gt, write_json

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import wbpose.metrics.oks as oks_module
-from wbpose.data.keypoints import NUM_KEYPOINTS, SIGMAS
+from wbpose.keypoints import NUM_KEYPOINTS, SIGMAS
 from wbpose.metrics.oks import oks_matrix, oks_nms, rescore
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from wbpose.data.synthetic import DETECTIONS_FILE, generate_dataset
 from wbpose.models import build_pose_model
+from wbpose.synthetic.generate import DETECTIONS_FILE, generate_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "predict.py"

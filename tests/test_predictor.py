@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-
 from wbpose.checkpoints.loaders import load_mmpose_for_eval
+
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap, flip_test_average
-from wbpose.data.keypoints import NUM_KEYPOINTS, PART_FIELDS
 from wbpose.inference import PosePrediction, Predictor, make_codec, to_coco_results
+from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS
 from wbpose.metrics.oks import rescore
 from wbpose.models import build_pose_model
 
@@ -249,8 +249,8 @@ def test_mmpose_eval_loader(model: nn.Module, tmp_path: Path) -> None:
 def test_matches_the_evaluation_pipeline(model: nn.Module, tmp_path: Path) -> None:
     """Detector boxes through the val dataset + TopdownPoseModule give the predictor's keypoints."""
     from wbpose.data.coco_wholebody import CocoWholeBodyDataset
-    from wbpose.data.synthetic import DETECTIONS_FILE, generate_dataset
-    from wbpose.lit_module import TopdownPoseModule
+    from wbpose.engine.module import TopdownPoseModule
+    from wbpose.synthetic.generate import DETECTIONS_FILE, generate_dataset
 
     generate_dataset(tmp_path, num_train=0, num_val=2, seed=3)
     ann = json.loads((tmp_path / "annotations" / "coco_wholebody_val_v1.0.json").read_text())
@@ -283,7 +283,7 @@ def test_native_checkpoint_round_trip(make_cfg, tmp_path: Path) -> None:
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    from wbpose.lit_module import build_module
+    from wbpose.engine.module import build_module
 
     cfg = make_cfg(["model=hrnet_tiny", "data=synthetic", f"data.data_root={tmp_path}", "codec=dark"])
     module = build_module(cfg, with_metrics=False)

@@ -18,8 +18,8 @@ import torch
 from wbpose.codecs import MSRAHeatmap
 from wbpose.data.augment import build_train_augmentations
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
-from wbpose.data.keypoints import PART_FIELDS
 from wbpose.data.transforms import denormalize_image
+from wbpose.keypoints import PART_FIELDS
 
 SAMPLE = os.environ.get("WBPOSE_SAMPLE_DATA")
 pytestmark = [

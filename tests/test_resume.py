@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from wbpose.train import train
+from wbpose.app.train import train
 
 
 class KillAtStep(pl.Callback):
@@ -86,8 +86,8 @@ def test_resume_mid_epoch(make_cfg, synthetic_root, tmp_path) -> None:
 
 
 def test_resume_from_other_arch_names_both(make_cfg, tmp_path) -> None:
-    from wbpose.lit_module import CONFIG_KEY
-    from wbpose.train import check_resume_checkpoint
+    from wbpose.app.train import check_resume_checkpoint
+    from wbpose.checkpoints.reader import CONFIG_KEY
 
     path = tmp_path / "tiny.ckpt"
     torch.save({"state_dict": {}, CONFIG_KEY: {"model": {"net": {"arch": "tiny"}}}}, path)

@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from wbpose.utils.config import project_root
-from wbpose.utils.summary import collect_multirun
+from wbpose.app.config import project_root
+from wbpose.metrics.tables import collect_multirun
 
 
 def test_two_seed_multirun_and_summary(synthetic_root, tmp_path) -> None:
@@ -56,7 +56,7 @@ def test_two_seed_multirun_and_summary(synthetic_root, tmp_path) -> None:
 
 
 def test_summary_groups_by_overrides_minus_seed(tmp_path) -> None:
-    from wbpose.utils.summary import sweep_table, write_metrics_json
+    from wbpose.metrics.tables import sweep_table, write_metrics_json
 
     values = {("msra", 0): 0.5, ("msra", 1): 0.7, ("dark", 0): 0.6, ("dark", 1): 0.6}
     for num, ((codec, seed), ap) in enumerate(values.items()):

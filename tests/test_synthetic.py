@@ -9,10 +9,10 @@ import pytest
 from xtcocotools.coco import COCO
 from xtcocotools.cocoeval import COCOeval
 
-from wbpose.data.keypoints import KEYPOINT_NAMES, PART_FIELDS, PART_SLICES, sigmas_array
-from wbpose.data.synthetic import DETECTIONS_FILE, generate_dataset, main
-from wbpose.data.synthetic_draw import PALETTE
-from wbpose.data.synthetic_people import sample_figure
+from wbpose.keypoints import KEYPOINT_NAMES, PART_FIELDS, PART_SLICES, sigmas_array
+from wbpose.synthetic.draw import PALETTE
+from wbpose.synthetic.generate import DETECTIONS_FILE, generate_dataset, main
+from wbpose.synthetic.people import sample_figure
 
 PART_LENGTHS = {"keypoints": 51, "foot_kpts": 18, "face_kpts": 204, "lefthand_kpts": 63, "righthand_kpts": 63}
 BOOL_FIELDS = ("face_valid", "lefthand_valid", "righthand_valid", "foot_valid")

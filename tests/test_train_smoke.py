@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from wbpose.evaluate import evaluate
-from wbpose.train import train
-from wbpose.utils.config import compose_config
+from wbpose.app.config import compose_config
+from wbpose.app.evaluate import evaluate
+from wbpose.app.train import train
 
 
 def test_fast_dev_run(make_cfg, synthetic_root) -> None:
@@ -72,7 +72,7 @@ def test_missing_checkpoint(tmp_path) -> None:
 
 
 def test_demo_runs_end_to_end(synthetic_root, tmp_path, capsys) -> None:
-    from wbpose.utils.demo import run_demo
+    from wbpose.app.demo import run_demo
 
     overrides = [
         "experiment=demo",

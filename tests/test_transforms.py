@@ -16,7 +16,6 @@ from wbpose.data.augment import (
     flip_sample,
     truncnorm,
 )
-from wbpose.data.keypoints import FLIP_INDICES, LOWER_BODY_IDS, NUM_KEYPOINTS, UPPER_BODY_IDS
 from wbpose.data.transforms import (
     MEAN_RGB,
     STD_RGB,
@@ -28,6 +27,7 @@ from wbpose.data.transforms import (
     pack_sample,
 )
 from wbpose.geometry import bbox_xyxy_to_center_scale, crop_to_image, warp_matrix
+from wbpose.keypoints import FLIP_INDICES, LOWER_BODY_IDS, NUM_KEYPOINTS, UPPER_BODY_IDS
 
 INPUT_WH = (192, 256)
 IMAGE_WH = (320, 240)

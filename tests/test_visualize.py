@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from wbpose.data.keypoints import PART_COLORS
-from wbpose.inference.visualize import denormalize, draw_pose, heatmap_overlay, make_grid, save_png
+from wbpose.data.transforms import denormalize_image as denormalize
+from wbpose.keypoints import PART_COLORS
+from wbpose.visualize import draw_pose, heatmap_overlay, make_grid, save_png
 
 
 def test_draw_pose_colours_points_by_part():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wbpose.data.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES, sigmas_array
+from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES, sigmas_array
 
 _PART_VALID = {"foot": "foot_valid", "face": "face_valid", "lefthand": "lefthand_valid", "righthand": "righthand_valid"}
 _PART_BOX = {"face": "face_box", "lefthand": "lefthand_box", "righthand": "righthand_box"}

@@ -1,6 +1,6 @@
 """Import MMPose HRNet checkpoints (0.x and 1.x top-down whole-body models, ImageNet backbones).
 
-The key map is a short table (SPEC 3.1), because ``wbpose.models`` uses MMPose's parameter names:
+The key map is a short table, because ``wbpose.models`` uses MMPose's parameter names:
 
 =========================  ===========================================================================
 checkpoint key             our key
@@ -12,10 +12,7 @@ checkpoint key             our key
 ``data_preprocessor.*``    dropped (1.x stores the normalisation mean/std as buffers; ours is in the data)
 =========================  ===========================================================================
 
-Files are read with ``torch.load(weights_only=True)``. MMPose ``meta`` dicts hold plain Python values, sometimes
-numpy scalars/arrays (best scores, 1.x ``dataset_meta``) or ``OrderedDict``: only those numpy globals are
-allow-listed, inside a ``safe_globals`` context so the process-wide allow-list is untouched. Anything else, such
-as a pickle that would call ``os.system``, is refused with a ``ValueError`` naming the file and the globals.
+Files are read by :func:`wbpose.checkpoints.reader.read_checkpoint` (weights only, numpy values allow-listed).
 
 MMPose: https://github.com/open-mmlab/mmpose. HRNet: https://arxiv.org/abs/1902.09212.
 """
@@ -24,15 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
+from wbpose.checkpoints.reader import read_checkpoint
 from wbpose.models.hrnet import ARCHS
 from wbpose.models.topdown import build_pose_model
 
@@ -43,7 +39,6 @@ __all__ = [
     "load_imagenet_backbone",
     "load_mmpose_checkpoint",
     "normalize_pose_keys",
-    "read_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,76 +48,12 @@ _ARCH_KEY = "backbone.transition1.0.0.weight"  # (width, 4 * stage1_planes, 3, 3
 _STEM_KEY = "backbone.conv1.weight"
 
 
-def _numpy_safe_globals() -> list:
-    """Numpy globals that plain numpy scalars/arrays/dtypes in a pickle need; none of them runs code."""
-    try:
-        from numpy._core import multiarray  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
-
-    # numpy >= 1.25 builds each dtype through its own class (``numpy.dtypes.Float64DType`` ...).
-    dtypes = getattr(np, "dtypes", None)
-    dtype_classes = [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] if dtypes else []
-    return [
-        np.ndarray,
-        np.dtype,
-        *dtype_classes,
-        multiarray.scalar,
-        multiarray._reconstruct,
-        # Files pickled under numpy 1.x name the module ``numpy.core.multiarray``, numpy 2 ``numpy._core``.
-        (multiarray.scalar, "numpy.core.multiarray.scalar"),
-        (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-        (multiarray.scalar, "numpy._core.multiarray.scalar"),
-        (multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
-    ]
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint file on the CPU without executing code from it.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the pickle needs globals beyond tensors, containers and numpy values.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    allowed = _numpy_safe_globals()
-    try:
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        allowed_names = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in allowed}
-        try:
-            # Scans the pickle opcodes without executing them.
-            names = [n for n in torch.serialization.get_unsafe_globals_in_checkpoint(path) if n not in allowed_names]
-        except Exception:  # legacy (non-zip) files cannot be scanned; the torch message still says why
-            names = []
-        if names:
-            raise ValueError(
-                f"refusing to load {path}: it is not a plain weights file; it references {', '.join(names)}, "
-                "so loading it would run code from the file (weights_only=True refused it). Re-save it from a "
-                "trusted environment as a plain state dict."
-            ) from None
-        raise ValueError(f"cannot read {path} as a weights-only checkpoint: {_unpickler_reason(err)}") from None
-    except (RuntimeError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable torch checkpoint: {err}") from None
-
-
-def _unpickler_reason(err: Exception) -> str:
-    """The informative line of torch's long weights_only message (the one after 'WeightsUnpickler error')."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for i, line in enumerate(lines):
-        if "WeightsUnpickler error" in line:
-            rest = line.split("WeightsUnpickler error:", 1)[-1].strip()
-            return rest or (lines[i + 1] if i + 1 < len(lines) else line)
-    return lines[0] if lines else type(err).__name__
-
-
-def _as_state_dict(path_or_state: PathOrState) -> tuple[dict[str, torch.Tensor], list[str], str]:
+def _as_state_dict(
+    path_or_state: PathOrState, source: str | None = None
+) -> tuple[dict[str, torch.Tensor], list[str], str]:
     """Unwrap ``{'state_dict': ...}`` or a bare state dict; non-tensor entries are returned as ignored."""
     if isinstance(path_or_state, Mapping):
-        ckpt, source = path_or_state, "<state dict>"
+        ckpt, source = path_or_state, source or "<state dict>"
     elif isinstance(path_or_state, str | os.PathLike):
         ckpt, source = read_checkpoint(path_or_state), str(path_or_state)
     else:
@@ -141,15 +72,21 @@ def _as_state_dict(path_or_state: PathOrState) -> tuple[dict[str, torch.Tensor],
 def normalize_pose_keys(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Map MMPose 0.x/1.x (or our own Lightning ``model.``-prefixed) keys to ``TopdownPoseModel`` keys.
 
+    The one place where checkpoint prefixes are handled (the table in the module docstring).
+
     Returns:
         ``(state_dict, dropped_keys)``.
     """
     out: dict[str, torch.Tensor] = {}
     dropped: list[str] = []
-    strip_model = all(k.startswith("model.") for k in state)  # a native Lightning checkpoint
+    # a Lightning checkpoint of TopdownPoseModule: the network is its ``model`` attribute; other entries are not
+    lightning = any(k.startswith("model.backbone.") for k in state)
     for key, value in state.items():
         new = key.removeprefix("module.")
-        if strip_model:
+        if lightning:
+            if not new.startswith("model."):
+                dropped.append(key)
+                continue
             new = new.removeprefix("model.")
         if new.startswith("data_preprocessor."):
             dropped.append(key)
@@ -257,7 +194,7 @@ def _match(
 
 
 def load_mmpose_checkpoint(
-    path_or_state: PathOrState, model: nn.Module | None = None, strict: bool = True
+    path_or_state: PathOrState, model: nn.Module | None = None, strict: bool = True, source: str | None = None
 ) -> tuple[nn.Module | dict[str, torch.Tensor], KeyReport]:
     """Load an MMPose 0.x/1.x top-down HRNet checkpoint (``{'meta', 'state_dict'}`` or a bare state dict).
 
@@ -266,6 +203,7 @@ def load_mmpose_checkpoint(
         model: a ``TopdownPoseModel`` to load into. If None, the converted state dict is returned and checked
             against ``build_pose_model(inferred arch, inferred num_keypoints)`` built on the meta device.
         strict: raise if any key is missing, unexpected or of the wrong shape; otherwise load what matches.
+        source: the name used in messages when a loaded dict is given.
 
     Returns:
         ``(model, report)`` if a model is given, else ``(state_dict, report)``.
@@ -274,7 +212,7 @@ def load_mmpose_checkpoint(
         ValueError: ``strict`` and the checkpoint does not match (the message lists the keys), or the file
             is not a plain weights file.
     """
-    raw, non_tensor, source = _as_state_dict(path_or_state)
+    raw, non_tensor, source = _as_state_dict(path_or_state, source)
     state, dropped = normalize_pose_keys(raw)
     report = KeyReport(source=source, ignored=dropped + non_tensor, checkpoint_arch=_try_infer_arch(state))
     if model is None:
@@ -320,8 +258,8 @@ def load_imagenet_backbone(path_or_state: PathOrState, backbone: nn.Module, stri
         The key report; ``report.ignored`` lists every key that was not used.
     """
     raw, non_tensor, source = _as_state_dict(path_or_state)
-    raw = {k.removeprefix("module."): v for k, v in raw.items()}
-    ignored = list(non_tensor)
+    raw, dropped = normalize_pose_keys(raw)  # module./model. prefixes of DDP and Lightning files
+    ignored = list(non_tensor) + dropped
     if any(k.startswith("backbone.") for k in raw):
         ignored += [k for k in raw if not k.startswith("backbone.")]
         raw = {k.removeprefix("backbone."): v for k, v in raw.items() if k.startswith("backbone.")}

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from wbpose.data.keypoints import FLIP_INDICES
+from wbpose.keypoints import FLIP_INDICES
 
 
 def _flip_index(flip_indices: Sequence[int] | torch.Tensor, num_channels: int, device: torch.device) -> torch.Tensor:

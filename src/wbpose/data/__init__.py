@@ -1,1 +1,1 @@
-"""COCO-WholeBody data: keypoint spec, datasets, transforms, synthetic data and the LightningDataModule."""
+"""COCO-WholeBody data (no Lightning): annotation parsing, the dataset, transforms and augmentation."""

@@ -35,8 +35,8 @@ import numpy as np
 from xtcocotools.coco import COCO
 
 from wbpose.data.errors import DataError
-from wbpose.data.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
 from wbpose.geometry import bbox_xyxy_to_center_scale
+from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
 
 logger = logging.getLogger(__name__)
 

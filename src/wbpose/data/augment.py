@@ -16,8 +16,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from wbpose.data.keypoints import FLIP_INDICES, LOWER_BODY_IDS, UPPER_BODY_IDS
 from wbpose.data.transforms import Compose, TopdownSample
+from wbpose.keypoints import FLIP_INDICES, LOWER_BODY_IDS, UPPER_BODY_IDS
 
 _PHI_M1 = float(ndtr(-1.0))
 _PHI_P1 = float(ndtr(1.0))

@@ -30,14 +30,19 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
+from wbpose.build import build_codec, build_model
+from wbpose.checkpoints.io import load_checkpoint
+from wbpose.checkpoints.recipes import RECIPES
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap, flip_test_average
-from wbpose.data.keypoints import FLIP_INDICES, NUM_KEYPOINTS
-from wbpose.data.transforms import normalize_image
-from wbpose.geometry import bbox_xywh_to_xyxy, bbox_xyxy_to_center_scale, crop_to_image, warp_matrix
+from wbpose.data.transforms import Normalize, TopdownAffine, TopdownSample
+from wbpose.geometry import bbox_xywh_to_xyxy, bbox_xyxy_to_center_scale, crop_to_image
+from wbpose.keypoints import FLIP_INDICES, NUM_KEYPOINTS
 from wbpose.metrics.evaluation import build_results
 from wbpose.metrics.oks import rescore
+from wbpose.models import build_pose_model
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +203,9 @@ class Predictor:
         self.shift_heatmap = shift_heatmap
         self.padding = float(padding)
         self._flip_indices = torch.as_tensor(FLIP_INDICES, dtype=torch.long, device=self.device)
+        # the validation pipeline's transforms: a prediction here equals what the metric scored
+        self._affine = TopdownAffine(self.input_wh)
+        self._normalize = Normalize()
 
     def __repr__(self) -> str:
         return (
@@ -217,50 +225,57 @@ class Predictor:
         codec: str | None = None,
         batch_size: int = 32,
     ) -> Predictor:
-        """Build a predictor from a Lightning ``.ckpt`` or an MMPose 0.x/1.x ``.pth``, loaded ``weights_only``.
+        """Build a predictor from any supported checkpoint (:func:`wbpose.checkpoints.load_checkpoint`).
+
+        Only the network and the codec are built. Our ``.ckpt`` files rebuild both from their config; a released
+        MMPose file (or a file keeping its name pattern) takes arch, input size and codec from its recipe
+        (:mod:`wbpose.checkpoints.recipes`); any other weights-only file needs ``image_hw`` and ``codec``.
 
         Args:
             path: the checkpoint file.
             device: where to run; CUDA when available unless given.
             flip_test: use the flip test.
             arch: expected HRNet arch ("w32", "w48", "tiny"); checked against the weights when given.
-            image_hw: network input (height, width). Lightning checkpoints: from their config unless given.
-                MMPose files: default :data:`DEFAULT_IMAGE_HW` (256x192); pass (384, 288) for the 384x288 models.
-            codec: "msra" or "dark". Lightning checkpoints: the trained codec unless given. MMPose files:
-                default "msra"; pass "dark" for the DARK models.
+            image_hw: network input (height, width), overriding the checkpoint's.
+            codec: "msra" or "dark", overriding the checkpoint's.
             batch_size: crops per forward pass.
 
         Raises:
             FileNotFoundError: no such file.
-            ValueError: weights that do not fit, an arch mismatch, or a file that is not plain weights.
+            ValueError: weights that do not fit, an arch mismatch, a file that is not plain weights, or a
+                weights-only file with no recipe and no ``image_hw``/``codec``.
         """
-        from wbpose.checkpoints.loaders import is_native_checkpoint, read_pose_weights
-        from wbpose.checkpoints.mmpose import read_checkpoint
-
-        checkpoint = read_checkpoint(path)
-        if is_native_checkpoint(checkpoint):
-            model, trained_codec, shift = _build_native(path, checkpoint, arch)
-            if image_hw is None and codec is None:
-                chosen = trained_codec
-            else:
-                name = codec if codec is not None else ("dark" if isinstance(trained_codec, DarkHeatmap) else "msra")
-                chosen = make_codec(name, image_hw if image_hw is not None else trained_codec.image_hw)
+        loaded = load_checkpoint(path, arch=arch)
+        if loaded.config is not None:
+            cfg = OmegaConf.create(loaded.config)
+            trained = build_codec(cfg)
+            name = codec or ("dark" if isinstance(trained, DarkHeatmap) else "msra")
+            hw = tuple(image_hw) if image_hw is not None else tuple(trained.image_hw)
+            chosen = trained if (name, hw) == (_codec_name(trained), tuple(trained.image_hw)) else make_codec(name, hw)
+            shift = bool(OmegaConf.select(cfg, "module.shift_heatmap", default=True))
+            with torch.device("meta"):  # filled by assignment: no random init of weights about to be replaced
+                model = build_model(cfg, init_weights=False)
         else:
-            from wbpose.models import build_pose_model
-
-            state, report = read_pose_weights(checkpoint, arch=arch, source=str(path))
-            # Built on the meta device and filled by assignment: no random init of weights about to be replaced.
-            with torch.device("meta"):
-                model = build_pose_model(report.checkpoint_arch, int(state["head.final_layer.weight"].shape[0]))
-            model.load_state_dict(state, strict=True, assign=True)
-            chosen = make_codec(codec or "msra", image_hw if image_hw is not None else DEFAULT_IMAGE_HW)
+            recipe = loaded.recipe
+            if recipe is None and (image_hw is None or codec is None):
+                known = ", ".join(sorted(RECIPES))
+                raise ValueError(
+                    f"{path}: weights without a config, and the file name matches no released MMPose checkpoint "
+                    f"({known}); pass image_hw=(256, 192) or (384, 288) and codec='msra' or 'dark' "
+                    "(scripts/predict.py: --image-hw H W --codec NAME)"
+                )
+            hw = tuple(image_hw) if image_hw is not None else recipe.image_hw  # type: ignore[union-attr]
+            chosen = make_codec(codec or recipe.codec, hw)  # type: ignore[union-attr]
             shift = True
-            log.info("loaded %s (HRNet-%s) with %r", path, report.checkpoint_arch, chosen)
+            with torch.device("meta"):
+                model = build_pose_model(loaded.arch, int(loaded.state_dict["head.final_layer.weight"].shape[0]))
+        model.load_state_dict(loaded.state_dict, strict=True, assign=True)
+        log.info("loaded %s (%s, HRNet-%s) with %r", path, loaded.format, loaded.arch, chosen)
         return cls(model, chosen, chosen.input_wh, device, flip_test, batch_size, shift_heatmap=shift)
 
     # ------------------------------------------------------------------ prediction
     def crops(self, image_rgb: np.ndarray, boxes_xywh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Warp and normalise the crop of each box, exactly as the validation pipeline does.
+        """Warp and normalise the crop of each box with the validation pipeline's own transform objects.
 
         Returns:
             ``(images, center_xy, scale_wh)``: normalised float32 crops, float32 centres and aspect-fixed scales.
@@ -268,14 +283,17 @@ class Predictor:
         Shape:
             image_rgb: (H, W, 3); boxes_xywh: (N, 4) -> (N, 3, h, w), (N, 2), (N, 2)
         """
-        center, scale = bbox_xyxy_to_center_scale(bbox_xywh_to_xyxy(boxes_xywh), self.input_wh, self.padding)
-        matrices = warp_matrix(center, scale, 0.0, self.input_wh)
+        bbox_xyxy = bbox_xywh_to_xyxy(boxes_xywh)
+        center, scale = bbox_xyxy_to_center_scale(bbox_xyxy, None, self.padding)  # as the annotations are parsed
         w, h = self.input_wh
         images = np.empty((len(boxes_xywh), 3, h, w), dtype=np.float32)
-        for i, m in enumerate(matrices):  # OpenCV has no batched warp; each call is ~0.1 ms
-            crop = cv2.warpAffine(image_rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            images[i] = normalize_image(crop, bgr=False)
-        return images, center.astype(np.float32), scale.astype(np.float32)
+        scales = np.empty((len(boxes_xywh), 2), dtype=np.float32)
+        image_wh = (image_rgb.shape[1], image_rgb.shape[0])
+        for i in range(len(boxes_xywh)):  # OpenCV has no batched warp; each call is ~0.1 ms
+            sample = TopdownSample(image_rgb, image_wh, center[i], scale[i], bbox_xyxy[i], bgr=False)
+            sample = self._normalize(self._affine(sample))
+            images[i], scales[i] = sample.image_chw, sample.scale_wh
+        return images, center.astype(np.float32), scales
 
     @torch.inference_mode()
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
@@ -350,21 +368,8 @@ class Predictor:
         )
 
 
-def _build_native(path: str | os.PathLike, checkpoint: dict[str, Any], arch: str | None) -> tuple[nn.Module, Any, bool]:
-    """Rebuild model and codec of a Lightning checkpoint from its embedded config; returns ``shift_heatmap`` too."""
-    from omegaconf import OmegaConf
-
-    from wbpose.checkpoints.loaders import read_native_checkpoint
-    from wbpose.lit_module import build_module, check_same_arch, load_state_dict_checked, model_arch
-
-    native = read_native_checkpoint(path, checkpoint)
-    cfg = OmegaConf.create(native.config)
-    if arch is not None:
-        check_same_arch(arch, model_arch(cfg), native.source)
-    module = build_module(cfg, with_metrics=False, load_init_weights=False)
-    load_state_dict_checked(module.model, native.state_dict, native.source)
-    shift = bool(OmegaConf.select(cfg, "module.shift_heatmap", default=True))
-    return module.model, module.codec, shift
+def _codec_name(codec: Any) -> str:
+    return "dark" if isinstance(codec, DarkHeatmap) else "msra"
 
 
 def to_coco_results(prediction: PosePrediction, image_id: int) -> list[dict]:

@@ -13,11 +13,11 @@ from wbpose.metrics.evaluation import (
     STAT_NAMES,
     evaluate_results,
     evaluate_results_file,
-    format_table,
     read_results_file,
     write_results,
 )
 from wbpose.metrics.oks import oks_matrix, oks_nms, rescore
+from wbpose.metrics.tables import format_table, metrics_table
 
 if TYPE_CHECKING:
     from wbpose.metrics.coco_wholebody import CocoWholeBodyMetric
@@ -29,6 +29,7 @@ __all__ = [
     "evaluate_results",
     "evaluate_results_file",
     "format_table",
+    "metrics_table",
     "oks_matrix",
     "oks_nms",
     "read_results_file",

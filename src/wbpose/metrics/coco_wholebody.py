@@ -26,7 +26,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 from xtcocotools.coco import COCO
 
-from wbpose.data.keypoints import NUM_KEYPOINTS
+from wbpose.keypoints import NUM_KEYPOINTS
 from wbpose.metrics.evaluation import build_results, evaluate_results, load_coco_gt
 from wbpose.metrics.oks import oks_nms, rescore
 

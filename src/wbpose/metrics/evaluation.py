@@ -45,7 +45,7 @@ import numpy as np
 from xtcocotools.coco import COCO
 from xtcocotools.cocoeval import COCOeval
 
-from wbpose.data.keypoints import PART_FIELDS, PART_SLICES, sigmas_array
+from wbpose.keypoints import PART_FIELDS, PART_SLICES, sigmas_array
 
 try:  # optional fast encoder; the output parses to exactly the same floats as json.dumps
     from pydantic_core import to_json as _fast_to_json
@@ -317,23 +317,3 @@ def evaluate_results_file(
     """
     results = read_results_file(results_json)
     return evaluate_results(load_coco_gt(ann_file), results, ann_file, None, num_procs, True, verbose)
-
-
-def format_table(metrics: dict[str, float], prefix: str = "") -> str:
-    """The seed-table columns (header, alignment row and one row of values with 3 decimals).
-
-    Args:
-        metrics: Keys ``[prefix]<part>_<stat>``; values are floats or 0-d tensors. -1 (undefined) prints as ``-``.
-        prefix: Key prefix, e.g. ``"val/"``.
-    """
-    columns = [("Body", "body"), ("Foot", "foot"), ("Face", "face"), ("Hand", "hand"), ("Whole", "wholebody")]
-    header, cells = [], []
-    for title, part in columns:
-        for stat in ("ap", "ar"):
-            header.append(f"{title} {stat.upper()}")
-            value = float(metrics[f"{prefix}{part}_{stat}"])
-            cells.append("-" if value < 0 else f"{value:.3f}")
-    line = "| " + " | ".join(header) + " |"
-    align = "|" + "|".join(":" + "-" * len(h) + ":" for h in header) + "|"
-    row = "| " + " | ".join(c.center(len(h)) for c, h in zip(cells, header)) + " |"
-    return "\n".join([line, align, row])

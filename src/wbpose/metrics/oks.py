@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wbpose.data.keypoints import sigmas_array
+from wbpose.keypoints import sigmas_array
 
 #: Largest number of float64 elements of a (G, M(M-1)/2, K) pair block (4 MB per temporary: blocks stay in cache
 #: and reuse memory; one large block was 3x slower on first use, from page faults).

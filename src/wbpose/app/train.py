@@ -14,25 +14,23 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from wbpose.lit_module import CONFIG_KEY, TopdownPoseModule, build_module, check_same_arch, model_arch
-from wbpose.utils.config import instantiate_callbacks, instantiate_loggers
-from wbpose.utils.data_root import ensure_dataset
-from wbpose.utils.summary import metrics_table, write_metrics_json
+from wbpose.build import (
+    build_callbacks,
+    build_codec,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    model_arch,
+    resolved,
+)
+from wbpose.checkpoints.io import check_same_arch, config_arch
+from wbpose.checkpoints.reader import embedded_config, read_checkpoint
+from wbpose.data.layout import ensure_dataset
+from wbpose.metrics.tables import metrics_table, write_metrics_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["apply_cpu_threads", "build_datamodule", "finish_loggers", "train"]
-
-
-#: Keys of the ``data`` node that belong to the codec (interpolated by ``conf/codec``), not to the DataModule.
-CODEC_KEYS = ("heatmap_hw", "sigma")
-
-
-def build_datamodule(cfg: DictConfig, codec: Any, **overrides: Any) -> pl.LightningDataModule:
-    """Instantiate the ``data`` node (``WholeBodyDataModule``) with the shared codec (it encodes the targets)."""
-    data = OmegaConf.to_container(cfg.data, resolve=True)  # resolve first: a detached copy loses ${paths...}
-    assert isinstance(data, dict)
-    return instantiate({k: v for k, v in data.items() if k not in CODEC_KEYS}, codec=codec, **overrides)
+__all__ = ["apply_cpu_threads", "finish_loggers", "train"]
 
 
 def apply_cpu_threads(cfg: DictConfig) -> None:
@@ -51,12 +49,8 @@ def check_resume_checkpoint(cfg: DictConfig) -> None:
         return
     if not Path(str(path)).is_file():
         raise FileNotFoundError(f"ckpt_path={path} does not exist (a run's checkpoints are in <run dir>/checkpoints/)")
-    from wbpose.checkpoints.mmpose import read_checkpoint
-
     checkpoint = read_checkpoint(path)  # weights_only: never runs code from the file
-    embedded = checkpoint.get(CONFIG_KEY) if isinstance(checkpoint, dict) else None
-    if embedded is not None:
-        check_same_arch(model_arch(cfg), model_arch(OmegaConf.create(embedded)), str(path))
+    check_same_arch(model_arch(cfg), config_arch(embedded_config(checkpoint)), str(path))
 
 
 def _best_checkpoint(trainer: pl.Trainer, monitor: str | None) -> str | None:
@@ -77,11 +71,10 @@ def finish_loggers(loggers: list[Any]) -> None:
             wandb.finish()
 
 
-def _log_hyperparameters(loggers: list[Any], cfg: DictConfig, module: TopdownPoseModule) -> None:
+def _log_hyperparameters(loggers: list[Any], cfg: DictConfig, module: pl.LightningModule) -> None:
     if not loggers:
         return
-    hparams = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(hparams, dict)
+    hparams = resolved(cfg)
     hparams["model/params_total"] = sum(p.numel() for p in module.model.parameters())
     for logger in loggers:
         logger.log_hyperparams(hparams)
@@ -108,11 +101,11 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
     ensure_dataset(cfg.data, train=bool(cfg.get("train", True)))
     check_resume_checkpoint(cfg)
 
-    codec = instantiate(cfg.codec)
+    codec = build_codec(cfg)
     datamodule = build_datamodule(cfg, codec)
-    module = build_module(cfg, codec=codec)
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    loggers = instantiate_loggers(cfg.get("logger"))
+    module = build_module(cfg, codec=codec, ann_file=datamodule.val_ann_file)
+    callbacks = build_callbacks(cfg)
+    loggers = build_loggers(cfg)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     _log_hyperparameters(loggers, cfg, module)
 

@@ -13,8 +13,8 @@ category with the 1-based COCO skeleton. The detection file is in the standard r
 ground-truth boxes with high scores, low-scoring duplicates and false positives, and an occasional missed
 person, like a real person detector.
 
-The people (:mod:`wbpose.data.synthetic_people`, drawn by :mod:`wbpose.data.synthetic_draw`, placed and
-labelled by :mod:`wbpose.data.synthetic_scene`) are articulated cartoon figures whose every keypoint is marked
+The people (:mod:`wbpose.synthetic.people`, drawn by :mod:`wbpose.synthetic.draw`, placed and
+labelled by :mod:`wbpose.synthetic.scene`) are articulated cartoon figures whose every keypoint is marked
 in the pixels, so that a tiny network can learn them at low resolution.
 
 Determinism: each image is drawn from its own generator seeded with ``(seed, split, index)``, the json is
@@ -33,8 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from wbpose.data.keypoints import KEYPOINT_NAMES, PART_FIELDS, PART_SLICES, SKELETON
-from wbpose.data.synthetic_scene import PersonLabel, part_box, render_scene
+from wbpose.keypoints import KEYPOINT_NAMES, PART_FIELDS, PART_SLICES, SKELETON
+from wbpose.synthetic.scene import PersonLabel, part_box, render_scene
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _generate_split(root: Path, split: str, count: int, seed: int, options: dict
             detections.extend(simulate_detections(rng, labels, image_id, hw))
     stats["detections"] = len(detections)
     info = {"description": f"wbpose synthetic COCO-WholeBody ({split})", "url": "", "version": "1.0",
-            "year": 2020, "contributor": "wbpose.data.synthetic", "date_created": "2020/09/18",
+            "year": 2020, "contributor": "wbpose.synthetic.generate", "date_created": "2020/09/18",
             "seed": seed}  # fmt: skip
     data = {"info": info, "licenses": [{"url": "", "id": 1, "name": "Synthetic, no restrictions"}],
             "categories": _categories(), "images": images, "annotations": annotations}  # fmt: skip
@@ -198,7 +198,7 @@ def generate_dataset(
         image_hw_range: ``((min_h, min_w), (max_h, max_w))`` for random image sizes.
         jpeg_quality: JPEG quality of the written images.
         part_label_prob: Probability that a visible-enough part is labelled, per part (face, lefthand,
-            righthand, foot); defaults to :data:`wbpose.data.synthetic_scene.PART_LABEL_PROB`.
+            righthand, foot); defaults to :data:`wbpose.synthetic.scene.PART_LABEL_PROB`.
 
     Returns:
         Statistics: ``{"train": {...}, "val": {...}, "seconds", "images_per_s", "root"}``; each split has

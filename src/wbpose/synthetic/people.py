@@ -15,8 +15,8 @@ common anthropometric ratios: head (crown to chin) ``H/7.3``, face landmarks abo
   the image plane, which shortens its projection. Left and right hands are mirror images (thumbs lateral),
   so a horizontally flipped figure is again a valid figure with its left/right labels swapped.
 
-The renderer lives in :mod:`wbpose.data.synthetic_draw`, the scene and its labels in
-:mod:`wbpose.data.synthetic_scene`, the files in :mod:`wbpose.data.synthetic`.
+The renderer lives in :mod:`wbpose.synthetic.draw`, the scene and its labels in
+:mod:`wbpose.synthetic.scene`, the files in :mod:`wbpose.synthetic.generate`.
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
-from wbpose.data.keypoints import NUM_KEYPOINTS, PART_COLORS, PART_SLICES, SKELETON, keypoint_colors
+from wbpose.data.transforms import denormalize_image
+from wbpose.keypoints import NUM_KEYPOINTS, PART_COLORS, PART_SLICES, SKELETON, keypoint_colors
 
 _KPT_COLORS = keypoint_colors()
 
@@ -96,14 +98,6 @@ def heatmap_overlay(image_rgb: np.ndarray, heatmaps: np.ndarray, alpha: float = 
     return cv2.addWeighted(image_rgb, 1.0 - alpha, np.ascontiguousarray(color), alpha, 0.0)
 
 
-def denormalize(image_chw: np.ndarray) -> np.ndarray:
-    """Undo the RGB normalisation (ImageNet mean/std on 0-255) of a (3, H, W) float image to (H, W, 3) uint8."""
-    mean = np.array([123.675, 116.28, 103.53], dtype=np.float32)
-    std = np.array([58.395, 57.12, 57.375], dtype=np.float32)
-    img = np.asarray(image_chw, dtype=np.float32).transpose(1, 2, 0) * std + mean
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
-
-
 def make_grid(images: Sequence[np.ndarray], ncols: int = 4, pad: int = 2) -> np.ndarray:
     """Tile RGB images (resized to the first one's size) into a grid with black padding.
 
@@ -132,3 +126,37 @@ def save_png(path: str | Path, image_rgb: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), np.ascontiguousarray(image_rgb[..., ::-1])):
         raise OSError(f"could not write PNG to {path}")
     return path
+
+
+def draw_crop_predictions(
+    images: np.ndarray | torch.Tensor,
+    keypoints_crop: np.ndarray | torch.Tensor,
+    scores: np.ndarray | torch.Tensor,
+    score_thr: float = 0.3,
+    ncols: int = 4,
+) -> np.ndarray:
+    """Draw each normalised crop with its predicted skeleton and tile the crops (training-time image logging).
+
+    Args:
+        images: normalised crops as the model sees them.
+        keypoints_crop: predictions in crop pixels.
+        scores: keypoint scores.
+        score_thr: keypoints at or below this are not drawn.
+        ncols: grid columns.
+
+    Returns:
+        An RGB uint8 grid.
+
+    Shape:
+        images: (N, 3, H, W); keypoints_crop: (N, K, 2); scores: (N, K)
+    """
+    kpts, kscores = _numpy(keypoints_crop), _numpy(scores)
+    drawn = [
+        draw_pose(denormalize_image(img), kpts[i][None], kscores[i][None], score_thr=score_thr)
+        for i, img in enumerate(images)
+    ]
+    return make_grid(drawn, ncols=ncols)
+
+
+def _numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

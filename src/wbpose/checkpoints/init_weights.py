@@ -3,7 +3,7 @@
 - ``model.pretrained``: MMPose's ImageNet checkpoint (``pretrain_models/hrnet_w32-36af842e.pth`` /
   ``hrnet_w48-8ef0771d.pth``).
 - ``model.init.pretrained``: a pose checkpoint (MMPose ``.pth`` or one of our Lightning ``.ckpt``) whose
-  ``backbone.*`` weights start training while the head keeps its init. This is the DARK+ recipe (SPEC 2.1): the
+  ``backbone.*`` weights start training while the head keeps its init. This is the DARK+ recipe: the
   backbone of the 17-keypoint COCO model ``hrnet_w48_coco_384x288_dark-741844ba_20200812.pth``, whose 17-channel
   final layer cannot fit the 133-channel head and is not loaded (as MMPose's backbone ``load_checkpoint``).
 
@@ -18,12 +18,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
+
+from wbpose.checkpoints.mmpose import load_imagenet_backbone
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_init_weights", "read_pose_state_dict"]
+__all__ = ["load_init_weights"]
 
 
 def _existing(path: Any, key: str) -> Path:
@@ -33,24 +34,8 @@ def _existing(path: Any, key: str) -> Path:
     return p
 
 
-def read_pose_state_dict(path: Path) -> dict[str, torch.Tensor] | Path:
-    """Our Lightning checkpoints -> their ``TopdownPoseModel`` state dict; other files are returned as paths.
-
-    Both kinds are read with ``weights_only=True`` (never running code from the file).
-    """
-    if path.suffix != ".ckpt":
-        return path
-    from wbpose.checkpoints.mmpose import read_checkpoint
-
-    checkpoint = read_checkpoint(path)
-    state = checkpoint.get("state_dict", {})
-    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-
-
 def load_init_weights(model: nn.Module, model_cfg: Any) -> None:
     """Apply ``model_cfg.pretrained`` (ImageNet backbone) then ``model_cfg.init.pretrained`` (pose backbone)."""
-    from wbpose.checkpoints.mmpose import load_imagenet_backbone
-
     backbone: nn.Module = model.backbone  # type: ignore[assignment]
     imagenet = model_cfg.get("pretrained")
     if imagenet:
@@ -59,5 +44,5 @@ def load_init_weights(model: nn.Module, model_cfg: Any) -> None:
     init = model_cfg.get("init") or {}
     pose = init.get("pretrained")
     if pose:
-        load_imagenet_backbone(read_pose_state_dict(_existing(pose, "model.init.pretrained")), backbone)
+        load_imagenet_backbone(_existing(pose, "model.init.pretrained"), backbone)
         log.info("backbone initialised from pose checkpoint %s (head left at its init)", pose)

@@ -1,6 +1,6 @@
 """Per-part result tables in the columns of the MMPose/seed tables, and ``metrics.json`` files.
 
-Columns: Body AP/AR, Foot AP/AR, Face AP/AR, Hand AP/AR (mean of left and right hands, SPEC 5.3), Whole AP/AR.
+Columns: Body AP/AR, Foot AP/AR, Face AP/AR, Hand AP/AR (mean of left and right hands), Whole AP/AR.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "PART_COLUMNS",
+    "format_table",
     "mean_std",
     "metrics_table",
     "part_values",
@@ -36,8 +37,15 @@ def _header(first: Sequence[str]) -> list[str]:
     for title, _ in PART_COLUMNS:
         cols += [f"{title} AP", f"{title} AR"]
     head = "| " + " | ".join(cols) + " |"
-    sep = "| " + " | ".join([":---"] * len(first) + [":---:"] * (2 * len(PART_COLUMNS))) + " |"
+    sep = (
+        "|" + "|".join([":---"] * len(first) + [":" + "-" * max(3, len(c) - 2) + ":" for c in cols[len(first) :]]) + "|"
+    )
     return [head, sep]
+
+
+def _cell(value: float, digits: int) -> str:
+    """A metric value; -1 (undefined: no ground truth for the part) and NaN print as ``-``."""
+    return "-" if math.isnan(value) or value < 0 else f"{value:.{digits}f}"
 
 
 def part_values(metrics: Mapping[str, Any], prefix: str | None = None) -> list[float]:
@@ -57,8 +65,25 @@ def metrics_table(rows: Mapping[str, Mapping[str, Any]], first_column: str = "Mo
     """Markdown table with one row per entry of ``rows`` (name -> metric dict)."""
     lines = _header([first_column])
     for name, metrics in rows.items():
-        vals = [f"{v:.{digits}f}" for v in part_values(metrics)]
+        vals = [_cell(v, digits) for v in part_values(metrics)]
         lines.append("| " + " | ".join([name, *vals]) + " |")
+    return "\n".join(lines)
+
+
+def format_table(metrics: Mapping[str, Any], prefix: str = "", digits: int = 3) -> str:
+    """One row of values under the seed-table columns (no name column).
+
+    Args:
+        metrics: keys ``[prefix]<part>_<stat>``; values are floats or 0-d tensors.
+        prefix: key prefix, e.g. ``"val/"``.
+        digits: decimals.
+    """
+    lines = _header([])
+    values = [
+        float(metrics.get(f"{prefix}{part}_{stat}", math.nan)) for _, part in PART_COLUMNS for stat in ("ap", "ar")
+    ]
+    widths = [len(c) for c in lines[0].strip("| ").split(" | ")]
+    lines.append("| " + " | ".join(_cell(v, digits).center(w) for v, w in zip(values, widths)) + " |")
     return "\n".join(lines)
 
 
@@ -98,52 +123,3 @@ def write_metrics_json(path: str | Path, metrics: Mapping[str, Any], **extra: An
 def read_metrics_json(path: str | Path) -> dict[str, float]:
     """The ``metrics`` dict of a file written by :func:`write_metrics_json`."""
     return dict(json.loads(Path(path).read_text())["metrics"])
-
-
-def collect_multirun(
-    folder: str | Path, ignore_keys: Sequence[str] = ("seed",)
-) -> tuple[dict[str, list[dict[str, float]]], list[str]]:
-    """Group a Hydra multirun folder's jobs by their overrides minus ``ignore_keys``.
-
-    Each job folder needs ``.hydra/overrides.yaml`` and ``metrics.json``; jobs without ``metrics.json`` (failed
-    or still running) are skipped and counted in a warning. Rows are named by the overrides that differ between
-    jobs (plus ``experiment=``); overrides shared by every job are returned separately.
-
-    Returns:
-        ``(groups, common)``: ``{"codec=dark": [metrics of seed 0, metrics of seed 1, ...], ...}`` in job order,
-        and the overrides common to all jobs.
-    """
-    import logging
-
-    import yaml
-
-    folder = Path(folder)
-    jobs = sorted((p.parent.parent for p in folder.glob("**/.hydra/overrides.yaml")), key=_job_sort_key)
-    if not jobs:
-        raise FileNotFoundError(f"no Hydra jobs (*/.hydra/overrides.yaml) under {folder}")
-    runs: list[tuple[list[str], dict[str, float]]] = []
-    for job in jobs:
-        metrics_file = job / "metrics.json"
-        if not metrics_file.is_file():
-            continue
-        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
-        kept = [o for o in overrides if _override_key(o) not in ignore_keys]
-        runs.append((kept, read_metrics_json(metrics_file)))
-    if len(runs) < len(jobs):
-        logging.getLogger(__name__).warning(
-            "%d of %d job(s) in %s have no metrics.json (failed or running)", len(jobs) - len(runs), len(jobs), folder
-        )
-    common = [o for o in runs[0][0] if all(o in kept for kept, _ in runs)] if runs else []
-    groups: dict[str, list[dict[str, float]]] = {}
-    for kept, metrics in runs:
-        name = " ".join(o for o in kept if o not in common or _override_key(o) == "experiment")
-        groups.setdefault(name or "(all jobs)", []).append(metrics)
-    return groups, common
-
-
-def _override_key(override: str) -> str:
-    return override.lstrip("+~").partition("=")[0]
-
-
-def _job_sort_key(path: Path) -> tuple[int, str]:
-    return (int(path.name), "") if path.name.isdigit() else (1 << 30, str(path))

@@ -1,4 +1,4 @@
-"""Hydra helpers: OmegaConf resolvers, config paths, experiment listing, and instantiating loggers/callbacks.
+"""Hydra helpers: OmegaConf resolvers, the config folder, experiment listing and composing outside ``@hydra.main``.
 
 Importing this module registers the resolvers the configs use:
 
@@ -10,24 +10,17 @@ Importing this module registers the resolvers the configs use:
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "CONFIG_DIR",
     "compose_config",
-    "instantiate_callbacks",
-    "instantiate_loggers",
     "list_experiments",
-    "progress_bar",
+    "parse_override",
     "project_root",
     "register_resolvers",
 ]
@@ -68,10 +61,16 @@ def list_experiments(config_dir: Path = CONFIG_DIR) -> list[str]:
     return sorted(p.stem for p in (config_dir / "experiment").glob("*.yaml"))
 
 
+def parse_override(item: str) -> tuple[str, str]:
+    """``"+data.batch_size=8"`` -> ``("data.batch_size", "8")`` (Hydra's ``+``/``++``/``~`` prefixes dropped)."""
+    key, _, value = item.partition("=")
+    return key.lstrip("+~"), value
+
+
 def check_overrides(overrides: Sequence[str], config_dir: Path = CONFIG_DIR) -> None:
     """Fail early, listing the choices, when ``experiment=<name>`` names no file in ``conf/experiment/``."""
     for item in overrides:
-        key, _, value = item.lstrip("+~").partition("=")
+        key, value = parse_override(item)
         if key == "experiment" and value:
             available = list_experiments(config_dir)
             for name in value.split(","):  # multirun: experiment=a,b
@@ -103,36 +102,3 @@ def compose_config(
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
-
-
-def progress_bar(refresh_rate: int = 1) -> Any:
-    """``RichProgressBar`` when ``rich`` is installed, else Lightning's ``TQDMProgressBar``."""
-    from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
-
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        return TQDMProgressBar(refresh_rate=refresh_rate)
-    return RichProgressBar(refresh_rate=refresh_rate)
-
-
-def _instantiate_nodes(cfg: DictConfig | None, kind: str) -> list[Any]:
-    """Instantiate every ``_target_`` node under ``cfg`` (``null`` entries are skipped)."""
-    out: list[Any] = []
-    if not cfg:
-        return out
-    for name, node in cfg.items():
-        if isinstance(node, DictConfig) and "_target_" in node:
-            log.debug("%s %s: %s", kind, name, node._target_)
-            out.append(instantiate(node))
-    return out
-
-
-def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every ``_target_`` node under ``callbacks`` (``null`` entries are skipped)."""
-    return _instantiate_nodes(callbacks_cfg, "callback")
-
-
-def instantiate_loggers(logger_cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every ``_target_`` node under ``logger`` (``null`` entries are skipped)."""
-    return _instantiate_nodes(logger_cfg, "logger")

@@ -1,7 +1,7 @@
 """The end-to-end demo behind ``make demo``: synthetic data -> untrained score -> train the tiny HRNet on the CPU
 -> score again -> a PNG of predictions on validation images.
 
-Everything goes through the same code as real runs (``wbpose.train.train``, the ``conf/`` tree with
+Everything goes through the same code as real runs (``wbpose.app.train.train``, the ``conf/`` tree with
 ``experiment=demo``); this module only adds the "before" evaluation, the drawing of whole images, and the report.
 """
 
@@ -18,12 +18,12 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from wbpose.lit_module import TopdownPoseModule, build_module
-from wbpose.train import build_datamodule, train
-from wbpose.utils.summary import metrics_table, write_metrics_json
+from wbpose.app.train import train
+from wbpose.build import build_codec, build_datamodule, build_module
+from wbpose.engine.module import TopdownPoseModule
+from wbpose.metrics.tables import metrics_table, write_metrics_json
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,9 @@ def evaluate_untrained(cfg: DictConfig) -> dict[str, float]:
     """Validate the model exactly as training will start it (same seed, same build order)."""
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
-    codec = instantiate(cfg.codec)
+    codec = build_codec(cfg)
     datamodule = build_datamodule(cfg, codec)
-    module = build_module(cfg, codec=codec)
+    module = build_module(cfg, codec=codec, ann_file=datamodule.val_ann_file)
     module.num_vis_images = 0
     results = _quiet_trainer(cfg).validate(module, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in results[0].items()}
@@ -77,7 +77,7 @@ def draw_val_predictions(
     module: TopdownPoseModule, datamodule: Any, cfg: DictConfig, path: Path, num_images: int = 8, ncols: int = 4
 ) -> Path:
     """Draw the predicted people on the first ``num_images`` val images (detector boxes) into a PNG grid."""
-    from wbpose.inference.visualize import draw_pose, make_grid, save_png
+    from wbpose.visualize import draw_pose, make_grid, save_png
 
     module.eval()
     per_image = _person_predictions(module, datamodule, cfg)

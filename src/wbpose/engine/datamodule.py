@@ -27,15 +27,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from wbpose.data.augment import PhotometricAugment, build_train_augmentations
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
-
-TRAIN_ANN = "annotations/coco_wholebody_train_v1.0.json"
-VAL_ANN = "annotations/coco_wholebody_val_v1.0.json"
-DET_FILE = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
-LAYOUT_HINT = (
-    "expected a COCO-WholeBody root with annotations/coco_wholebody_{train,val}_v1.0.json, train2017/, val2017/ "
-    "and person_detection_results/COCO_val2017_detections_AP_H_56_person.json; pass data.data_root=/path/to/coco, "
-    "or use data=synthetic to generate a small dataset in that layout"
-)
+from wbpose.data.layout import DET_FILE, LAYOUT_HINT, TRAIN_ANN, VAL_ANN
+from wbpose.synthetic import generate_dataset
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -174,8 +167,6 @@ class WholeBodyDataModule(pl.LightningDataModule):
             return
         if os.path.isfile(self.train_ann_file) and os.path.isfile(self.val_ann_file):
             return
-        from wbpose.data.synthetic import generate_dataset
-
         generate_dataset(self.data_root, **self.synthetic)
 
     def _check_files(self, *paths: str) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from wbpose.data.synthetic_people import Figure, rotate
+from wbpose.synthetic.people import Figure, rotate
 
 _SHIFT = 4
 _SCALE = 1 << _SHIFT
@@ -36,7 +36,7 @@ SIDE_COLORS: dict[str, dict[str, RGB]] = {
 }  # fmt: skip
 #: Finger colours (RGB), thumb to pinky.
 FINGER_COLORS: tuple[RGB, ...] = ((230, 40, 40), (250, 150, 0), (240, 230, 40), (40, 200, 90), (40, 120, 250))
-#: Colour choices for :func:`wbpose.data.synthetic_people.sample_figure`.
+#: Colour choices for :func:`wbpose.synthetic.people.sample_figure`.
 PALETTE: dict[str, list[RGB]] = {
     "shirts": [(90, 90, 95), (200, 200, 190), (60, 60, 120), (130, 90, 60), (40, 40, 40), (170, 140, 110)],
     "skins": [(241, 194, 167), (224, 172, 120), (198, 140, 90), (141, 95, 60), (255, 219, 180)],

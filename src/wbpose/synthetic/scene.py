@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from wbpose.data.keypoints import PART_SLICES
-from wbpose.data.synthetic_draw import PALETTE, Painter, add_sensor_noise, draw_background, draw_figure
-from wbpose.data.synthetic_people import Figure, sample_figure
+from wbpose.keypoints import PART_SLICES
+from wbpose.synthetic.draw import PALETTE, Painter, add_sensor_noise, draw_background, draw_figure
+from wbpose.synthetic.people import Figure, sample_figure
 
 #: Probability that an annotator labelled a part that is visible enough.
 PART_LABEL_PROB = {"face": 0.88, "lefthand": 0.85, "righthand": 0.85, "foot": 0.95}

@@ -1,9 +1,9 @@
 """The LightningModule of top-down heatmap pose estimation: training loss, flip-test evaluation, optimiser and LR
 schedule, and checkpoints that carry their own resolved Hydra config.
 
-Data flow (ARCHITECTURE.md): batch -> ``model`` -> heatmaps -> (flip test) -> ``codec.decode`` on the device ->
-``crop_to_image`` -> ``CocoWholeBodyMetric.update``. The module is the only Lightning code of the project; every
-component is built from ``conf/`` by :func:`build_module` (also used to rebuild a module from a checkpoint alone).
+Data flow (docs/ARCHITECTURE.md): batch -> ``model`` -> heatmaps -> (flip test) -> ``codec.decode`` on the device
+-> ``crop_to_image`` -> ``CocoWholeBodyMetric.update``. Every component is passed in, built from ``conf/`` by
+:func:`wbpose.build.build_module` (also used to rebuild a module from a checkpoint alone).
 """
 
 from __future__ import annotations
@@ -16,30 +16,21 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from wbpose.data.keypoints import FLIP_INDICES
+from wbpose.build import build_module
+from wbpose.checkpoints.io import load_checkpoint, load_state_dict_checked
+from wbpose.checkpoints.reader import CONFIG_KEY, RAW_CONFIG_KEY
+from wbpose.codecs import flip_test_average
+from wbpose.engine.image_logging import log_image_to_loggers
 from wbpose.geometry import crop_to_image
-from wbpose.utils.image_logging import draw_crop_predictions, log_image_to_loggers
+from wbpose.keypoints import FLIP_INDICES
+from wbpose.visualize import draw_crop_predictions
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "CONFIG_KEY",
-    "RAW_CONFIG_KEY",
-    "TopdownPoseModule",
-    "build_module",
-    "load_checkpoint_config",
-    "load_module_from_checkpoint",
-]
-
-#: Key under which checkpoints store the resolved Hydra config (a plain dict): the exact record of the run.
-CONFIG_KEY = "wbpose_config"
-#: The same config before interpolation (``${paths.data_dir}`` etc. kept), so that evaluation on another machine
-#: re-resolves paths there; see ``wbpose.evaluate``.
-RAW_CONFIG_KEY = "wbpose_config_raw"
+__all__ = ["TopdownPoseModule"]
 
 
 class TopdownPoseModule(pl.LightningModule):
@@ -68,7 +59,7 @@ class TopdownPoseModule(pl.LightningModule):
         model: nn.Module,
         codec: Any,
         loss: nn.Module | Callable[..., torch.Tensor],
-        optimizer: Callable[..., torch.optim.Optimizer],
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         val_metric: Any | None = None,
         test_metric: Any | None = None,
@@ -145,8 +136,6 @@ class TopdownPoseModule(pl.LightningModule):
         """Heatmaps with the flip test applied when enabled. Shape: (B, 3, H, W) -> (B, K, h, w)."""
         heatmaps = self._run_model(images)
         if self.flip_test:
-            from wbpose.codecs import flip_test_average
-
             flipped = self._run_model(images.flip(-1))
             heatmaps = flip_test_average(heatmaps, flipped, self.flip_indices, shift=self.shift_heatmap)
         return heatmaps
@@ -231,6 +220,8 @@ class TopdownPoseModule(pl.LightningModule):
         return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
 
     def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise ValueError("training needs an optimiser: compose the config with optim=adam (or another)")
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
@@ -258,111 +249,18 @@ class TopdownPoseModule(pl.LightningModule):
     def from_checkpoint(
         cls, path: str | Path, map_location: str | torch.device = "cpu", with_metrics: bool = False
     ) -> TopdownPoseModule:
-        """Rebuild a module from a checkpoint alone using its embedded config (see :func:`build_module`)."""
-        return load_module_from_checkpoint(path, map_location=map_location, with_metrics=with_metrics)
+        """Rebuild a module from one of our checkpoints alone, from the config it carries.
 
-
-# ---------------------------------------------------------------------- building from config
-def model_arch(cfg: DictConfig) -> str | None:
-    """The architecture name of a config (``model.net.arch``), or ``None`` when it has none."""
-    arch = OmegaConf.select(cfg, "model.net.arch", default=None)
-    return None if arch is None else str(arch)
-
-
-def build_module(
-    cfg: DictConfig, codec: Any | None = None, with_metrics: bool = True, load_init_weights: bool = True
-) -> TopdownPoseModule:
-    """Instantiate model, codec, loss, optimiser/scheduler partials and metrics from a composed config.
-
-    Config nodes used: ``model.net`` (the network), ``model.pretrained`` (ImageNet backbone checkpoint),
-    ``model.init.pretrained`` (a pose checkpoint whose backbone starts training), ``codec``, ``optim``,
-    ``sched`` and ``module`` (``TopdownPoseModule`` arguments with nested ``loss``/``val_metric``/``test_metric``).
-
-    Args:
-        cfg: the composed (training or evaluation) config.
-        codec: an already built codec (the DataModule shares it); built from ``cfg.codec`` when ``None``.
-        with_metrics: build the metrics (they read the annotation file); ``False`` for data-free use.
-        load_init_weights: load ``model.pretrained`` / ``model.init.pretrained`` when set.
-    """
-    net = instantiate(cfg.model.net)
-    if load_init_weights:
-        from wbpose.utils.init_weights import load_init_weights as _load
-
-        _load(net, cfg.model)
-    if codec is None:
-        codec = instantiate(cfg.codec)
-    overrides: dict[str, Any] = {}
-    if not with_metrics:
-        overrides = {"val_metric": None, "test_metric": None}
-    optimizer = instantiate(cfg.optim)
-    scheduler = instantiate(cfg.sched) if cfg.get("sched") is not None else None
-    module = instantiate(cfg.module, model=net, codec=codec, optimizer=optimizer, scheduler=scheduler, **overrides)
-    module.set_config(cfg)
-    return module
-
-
-def load_checkpoint_config(path: str | Path) -> tuple[dict[str, Any], DictConfig | None]:
-    """Load a checkpoint file and return ``(checkpoint dict, embedded config or None)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    # weights_only loading: opening a checkpoint never runs code from it (numpy values allow-listed only).
-    from wbpose.checkpoints.mmpose import read_checkpoint
-
-    checkpoint = read_checkpoint(path)
-    cfg = checkpoint.get(CONFIG_KEY) if isinstance(checkpoint, dict) else None
-    return checkpoint, (OmegaConf.create(cfg) if cfg is not None else None)
-
-
-def check_same_arch(expected: str | None, found: str | None, source: str) -> None:
-    """Raise a clear error when a checkpoint was trained with another architecture than the config builds."""
-    if expected and found and expected != found:
-        raise ValueError(
-            f"checkpoint {source} holds an HRNet-{found} model but the config builds HRNet-{expected}; "
-            f"select the matching model (model=hrnet_{found}) or another checkpoint"
-        )
-
-
-def load_state_dict_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` whose error names the file and the first mismatching tensors."""
-    own = module.state_dict()
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state_dict.items()
-        if k in own and tuple(own[k].shape) != tuple(v.shape)
-    ]
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    if mismatched or missing or unexpected:
-        raise ValueError(
-            f"checkpoint {source} does not fit the model (another architecture?): "
-            f"{len(mismatched)} shape mismatches {mismatched[:3]}, {len(missing)} missing keys {missing[:3]}, "
-            f"{len(unexpected)} unexpected keys {unexpected[:3]}"
-        )
-    module.load_state_dict(state_dict, strict=True)
-
-
-def load_module_from_checkpoint(
-    path: str | Path,
-    map_location: str | torch.device = "cpu",
-    with_metrics: bool = False,
-    cfg: DictConfig | None = None,
-) -> TopdownPoseModule:
-    """Rebuild a :class:`TopdownPoseModule` from a checkpoint's embedded config and load its weights.
-
-    Args:
-        path: a ``.ckpt`` written by ``scripts/train.py``.
-        map_location: device for the weights.
-        with_metrics: also build the metrics (needs the annotation files the config names).
-        cfg: use this config instead of the embedded one (its arch must match the checkpoint's).
-    """
-    checkpoint, embedded = load_checkpoint_config(path)
-    if cfg is None:
-        if embedded is None:
-            raise ValueError(f"checkpoint {path} has no embedded '{CONFIG_KEY}'; pass a config (model=..., codec=...)")
-        cfg = embedded
-    elif embedded is not None:
-        check_same_arch(model_arch(cfg), model_arch(embedded), str(path))
-    module = build_module(cfg, with_metrics=with_metrics, load_init_weights=False)
-    load_state_dict_checked(module, checkpoint["state_dict"], str(path))
-    return module.to(map_location)
+        Args:
+            path: a ``.ckpt`` written by ``scripts/train.py``.
+            map_location: device for the weights.
+            with_metrics: also build the metrics (needs the annotation files the config names).
+        """
+        loaded = load_checkpoint(path)
+        if loaded.config is None:
+            raise ValueError(
+                f"checkpoint {path} has no embedded config ('{CONFIG_KEY}'); build the module from a config"
+            )
+        module = build_module(OmegaConf.create(loaded.config), with_metrics=with_metrics, init_weights=False)
+        load_state_dict_checked(module.model, loaded.state_dict, loaded.source)
+        return module.to(map_location)

@@ -1,0 +1,1 @@
+"""Applications: what the scripts call (train, evaluate, demo, sweep summary) and the Hydra config helpers."""

@@ -1,0 +1,160 @@
+"""Evaluation: score a checkpoint on the val split with detector or ground-truth boxes, per part.
+
+``evaluate(cfg, overrides)`` loads the checkpoint through :func:`wbpose.checkpoints.load_checkpoint` (any supported
+format), builds the evaluation config around it, runs ``Trainer.test`` and writes ``metrics.json`` (and the
+MMPose-format results json) into the run folder.
+
+Which config is used:
+
+- our ``.ckpt`` files carry their training config (the unresolved one, so that ``${paths.data_dir}`` resolves on
+  this machine): its model, input, data, codec and module nodes are used, with this command's overrides of those
+  groups on top (``input=384x288`` replaces the node; ``module.flip_test=false`` sets one value); paths, trainer
+  and logger come from ``conf/eval.yaml``;
+- weights without a config (MMPose ``.pth``, converted files) take model, input and codec from the recipe of
+  their released file name (:mod:`wbpose.checkpoints.recipes`) unless given on the command line; a file with no
+  recipe needs ``model=``, ``input=`` and ``codec=``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from wbpose.app.config import CONFIG_DIR, parse_override
+from wbpose.app.train import apply_cpu_threads, finish_loggers
+from wbpose.build import build_codec, build_datamodule, build_loggers, build_module, model_arch
+from wbpose.checkpoints.io import LoadedCheckpoint, check_same_arch, load_checkpoint, load_state_dict_checked
+from wbpose.checkpoints.recipes import Recipe
+from wbpose.data.layout import ensure_dataset
+from wbpose.metrics.tables import metrics_table, write_metrics_json
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_eval_config", "evaluate", "recipe_nodes"]
+
+#: Config groups that a checkpoint's embedded config provides (and the command line may override).
+MODEL_GROUPS = ("model", "input", "data", "codec", "module")
+#: Groups a weights-only checkpoint needs from its recipe or the command line.
+RECIPE_GROUPS = ("model", "input", "codec")
+
+
+def recipe_nodes(recipe: Recipe, config_dir: Path = CONFIG_DIR) -> dict[str, DictConfig]:
+    """The ``model``, ``input`` and ``codec`` nodes of a recipe, read from the files of ``conf/``."""
+    h, w = recipe.image_hw
+    nodes = {
+        "model": OmegaConf.load(config_dir / "model" / f"hrnet_{recipe.arch}.yaml"),
+        "input": OmegaConf.load(config_dir / "input" / f"{h}x{w}.yaml"),
+        "codec": OmegaConf.load(config_dir / "codec" / f"{recipe.codec}.yaml"),
+    }
+    nodes["input"].sigma = recipe.sigma
+    return nodes  # type: ignore[return-value]
+
+
+def _weights_only_config(cfg: DictConfig, loaded: LoadedCheckpoint) -> DictConfig:
+    """``cfg`` with the groups the command line left empty filled from the checkpoint's recipe."""
+    missing = [g for g in RECIPE_GROUPS if cfg.get(g) is None]
+    if missing and loaded.recipe is not None:
+        nodes = recipe_nodes(loaded.recipe)
+        with open_dict(cfg):
+            for group in missing:
+                cfg[group] = nodes[group]
+        log.info("%s: recipe %s (%s)", loaded.source, loaded.recipe.experiment, ", ".join(missing))
+        missing = []
+    if missing:
+        raise ValueError(
+            f"{loaded.source} has no embedded config and its name matches no released MMPose checkpoint: select "
+            f"{', '.join(f'{g}=<name>' for g in missing)} on the command line "
+            "(e.g. model=hrnet_w32 input=256x192 codec=msra)"
+        )
+    return cfg
+
+
+def build_eval_config(cfg: DictConfig, loaded: LoadedCheckpoint, overrides: Sequence[str] = ()) -> DictConfig:
+    """Merge a checkpoint's training config (or its recipe) with the evaluation config (see the module docstring).
+
+    Args:
+        cfg: the composed ``conf/eval.yaml`` (with this command's overrides applied).
+        loaded: the checkpoint.
+        overrides: this command's overrides (``HydraConfig.get().overrides.task``).
+    """
+    if loaded.raw_config is None:
+        return _weights_only_config(cfg, loaded)
+    final = OmegaConf.create(loaded.raw_config)
+    with open_dict(final):
+        for key in list(final.keys()):
+            if key not in MODEL_GROUPS:
+                del final[key]
+        for key, value in cfg.items():  # eval keys, paths, trainer, logger
+            if key not in MODEL_GROUPS:
+                final[key] = value
+        for item in overrides:
+            key, _ = parse_override(item)
+            group = key.split(".", 1)[0]
+            if group not in MODEL_GROUPS:
+                continue
+            value = OmegaConf.select(cfg, key, throw_on_missing=False)
+            if "." in key:
+                OmegaConf.update(final, key, value, merge=False, force_add=True)
+            elif value is not None:
+                final[group] = cfg[group]
+    return final
+
+
+def _apply_bbox_source(cfg: DictConfig) -> None:
+    with open_dict(cfg):
+        cfg.data.val_bbox_source = cfg.bbox_source
+        if cfg.get("det_file"):
+            cfg.data.det_file = cfg.det_file
+
+
+def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, float], dict[str, Any]]:
+    """Score ``cfg.ckpt_path`` on the val split and write ``metrics.json`` into ``cfg.paths.output_dir``.
+
+    Args:
+        cfg: a config composed from ``conf/eval.yaml``.
+        overrides: the command-line overrides (to re-apply them over the checkpoint's config).
+
+    Returns:
+        ``(metrics, objects)``: metric name -> value (``test/body_ap`` ...), and ``cfg``, ``module``,
+        ``datamodule``, ``trainer``.
+    """
+    loaded = load_checkpoint(cfg.ckpt_path)
+    final = build_eval_config(cfg, loaded, overrides)
+    check_same_arch(model_arch(final), loaded.arch, loaded.source)
+    _apply_bbox_source(final)
+    apply_cpu_threads(final)
+    if final.get("seed") is not None:
+        pl.seed_everything(int(final.seed), workers=True)
+    ensure_dataset(final.data, train=False)
+
+    codec = build_codec(final)
+    datamodule = build_datamodule(final, codec)
+    module = build_module(final, codec=codec, ann_file=datamodule.val_ann_file, init_weights=False)
+    if not final.get("save_results", True):
+        module.test_metric.outfile = None
+    load_state_dict_checked(module.model, loaded.state_dict, loaded.source)
+    loggers = build_loggers(final)
+    trainer: pl.Trainer = instantiate(final.trainer, logger=loggers or False, callbacks=[])
+    try:
+        results = trainer.test(module, datamodule=datamodule, verbose=False)
+    finally:
+        finish_loggers(loggers)
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    if trainer.is_global_zero:
+        out = Path(final.paths.output_dir)
+        write_metrics_json(
+            out / "metrics.json",
+            metrics,
+            checkpoint=loaded.source,
+            bbox_source=final.bbox_source,
+            arch=model_arch(final),
+        )
+        OmegaConf.save(final, out / "eval_config.yaml")
+        print(f"{loaded.source} ({final.bbox_source} boxes):\n{metrics_table({model_arch(final) or 'model': metrics})}")
+    return metrics, {"cfg": final, "module": module, "datamodule": datamodule, "trainer": trainer}

@@ -1,1 +1,0 @@
-"""Application helpers: Hydra config utilities, LR schedule, init weights, result tables, image logging."""
