@@ -33,6 +33,7 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/ruff format --check src tests scripts benchmarks
+	$(BIN)/python scripts/check_layers.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/codecs.py

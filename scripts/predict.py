@@ -161,9 +161,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-flip", action="store_true", help="disable the flip test")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
     parser.add_argument("--image-hw", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="network input size (MMPose files: default 256 192)")  # fmt: skip
+                        help="network input size (default: the checkpoint's config or released recipe)")  # fmt: skip
     parser.add_argument("--codec", choices=("msra", "dark"), default=None,
-                        help="heatmap decoding (MMPose files: default msra)")  # fmt: skip
+                        help="heatmap decoding (default: the checkpoint's config or released recipe)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32, help="crops per forward pass")
     return parser.parse_args(argv)
 

@@ -8,8 +8,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from wbpose.app.config import CONFIG_DIR, compose_config, list_experiments
+from wbpose.build import build_module
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap
-from wbpose.engine.module import TopdownPoseModule, build_module
+from wbpose.engine.module import TopdownPoseModule
 
 EXPERIMENTS = list_experiments()
 SEED_ROWS = {
@@ -32,13 +33,15 @@ def test_experiment_composes_and_instantiates(name: str, tmp_path) -> None:
     OmegaConf.resolve(cfg)  # every interpolation resolves
     assert cfg.optimized_metric == "val/wholebody_ap"
     codec = instantiate(cfg.codec)
-    assert list(codec.image_hw) == list(cfg.data.image_hw)
-    assert list(codec.heatmap_hw) == list(cfg.data.heatmap_hw)
+    # one home: input.* is what data and codec see
+    assert list(codec.image_hw) == list(cfg.data.image_hw) == list(cfg.input.image_hw)
+    assert list(codec.heatmap_hw) == list(cfg.input.heatmap_hw) and codec.sigma == cfg.input.sigma
+    assert "heatmap_hw" not in cfg.data and "sigma" not in cfg.data
     if name in SEED_ROWS:
         arch, image_hw, heatmap_hw, sigma, codec_cls, batch = SEED_ROWS[name]
         assert cfg.model.net.arch == arch
-        assert list(cfg.data.image_hw) == image_hw and list(cfg.data.heatmap_hw) == heatmap_hw
-        assert cfg.data.sigma == sigma and isinstance(codec, codec_cls)
+        assert list(cfg.input.image_hw) == image_hw and list(cfg.input.heatmap_hw) == heatmap_hw
+        assert cfg.input.sigma == sigma and isinstance(codec, codec_cls)
         assert cfg.data.batch_size == batch and cfg.trainer.devices == 8
         assert cfg.optim.lr == 5e-4 and list(cfg.sched.milestones) == [170, 200]
         assert cfg.trainer.max_epochs == 210
@@ -47,20 +50,28 @@ def test_experiment_composes_and_instantiates(name: str, tmp_path) -> None:
             assert cfg.codec.blur_kernel == 11
     # big models on the meta device: shapes only, no memory, no init time
     with torch.device("meta"):
-        module = build_module(cfg, codec=codec, with_metrics=False, load_init_weights=False)
+        module = build_module(cfg, codec=codec, with_metrics=False, init_weights=False)
     assert isinstance(module, TopdownPoseModule)
     h, w = cfg.data.image_hw
     out = module.model(torch.empty(1, 3, h, w, device="meta"))
-    assert tuple(out.shape) == (1, 133, *cfg.data.heatmap_hw)
+    assert tuple(out.shape) == (1, 133, *cfg.input.heatmap_hw)
 
 
 @pytest.mark.parametrize("model", ["hrnet_w32", "hrnet_w48", "hrnet_tiny"])
-@pytest.mark.parametrize("data", ["coco_wholebody_256x192", "coco_wholebody_384x288", "synthetic"])
-def test_model_data_grid(model: str, data: str, tmp_path) -> None:
-    cfg = compose_config("train", [f"model={model}", f"data={data}", "codec=dark"], output_dir=tmp_path)
+@pytest.mark.parametrize("input_size", ["256x192", "384x288", "128x96"])
+@pytest.mark.parametrize("data", ["coco_wholebody", "synthetic"])
+def test_model_input_data_grid(model: str, input_size: str, data: str, tmp_path) -> None:
+    overrides = [f"model={model}", f"data={data}", f"input={input_size}", "codec=dark"]
+    cfg = compose_config("train", overrides, output_dir=tmp_path)
     h, w = cfg.data.image_hw
-    assert [h // 4, w // 4] == list(cfg.data.heatmap_hw)
+    assert f"{h}x{w}" == input_size  # the command line beats the data group's default input
+    assert [h // 4, w // 4] == list(cfg.input.heatmap_hw)
     assert cfg.codec.image_hw == cfg.data.image_hw
+
+
+def test_synthetic_data_defaults_to_small_input(tmp_path) -> None:
+    cfg = compose_config("train", ["data=synthetic"], output_dir=tmp_path)
+    assert list(cfg.input.image_hw) == [128, 96] and list(cfg.codec.heatmap_hw) == [32, 24]
 
 
 def test_recipe_warmup_quirk_flag(tmp_path) -> None:
@@ -111,9 +122,9 @@ def test_unknown_experiment_lists_choices(tmp_path) -> None:
         compose_config("train", ["experiment=w99_nope"], output_dir=tmp_path)
 
 
-@pytest.mark.parametrize("data", ["coco_wholebody_256x192", "synthetic"])
+@pytest.mark.parametrize("data", ["coco_wholebody", "synthetic"])
 def test_datamodule_builds_from_default_paths(data: str, tmp_path) -> None:
-    from wbpose.app.train import build_datamodule
+    from wbpose.build import build_datamodule
 
     cfg = compose_config("train", [f"data={data}"], output_dir=tmp_path)
     codec = instantiate(cfg.codec)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import types
 from pathlib import Path
 
@@ -84,7 +83,7 @@ def test_synthetic_root_is_generated_when_absent(tmp_path: Path, monkeypatch: py
         calls.append((root, num_train, num_val, seed))
         make_root(Path(root))
 
-    monkeypatch.setitem(sys.modules, "wbpose.synthetic.generate", types.SimpleNamespace(generate_dataset=fake_generate))
+    monkeypatch.setattr("wbpose.engine.datamodule.generate_dataset", fake_generate)
     dm = make_dm(tmp_path / "syn", synthetic={"num_train": 4, "num_val": 2, "seed": 5})
     dm.prepare_data()
     dm.prepare_data()  # files exist now: not generated again

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from wbpose.app.config import compose_config, project_root
 from wbpose.app.evaluate import evaluate
@@ -57,8 +58,13 @@ def test_ddp_cpu_matches_single_process(synthetic_root, tmp_path) -> None:
     ckpt = ddp["checkpoint"]
 
     eval_dir = tmp_path / "single"
-    cfg = compose_config("eval", [f"ckpt_path={ckpt}", "trainer=cpu"], output_dir=eval_dir)
-    single, objects = evaluate(cfg)
+    # one compute thread, as each DDP process had (OMP_NUM_THREADS=1): the same convolution arithmetic
+    cfg = compose_config("eval", [f"ckpt_path={ckpt}", "trainer=cpu", "cpu_threads=1"], output_dir=eval_dir)
+    threads = torch.get_num_threads()
+    try:
+        single, objects = evaluate(cfg)
+    finally:
+        torch.set_num_threads(threads)
     n_instances = len(objects["datamodule"].val_dataset)
     for key, value in ddp["metrics"].items():
         assert single[key.replace("val/", "test/")] == pytest.approx(value, abs=1e-6), key

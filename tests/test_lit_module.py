@@ -9,15 +9,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from wbpose.build import build_module
+from wbpose.checkpoints import CONFIG_KEY, RAW_CONFIG_KEY, load_checkpoint
 from wbpose.codecs import MSRAHeatmap
 from wbpose.engine.lr_schedule import WarmupMultiStep, warmup_multistep_scheduler
-from wbpose.engine.module import (
-    CONFIG_KEY,
-    RAW_CONFIG_KEY,
-    TopdownPoseModule,
-    build_module,
-    load_module_from_checkpoint,
-)
+from wbpose.engine.module import TopdownPoseModule
 from wbpose.geometry import crop_to_image
 from wbpose.losses import KeypointMSELoss
 from wbpose.models import build_pose_model
@@ -181,15 +177,14 @@ def test_checkpoint_carries_config_and_rebuilds(make_cfg, tmp_path) -> None:
     assert checkpoint[RAW_CONFIG_KEY]["data"]["data_root"] == "${paths.data_dir}/synthetic"  # unresolved
     path = tmp_path / "m.ckpt"
     torch.save(checkpoint, path)
-    rebuilt = load_module_from_checkpoint(path).eval()
+    rebuilt = TopdownPoseModule.from_checkpoint(path).eval()
     images = torch.randn(1, 3, 128, 96)
     with torch.no_grad():
         assert torch.allclose(rebuilt(images), module.eval()(images))
     assert type(rebuilt.codec).__name__ == "DarkHeatmap"
 
-    other = make_cfg(["model=hrnet_w32", "data=synthetic"])
-    with pytest.raises(ValueError, match="HRNet-tiny.*HRNet-w32"):
-        load_module_from_checkpoint(path, cfg=other)
+    with pytest.raises(ValueError, match="arch='w32' was requested, but the weights are HRNet-tiny"):
+        load_checkpoint(path, arch="w32")
 
 
 def test_foreign_state_dict_names_mismatch(make_cfg, tmp_path) -> None:
@@ -199,7 +194,7 @@ def test_foreign_state_dict_names_mismatch(make_cfg, tmp_path) -> None:
     wrong = {f"model.{k}": v for k, v in build_pose_model("tiny", num_keypoints=17).state_dict().items()}
     torch.save({"state_dict": wrong, CONFIG_KEY: module.wbpose_config}, path)
     with pytest.raises(ValueError, match="shape mismatches"):
-        load_module_from_checkpoint(path)
+        TopdownPoseModule.from_checkpoint(path)
 
 
 def test_init_weights_imagenet_and_pose_backbone(make_cfg, tmp_path) -> None:

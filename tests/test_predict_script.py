@@ -18,7 +18,7 @@ from wbpose.synthetic.generate import DETECTIONS_FILE, generate_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "predict.py"
-SMALL = ["--image-hw", "128", "96", "--device", "cpu"]
+SMALL = ["--image-hw", "128", "96", "--codec", "msra", "--device", "cpu"]
 
 
 def _load_script():

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from wbpose.checkpoints.loaders import load_mmpose_for_eval
 
+from wbpose.checkpoints import CONFIG_KEY, RECIPES, convert_mmpose_checkpoint, infer_arch, load_checkpoint
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap, flip_test_average
 from wbpose.inference import PosePrediction, Predictor, make_codec, to_coco_results
 from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS
@@ -41,8 +41,13 @@ def random_model(arch: str = "tiny", seed: int = 0) -> nn.Module:
 
 def mmpose_checkpoint(model: nn.Module, version: str) -> dict:
     """``model`` saved as MMPose 0.x (``keypoint_head.*``) or 1.x (``head.*`` + ``data_preprocessor.*``) would."""
+    return mmpose_checkpoint_from_state(model.state_dict(), version)
+
+
+def mmpose_checkpoint_from_state(model_state: dict[str, torch.Tensor], version: str) -> dict:
+    """A ``TopdownPoseModel`` state dict in MMPose 0.x or 1.x file layout."""
     state = collections.OrderedDict()
-    for key, value in model.state_dict().items():
+    for key, value in model_state.items():
         renamed = version == "0.x" and key.startswith("head.")
         state[key.replace("head.", "keypoint_head.", 1) if renamed else key] = value
     if version == "1.x":
@@ -194,10 +199,48 @@ def test_fake_mmpose_checkpoint_predicts_like_its_source(model: nn.Module, tmp_p
     a, b = loaded.predict(people_image(), BOXES), source.predict(people_image(), BOXES)
     np.testing.assert_array_equal(a.keypoints, b.keypoints)
     np.testing.assert_array_equal(a.keypoint_scores, b.keypoint_scores)
-    default = Predictor.from_checkpoint(path, device="cpu")
-    assert isinstance(default.codec, MSRAHeatmap) and default.input_wh == (192, 256)
+    # a name that is no released checkpoint: the error says which arguments to pass
+    with pytest.raises(ValueError, match=r"hrnet_tiny_.*matches no released .*image_hw=.*codec="):
+        Predictor.from_checkpoint(path, device="cpu")
     with pytest.raises(ValueError, match="HRNet-tiny"):
-        Predictor.from_checkpoint(path, arch="w32")
+        Predictor.from_checkpoint(path, arch="w32", image_hw=IMAGE_HW, codec="msra")
+
+
+def _released_file(tmp_path: Path, name: str, arch: str, version: str) -> Path:
+    """A weights file named like a released MMPose checkpoint, of the right arch, a few KB on disk.
+
+    Every tensor is a zero-stride view of one zero (torch.save keeps views), so a W48 costs no disk or time.
+    """
+    with torch.device("meta"):
+        reference = build_pose_model(arch)
+    state = {k: torch.zeros((), dtype=v.dtype).expand(v.shape) for k, v in reference.state_dict().items()}
+    path = tmp_path / name
+    torch.save(mmpose_checkpoint_from_state(state, version), path)
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_released_checkpoint_names_pick_their_recipe(tmp_path: Path, name: str) -> None:
+    recipe = RECIPES[name]
+    path = _released_file(tmp_path, name, recipe.arch, "0.x")
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    h, w = recipe.image_hw
+    assert (recipe.arch, recipe.codec) == (
+        infer_arch(predictor.model.state_dict()),
+        "dark" if "dark" in name else "msra",
+    )
+    assert predictor.input_wh == (w, h) and tuple(predictor.codec.heatmap_hw) == (h // 4, w // 4)
+    assert isinstance(predictor.codec, DarkHeatmap if recipe.codec == "dark" else MSRAHeatmap)
+    assert (h, w) == ((384, 288) if "384x288" in name else (256, 192))
+    # the command line (arguments) still wins over the recipe
+    other = Predictor.from_checkpoint(path, device="cpu", image_hw=(128, 96), codec="msra")
+    assert other.input_wh == (96, 128) and isinstance(other.codec, MSRAHeatmap)
+
+
+def test_renamed_released_checkpoint_keeps_its_recipe(tmp_path: Path) -> None:
+    path = _released_file(tmp_path, "my_hrnet_w48_coco_wholebody_384x288_dark_copy.pth", "w48", "1.x")
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    assert predictor.input_wh == (288, 384) and isinstance(predictor.codec, DarkHeatmap)
 
 
 @pytest.mark.slow  # ~5-10 s: a 28 M parameter model is randomised, saved and read back
@@ -205,7 +248,7 @@ def test_w32_mmpose_checkpoint_loads(tmp_path: Path) -> None:
     source = random_model("w32")
     path = tmp_path / "hrnet_w32.pth"
     torch.save(mmpose_checkpoint(source, "0.x"), path)
-    loaded = Predictor.from_checkpoint(path, device="cpu", image_hw=(64, 32), flip_test=False)
+    loaded = Predictor.from_checkpoint(path, device="cpu", image_hw=(64, 32), codec="msra", flip_test=False)
     expected = source.state_dict()
     got = loaded.model.state_dict()
     assert got.keys() == expected.keys()
@@ -228,22 +271,29 @@ def test_unsafe_and_foreign_files_are_refused(tmp_path: Path) -> None:
         Predictor.from_checkpoint(tmp_path / "nope.pth")
 
 
-def test_mmpose_eval_loader(model: nn.Module, tmp_path: Path) -> None:
-    path = tmp_path / "m.pth"
-    torch.save(mmpose_checkpoint(model, "1.x"), path)
-    loaded = load_mmpose_for_eval(path)
-    assert loaded is not None and loaded.config is None and loaded.arch == "tiny" and loaded.source == str(path)
-    assert set(loaded.state_dict) == set(model.state_dict())
-    assert all(torch.equal(loaded.state_dict[k], v) for k, v in model.state_dict().items())
-    ckpt = tmp_path / "m.ckpt"
-    torch.save({"state_dict": {}}, ckpt)
-    assert load_mmpose_for_eval(ckpt) is None
-    other = tmp_path / "other.pth"
-    torch.save({"weights": torch.zeros(3)}, other)
-    assert load_mmpose_for_eval(other) is None
-    native = tmp_path / "native.pth"
-    torch.save({"state_dict": {"model.x": torch.zeros(1)}, "wbpose_config": {"model": {}}}, native)
-    assert load_mmpose_for_eval(native) is None
+def test_load_checkpoint_formats(model: nn.Module, tmp_path: Path) -> None:
+    """One loader for every format: MMPose 0.x/1.x, converted files and our Lightning files give the same weights."""
+    expected = model.state_dict()
+    files = {}
+    for version in ("0.x", "1.x"):
+        files[version] = tmp_path / f"m_{version}.pth"
+        torch.save(mmpose_checkpoint(model, version), files[version])
+    files["converted"] = tmp_path / "converted.pth"
+    convert_mmpose_checkpoint(files["0.x"], files["converted"])
+    files["native"] = tmp_path / "native.ckpt"
+    config = {"model": {"net": {"arch": "tiny"}}}
+    torch.save({"state_dict": {f"model.{k}": v for k, v in expected.items()}, CONFIG_KEY: config}, files["native"])
+    formats = {"0.x": "mmpose", "1.x": "mmpose", "converted": "converted", "native": "native"}
+    for kind, path in files.items():
+        loaded = load_checkpoint(path)
+        assert (loaded.format, loaded.arch, loaded.source) == (formats[kind], "tiny", str(path)), kind
+        assert (loaded.config is not None) == (kind == "native") and loaded.recipe is None
+        assert set(loaded.state_dict) == set(expected)
+        assert all(torch.equal(loaded.state_dict[k], v) for k, v in expected.items()), kind
+    for bad, content in {"empty.ckpt": {"state_dict": {}}, "other.pth": {"weights": torch.zeros(3)}}.items():
+        torch.save(content, tmp_path / bad)
+        with pytest.raises(ValueError, match=bad):
+            load_checkpoint(tmp_path / bad)
 
 
 def test_matches_the_evaluation_pipeline(model: nn.Module, tmp_path: Path) -> None:
@@ -283,7 +333,7 @@ def test_native_checkpoint_round_trip(make_cfg, tmp_path: Path) -> None:
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    from wbpose.engine.module import build_module
+    from wbpose.build import build_module
 
     cfg = make_cfg(["model=hrnet_tiny", "data=synthetic", f"data.data_root={tmp_path}", "codec=dark"])
     module = build_module(cfg, with_metrics=False)

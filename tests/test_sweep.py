@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from wbpose.app.config import project_root
-from wbpose.metrics.tables import collect_multirun
+from wbpose.app.sweep import collect_multirun
 
 
 def test_two_seed_multirun_and_summary(synthetic_root, tmp_path) -> None:

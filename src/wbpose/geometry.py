@@ -1,6 +1,6 @@
 """Top-down crop geometry: boxes -> (centre, scale), the crop affine warp, and crop -> image mapping.
 
-Conventions (MMPose 1.x semantics, SPEC sections 2.4-2.6 and 4.5):
+Conventions (MMPose 1.x semantics; docs/conventions.md#box-to-centre-and-scale and #heatmap-to-image):
 
 - ``center_xy`` is the box centre in image pixels; ``scale_wh`` is the *padded, aspect-fixed* box size in
   image pixels (MMPose 0.x stores ``scale_wh / 200`` with ``pixel_std=200``; we keep pixels throughout).
@@ -119,7 +119,7 @@ def apply_affine(points_xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def crop_to_image(
     keypoints_xy: torch.Tensor, center_xy: torch.Tensor, scale_wh: torch.Tensor, input_wh: tuple[int, int]
 ) -> torch.Tensor:
-    """Map crop-pixel keypoints back to image pixels for unrotated crops (SPEC 4.5).
+    """Map crop-pixel keypoints back to image pixels for unrotated crops (docs/conventions.md#heatmap-to-image).
 
     ``x_img = x_crop / input_w * scale_w + center_x - 0.5 * scale_w`` (and likewise for y): MMPose 1.x
     ``add_pred_to_datasample`` and 0.x ``transform_preds`` with ``scale * 200`` (no half-pixel offset).

@@ -6,8 +6,9 @@ https://arxiv.org/abs/1406.2984) and used by HRNet (https://arxiv.org/abs/1902.0
 
 MMPose 0.x ``JointsMSELoss(use_target_weight=True)`` and 1.x ``KeypointMSELoss(use_target_weight=True)`` both
 compute ``mean over (B, K, h, w) of w_k * (pred - target)^2`` with **no 0.5 factor** and ``loss_weight=1``
-(SPEC 2.1). Note the weight multiplies the squared error (1.x); 0.x multiplied pred and target by ``w`` before
-squaring, which is the same for the 0/1 weights the codecs produce but differs for fractional weights.
+(docs/conventions.md#loss). Note the weight multiplies the squared error (1.x); 0.x multiplied pred and target
+by ``w`` before squaring, which is the same for the 0/1 weights the codecs produce but differs for fractional
+weights.
 """
 
 from __future__ import annotations

@@ -69,10 +69,17 @@ def _as_state_dict(
     return tensors, sorted(set(state) - set(tensors)), source
 
 
-def normalize_pose_keys(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+def normalize_pose_keys(
+    state: Mapping[str, torch.Tensor], rename_head: bool = True
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Map MMPose 0.x/1.x (or our own Lightning ``model.``-prefixed) keys to ``TopdownPoseModel`` keys.
 
     The one place where checkpoint prefixes are handled (the table in the module docstring).
+
+    Args:
+        state: checkpoint keys -> tensors.
+        rename_head: map ``keypoint_head.*`` to ``head.*`` (``False`` keeps head keys as they are, for reports of
+            what a backbone-only load ignored).
 
     Returns:
         ``(state_dict, dropped_keys)``.
@@ -91,7 +98,7 @@ def normalize_pose_keys(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, to
         if new.startswith("data_preprocessor."):
             dropped.append(key)
             continue
-        if new.startswith("keypoint_head."):
+        if rename_head and new.startswith("keypoint_head."):
             new = "head." + new.removeprefix("keypoint_head.")
         out[new] = value
     return out, dropped
@@ -258,7 +265,7 @@ def load_imagenet_backbone(path_or_state: PathOrState, backbone: nn.Module, stri
         The key report; ``report.ignored`` lists every key that was not used.
     """
     raw, non_tensor, source = _as_state_dict(path_or_state)
-    raw, dropped = normalize_pose_keys(raw)  # module./model. prefixes of DDP and Lightning files
+    raw, dropped = normalize_pose_keys(raw, rename_head=False)  # module./model. prefixes of DDP/Lightning files
     ignored = list(non_tensor) + dropped
     if any(k.startswith("backbone.") for k in raw):
         ignored += [k for k in raw if not k.startswith("backbone.")]

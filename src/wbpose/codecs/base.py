@@ -2,7 +2,8 @@
 
 A codec is the sole owner of the crop <-> heatmap geometry (MMPose 1.x ``MSRAHeatmap``): ``encode`` renders
 Gaussian targets from crop-pixel keypoints in numpy (data workers), ``decode`` turns a batch of predicted
-heatmaps into crop-pixel keypoints in torch, on the heatmaps' device. SPEC section 4 lists the facts.
+heatmaps into crop-pixel keypoints in torch, on the heatmaps' device. The rules: docs/conventions.md#msra-encoding,
+#msra-decoding, #dark-encoding, #dark-decoding and #heatmap-to-image.
 
 Conventions:
     - Sizes: ``image_hw`` / ``heatmap_hw`` are (height, width) as in the configs; ``input_wh`` / ``heatmap_wh``
@@ -64,9 +65,10 @@ class HeatmapCodec(Protocol):
 def numpy_path(tensor: torch.Tensor) -> bool:
     """Whether a hot step on ``tensor`` runs through numpy (zero-copy views of CPU tensors).
 
-    On CPU, numpy's SIMD argmax is ~5-10x faster than torch's max-with-index reduction (scalar on CPU), and its
-    fancy indexing copies the DARK windows ~2x faster. (Matrix products stay in torch: OpenBLAS's spinning
-    threads collapse on a busy machine.) Tests switch it off to run the torch path, which CUDA uses, on CPU.
+    On CPU, numpy's SIMD argmax is much faster than torch's max-with-index reduction (scalar on CPU), and its
+    fancy indexing copies the DARK windows faster (figures: README, ``benchmarks/codecs.py``). (Matrix products
+    stay in torch: OpenBLAS's spinning threads collapse on a busy machine.) Tests switch it off to run the torch
+    path, which CUDA uses, on CPU.
     """
     return tensor.device.type == "cpu"
 

@@ -2,7 +2,7 @@
 
 From Zhang et al., "Distribution-Aware Coordinate Representation for Human Pose Estimation", CVPR 2020
 (https://arxiv.org/abs/1910.06278); MMPose's ``MSRAHeatmap(unbiased=True)`` / 0.x ``post_process='unbiased'``.
-Facts: SPEC 4.2 (encoding) and 4.4 (decoding).
+Rules: docs/conventions.md#dark-encoding and docs/conventions.md#dark-decoding.
 
 The reference decoder blurs every whole map with ``cv2.GaussianBlur`` (one call per keypoint), rescales it so its
 maximum equals the unblurred maximum, takes ``log(max(hm, 1e-10))`` and takes one Newton step at the argmax.
@@ -289,7 +289,7 @@ def _taps_torch(
 
 
 def _taylor_offset(log_taps: torch.Tensor) -> torch.Tensor:
-    """Newton step ``-H^-1 g`` from central differences of the log-blurred map (SPEC 4.4 step 4).
+    """Newton step ``-H^-1 g`` from central differences of the log-blurred map (docs/conventions.md#dark-decoding).
 
     Zero where the Hessian determinant is 0, and where the step is not finite (only for maps holding inf).
 
@@ -333,7 +333,7 @@ class DarkHeatmap(BaseHeatmapCodec):
         return f", blur_kernel={self.blur_kernel}"
 
     def encode(self, keypoints_xy: np.ndarray, visible: np.ndarray) -> HeatmapTarget:
-        """Render the unbiased target of one instance (SPEC 4.2).
+        """Render the unbiased target of one instance (docs/conventions.md#dark-encoding).
 
         Args:
             keypoints_xy: keypoints in crop pixels.
@@ -354,7 +354,7 @@ class DarkHeatmap(BaseHeatmapCodec):
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Argmax and score on the raw maps, then the DARK Taylor step, batched on the heatmaps' device.
 
-        Equal to the reference per-keypoint algorithm of SPEC 4.4 (blur, rescale, log, Taylor); the step is taken
+        Equal to the reference per-keypoint algorithm (docs/conventions.md#dark-decoding); the step is taken
         where ``1 < x < w-2 and 1 < y < h-2`` and the Hessian is invertible. Maps containing +-inf that would
         make the step undefined keep the integer argmax.
 

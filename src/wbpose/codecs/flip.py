@@ -1,8 +1,8 @@
-"""Flip test for heatmap models (SPEC 4.6): map the heatmaps of the mirrored crop back and average.
+"""Flip test for heatmap models: map the heatmaps of the mirrored crop back and average.
 
 Flip testing goes back to the stacked-hourglass / Simple Baselines evaluations (Xiao et al., ECCV 2018,
 https://arxiv.org/abs/1804.06208); the details follow MMPose 1.x ``models/utils/tta.py::flip_heatmaps`` with
-``shift_heatmap=True`` (0.x ``flip_back`` + shift is the same operation).
+``shift_heatmap=True`` (0.x ``flip_back`` + shift is the same operation); docs/conventions.md#flip-test.
 
 Why the one-pixel shift: mirroring the crop maps crop pixel ``x`` to ``W - 1 - x``; with stride ``s`` that is
 heatmap coordinate ``(W - 1 - x) / s = w - 1/s - x/s`` (``W = s * w``), while mirroring the heatmap maps column
@@ -66,7 +66,7 @@ def flip_test_average(
     flip_indices: Sequence[int] | torch.Tensor = FLIP_INDICES,
     shift: bool = True,
 ) -> torch.Tensor:
-    """Average the heatmaps of the crop with those of its mirror, mapped back (SPEC 4.6).
+    """Average the heatmaps of the crop with those of its mirror, mapped back (docs/conventions.md#flip-test).
 
     Decoding and keypoint scores then both use this average.
 

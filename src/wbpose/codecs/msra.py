@@ -2,7 +2,7 @@
 
 From Xiao et al., "Simple Baselines for Human Pose Estimation and Tracking", ECCV 2018
 (https://arxiv.org/abs/1804.06208), as used by HRNet (Sun et al., CVPR 2019) and MMPose's ``MSRAHeatmap``
-(``unbiased=False``). Facts: SPEC 4.1 (encoding) and 4.3 (decoding).
+(``unbiased=False``). Rules: docs/conventions.md#msra-encoding and docs/conventions.md#msra-decoding.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class MSRAHeatmap(BaseHeatmapCodec):
         return f", border_rule={self.border_rule!r}"
 
     def encode(self, keypoints_xy: np.ndarray, visible: np.ndarray) -> HeatmapTarget:
-        """Render the standard target of one instance (SPEC 4.1).
+        """Render the standard target of one instance (docs/conventions.md#msra-encoding).
 
         Args:
             keypoints_xy: keypoints in crop pixels.
@@ -65,7 +65,7 @@ class MSRAHeatmap(BaseHeatmapCodec):
 
     @torch.no_grad()
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Argmax + quarter-pixel step, batched on the heatmaps' device (SPEC 4.3).
+        """Argmax + quarter-pixel step, batched on the heatmaps' device (docs/conventions.md#msra-decoding).
 
         Args:
             heatmaps: predicted heatmaps, any floating dtype.

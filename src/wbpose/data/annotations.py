@@ -3,7 +3,7 @@
 Reads the official annotation json (https://github.com/jin-s13/COCO-WholeBody, ``data_format.md``) with
 xtcocotools' ``COCO`` and the standard COCO detection-results json. Semantics are MMPose 1.x
 (``mmpose/datasets/datasets/base/base_coco_style_dataset.py`` and ``wholebody/coco_wholebody_dataset.py``;
-SPEC 1.5-1.6, 2.3, 2.6):
+docs/conventions.md#annotations):
 
 - keypoints: ``keypoints + foot_kpts + face_kpts + lefthand_kpts + righthand_kpts`` reshaped to (133, 3),
   ``visible = v > 0`` (binary, v = 1 and 2 alike; float visibilities allowed);
@@ -13,8 +13,8 @@ SPEC 1.5-1.6, 2.3, 2.6):
 - detector boxes: ``category_id == 1`` and ``score >= det_score_thr`` (default 0.0, as 0.x; 1.x applies none),
   used as given (xywh -> xyxy, no clipping); zero-size boxes are counted and skipped (they cannot be warped);
 - every instance gets a unique ``instance_id`` (annotation id, or the detection's index in its file) for the
-  metric's duplicate removal (SPEC 6), its ``image_id``, box, ``bbox_score`` (1.0 for GT), area, centre and scale
-  (padding 1.25, not yet aspect-fixed: that happens in the warp, as 1.x).
+  metric's duplicate removal (docs/conventions.md#distributed-evaluation), its ``image_id``, box, ``bbox_score``
+  (1.0 for GT), area, centre and scale (padding 1.25, not yet aspect-fixed: that happens in the warp, as 1.x).
 
 The arrays are plain numpy (not a list of dicts), so forked loader workers share them cheaply, and the parsed
 json is dropped after loading. Malformed input raises :class:`~wbpose.data.errors.DataError` naming the file, the

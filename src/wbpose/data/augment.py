@@ -1,9 +1,9 @@
 """Random training augmentations for top-down crops: flip, half-body, box shift/scale/rotation, photometric.
 
 MMPose 1.x semantics (``mmpose/datasets/transforms/common_transforms.py``: ``RandomFlip``, ``RandomHalfBody``,
-``RandomBBoxTransform``, ``Albumentation``; SPEC 2.5), in that order, with a 0.x option for the half-body rule
-(SPEC 2.4 step 5, 7.1). All randomness comes from the ``numpy.random.Generator`` passed in, which the dataset seeds
-per sample from the worker's torch seed, so runs are reproducible under ``seed_everything``.
+``RandomBBoxTransform``, ``Albumentation``), in that order, with a 0.x option for the half-body rule
+(docs/conventions.md#augmentation). All randomness comes from the ``numpy.random.Generator`` passed in, which
+the dataset seeds per sample from the worker's torch seed, so runs are reproducible under ``seed_everything``.
 
 Each transform is ``transform(sample, rng) -> sample`` on a :class:`~wbpose.data.transforms.TopdownSample`.
 """
@@ -278,7 +278,7 @@ def build_train_augmentations(
     rotate_factor: float = 80.0,
     rotate_prob: float = 0.6,
 ) -> Compose:
-    """The 1.x training augmentations in order: flip -> half-body -> shift/scale/rotation (SPEC 2.5).
+    """The 1.x training augmentations: flip -> half-body -> shift/scale/rotation (docs/conventions.md#augmentation).
 
     A probability of 0 drops the step.
     """

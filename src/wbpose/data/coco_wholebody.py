@@ -1,12 +1,13 @@
 """COCO-WholeBody top-down dataset: one sample per person box (ground-truth or detector boxes).
 
 The instances come from :func:`wbpose.data.annotations.load_instances` (MMPose 1.x parsing and filtering rules,
-SPEC 1.5-1.6, 2.3); the per-sample pipeline is MMPose 1.x's (SPEC 2.5-2.6) built from ``wbpose.data.transforms``
-and ``wbpose.data.augment``. A sample is the dict of ``docs/ARCHITECTURE.md``.
+docs/conventions.md#annotations); the per-sample pipeline is MMPose 1.x's (docs/conventions.md#augmentation),
+built from ``wbpose.data.transforms`` and ``wbpose.data.augment``. A sample is the dict of ``docs/ARCHITECTURE.md``.
 
 Speed (``benchmarks/data_pipeline.py``): a batch is built stage by stage (all annotation work, then decode + warp +
 normalise per image), the image stays BGR until the fused normalisation, a flip is folded into the warp matrix,
-and glibc is told to keep freed memory (:func:`keep_freed_memory`), which removes ~850 page faults per sample.
+and glibc is told to keep freed memory (:func:`keep_freed_memory`), which removes most page faults of a sample
+(figures: README, benchmarks/data_pipeline.py).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def keep_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 
 
     Every sample allocates a few MB (decoded image, crop, heatmaps) and frees them again. With glibc's defaults
     those buffers are mmapped or trimmed off the heap each time, so the next sample page-faults them back in
-    (~850 faults per 256x192 train sample, about as long as the JPEG decode itself). Raising the mmap and trim
-    thresholds keeps the memory in the process for reuse. Returns whether the settings were applied.
+    (figures: README, ``benchmarks/data_pipeline.py``). Raising the mmap and trim thresholds keeps the memory in
+    the process for reuse. Returns whether the settings were applied.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -231,7 +232,7 @@ class CocoWholeBodyDataset(Dataset):
 
         First the annotation half for every sample (augmentation, geometry, target), then for each sample its
         decode, warp and normalisation. Decoding a JPEG evicts the CPU caches; running the annotation steps
-        back to back, before any decode, keeps their code and data hot, which roughly halves their cost (see
+        back to back, before any decode, keeps their code and data hot, which makes them cheaper (figures:
         ``benchmarks/data_pipeline.py``). The random draws are the same as sample by sample.
         """
         if self.tune_malloc and self._tuned_pid != os.getpid():

@@ -1,7 +1,7 @@
 """Top-down sample record and the fixed steps of the crop pipeline: affine warp, target encoding, normalisation.
 
 The training pipeline follows MMPose 1.x (``mmpose/datasets/transforms/{common,topdown}_transforms.py``,
-SPEC 2.5-2.6), re-implemented for speed:
+docs/conventions.md#augmentation), re-implemented for speed:
 
 1. box -> centre/scale (padding 1.25, **no** aspect fix yet): done once for all instances when the dataset loads
    (``wbpose.geometry.bbox_xyxy_to_center_scale``, vectorised);
@@ -169,7 +169,7 @@ class GenerateTarget:
     """Encode heatmap targets with the codec, after zeroing points that left the crop.
 
     MMPose 1.x ``GenerateTarget(encoder=codec)``. The codec zeroes the weights of invisible points and of points
-    whose Gaussian misses the heatmap (SPEC 4.1); with ``zero_outside_crop`` (default) points mapped outside the
+    whose Gaussian misses the heatmap; with ``zero_outside_crop`` (default) points mapped outside the
     crop ``[0, w) x [0, h)`` are made invisible first, so a point just outside the crop whose Gaussian still
     touches the heatmap gets no supervision either (set it False for MMPose 1.x's exact rule).
 
@@ -277,7 +277,8 @@ def crop_points_to_image(
 ) -> np.ndarray:
     """Map crop pixels back to (annotation-frame) image pixels, rotated crops included (numpy).
 
-    For unrotated crops this equals ``wbpose.geometry.crop_to_image`` (SPEC 4.5), which is what inference uses.
+    For unrotated crops this equals ``wbpose.geometry.crop_to_image``, which is what inference uses
+    (docs/conventions.md#heatmap-to-image).
 
     Shape:
         keypoints_xy: (..., K, 2), center_xy: (..., 2), scale_wh: (..., 2) -> (..., K, 2)

@@ -6,14 +6,14 @@ Layout of a dataset root (real or synthetic, identical; ``docs/ARCHITECTURE.md``
     train2017/*.jpg   val2017/*.jpg
     person_detection_results/COCO_val2017_detections_AP_H_56_person.json
 
-Distributed evaluation (SPEC 6): validation and test use :class:`UnpaddedDistributedSampler` (rank r takes
+Distributed evaluation: validation and test use :class:`UnpaddedDistributedSampler` (rank r takes
 indices ``r::world``, no padding, like MMPose 1.x ``DefaultSampler(round_up=False)``), so every instance is scored
 exactly once; samples still carry ``instance_id`` so the metric can drop duplicates should any appear. Training
 uses a shuffling ``DistributedSampler`` built here. Both are ``DistributedSampler`` instances, which Lightning
 (2.x, ``_requires_distributed_sampler``) never replaces, so the app may leave ``Trainer(use_distributed_sampler)``
 at its default. Because ranks then run different numbers of validation batches, the LightningModule must not do
 collective calls per validation step (no ``self.log(..., sync_dist=True)`` in ``validation_step``); the metric
-syncs once in ``compute()``.
+syncs once in ``compute()`` (docs/conventions.md#distributed-evaluation).
 """
 
 from __future__ import annotations

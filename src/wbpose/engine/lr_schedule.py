@@ -1,5 +1,5 @@
-"""Learning-rate schedule of the HRNet whole-body recipe (SPEC 2.1): per-iteration linear warm-up times a
-per-epoch step decay, as one ``LambdaLR`` stepped every optimiser step.
+"""Learning-rate schedule of the HRNet whole-body recipe: per-iteration linear warm-up times a per-epoch step
+decay, as one ``LambdaLR`` stepped every optimiser step (docs/conventions.md#training-recipe).
 
 MMPose 0.x writes it as ``lr_config=dict(policy='step', warmup='linear', warmup_iters=500, warmup_ratio=0.001,
 step=[170, 200])``; 1.x as ``LinearLR(start_factor=0.001, end=500, by_epoch=False)`` followed by

@@ -45,13 +45,13 @@ class TopdownPoseModule(pl.LightningModule):
             every optimiser step; ``None`` keeps the LR constant.
         val_metric: ``CocoWholeBodyMetric`` with prefix "val" (``None``: validation only logs nothing).
         test_metric: the same with prefix "test" (``None``: ``val_metric`` is used for testing too).
-        flip_test: average with the heatmaps of the mirrored crop (SPEC 4.6).
+        flip_test: average with the heatmaps of the mirrored crop (docs/conventions.md#flip-test).
         shift_heatmap: shift the flipped-back heatmaps one pixel right (MMPose default).
         num_vis_images: crops drawn and logged after each validation (0 disables).
         vis_score_thr: keypoints at or below this score are not drawn.
         channels_last: run the model in the NHWC memory layout: ``True``, ``False``, or ``"auto"`` (default): NHWC
-            when the trainer runs on CPU, where oneDNN's NHWC convolutions are faster (W32 256x192 on 2 cores:
-            21.9 vs 14.0 img/s forward, ``benchmarks/model.py``), the default layout on GPUs until measured there.
+            when the trainer runs on CPU, where oneDNN's NHWC convolutions are faster (figures: README,
+            ``benchmarks/model.py``), the default layout on GPUs (not benchmarked there yet).
     """
 
     def __init__(

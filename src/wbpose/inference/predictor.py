@@ -3,8 +3,8 @@
 The steps are those of the evaluation pipeline (``wbpose.data`` val transforms + ``TopdownPoseModule``), so a
 prediction here equals what the metric scored: box ``[x, y, w, h]`` -> centre/scale padded by 1.25 and
 aspect-fixed to the input (``wbpose.geometry``) -> ``cv2.warpAffine`` crop -> ImageNet normalisation -> network,
-with the flip test of SPEC 4.6 -> ``codec.decode`` -> ``crop_to_image``. Instance scores are MMPose's
-``bbox_score * mean(keypoint scores > 0.2)`` (SPEC 2.3).
+with the flip test (docs/conventions.md#flip-test) -> ``codec.decode`` -> ``crop_to_image``. Instance scores are
+MMPose's ``bbox_score * mean(keypoint scores > 0.2)`` (docs/conventions.md#rescoring).
 
 Batching: all crops of an image are warped, then sent through the network ``batch_size`` at a time (the
 flipped crops ride in the same forward pass) and decoded on the device in one call per batch.
@@ -52,7 +52,7 @@ __all__ = ["CODECS", "DEFAULT_IMAGE_HW", "PosePrediction", "Predictor", "make_co
 DEFAULT_IMAGE_HW: tuple[int, int] = (256, 192)
 #: Codec names accepted by :func:`make_codec` / :meth:`Predictor.from_checkpoint`.
 CODECS = ("msra", "dark")
-#: Keypoint score threshold of the instance score (SPEC 2.3, MMPose ``keypoint_score_thr``).
+#: Keypoint score threshold of the instance score (MMPose ``keypoint_score_thr``; docs/conventions.md#rescoring).
 KEYPOINT_SCORE_THR = 0.2
 
 
@@ -172,7 +172,8 @@ class Predictor:
         codec: ``decode(heatmaps) -> (keypoints_xy crop px, scores)`` for this input size.
         input_wh: network input (width, height), e.g. (192, 256).
         device: where the model runs; CUDA when available unless given.
-        flip_test: average with the heatmaps of the mirrored crop (SPEC 4.6), as the published numbers do.
+        flip_test: average with the heatmaps of the mirrored crop, as the published numbers do
+            (docs/conventions.md#flip-test).
         batch_size: crops per forward pass (each with its mirror when ``flip_test``).
         shift_heatmap: MMPose's one-pixel shift of the flipped-back heatmaps.
         padding: box padding before the aspect fix (1.25, as in evaluation).
@@ -269,7 +270,9 @@ class Predictor:
             shift = True
             with torch.device("meta"):
                 model = build_pose_model(loaded.arch, int(loaded.state_dict["head.final_layer.weight"].shape[0]))
-        model.load_state_dict(loaded.state_dict, strict=True, assign=True)
+        # default (NCHW) layout: a checkpoint saved from an NHWC (channels_last) model keeps its strides otherwise
+        state = {k: v.clone(memory_format=torch.contiguous_format) for k, v in loaded.state_dict.items()}
+        model.load_state_dict(state, strict=True, assign=True)
         log.info("loaded %s (%s, HRNet-%s) with %r", path, loaded.format, loaded.arch, chosen)
         return cls(model, chosen, chosen.input_wh, device, flip_test, batch_size, shift_heatmap=shift)
 
@@ -289,7 +292,7 @@ class Predictor:
         images = np.empty((len(boxes_xywh), 3, h, w), dtype=np.float32)
         scales = np.empty((len(boxes_xywh), 2), dtype=np.float32)
         image_wh = (image_rgb.shape[1], image_rgb.shape[0])
-        for i in range(len(boxes_xywh)):  # OpenCV has no batched warp; each call is ~0.1 ms
+        for i in range(len(boxes_xywh)):  # OpenCV has no batched warp: one call per crop
             sample = TopdownSample(image_rgb, image_wh, center[i], scale[i], bbox_xyxy[i], bgr=False)
             sample = self._normalize(self._affine(sample))
             images[i], scales[i] = sample.image_chw, sample.scale_wh
@@ -373,7 +376,7 @@ def _codec_name(codec: Any) -> str:
 
 
 def to_coco_results(prediction: PosePrediction, image_id: int) -> list[dict]:
-    """Official COCO-WholeBody results entries of one image (the metric's formatter; SPEC 1.5, 5.4).
+    """Official COCO-WholeBody results entries of one image (the metric's formatter; docs/conventions.md#results-json).
 
     Each entry has ``image_id``, ``category_id`` = 1, ``keypoints`` (17 x 3 flat ``[x, y, score]``),
     ``foot_kpts`` (6 x 3), ``face_kpts`` (68 x 3), ``lefthand_kpts`` (21 x 3), ``righthand_kpts`` (21 x 3) and the

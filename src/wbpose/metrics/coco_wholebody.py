@@ -1,9 +1,9 @@
 """COCO-WholeBody keypoint metric as a torchmetrics ``Metric`` (MMPose 1.x ``CocoWholeBodyMetric`` semantics).
 
-Order of operations (SPEC 2.3, 5, 6): gather the per-rank states (``cat``), drop duplicate instance ids (keep
-the first, which removes DistributedSampler padding), rescore, OKS-NMS per image, write the results json, run
-the six xtcocotools evaluations. Predictions are put in a canonical order (by instance id) before rescoring, so the
-numbers do not depend on how the instances were split across ranks or batches.
+Order of operations (docs/conventions.md#evaluation): gather the per-rank states (``cat``), drop duplicate
+instance ids (keep the first, which removes DistributedSampler padding), rescore, OKS-NMS per image, write the
+results json, run the six xtcocotools evaluations. Predictions are put in a canonical order (by instance id)
+before rescoring, so the numbers do not depend on how the instances were split across ranks or batches.
 
 Under DDP every rank gathers all predictions and computes the same numbers (torchmetrics' ``sync_on_compute``);
 each rank writes the same results json atomically, and the default number of evaluation processes is the usable

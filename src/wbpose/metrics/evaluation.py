@@ -1,10 +1,10 @@
 """The six xtcocotools COCO-WholeBody evaluations, the results json, and the seed-table row.
 
-What is run is exactly what MMPose runs (SPEC 5.1): for each of body, foot, face, lefthand, righthand and
+What is run is exactly what MMPose runs: for each of body, foot, face, lefthand, righthand and
 wholebody, ``COCOeval(coco_gt, coco_dt, 'keypoints_<part>', sigmas[part], use_area=True)`` with
 ``params.useSegm = None``, then ``evaluate()``, ``accumulate()``, ``summarize()``; the ten ``stats`` are returned
 as ``<part>_{ap, ap50, ap75, apm, apl, ar, ar50, ar75, arm, arl}``. "Hand" is the mean of lefthand and righthand
-(SPEC 5.3, the dataset author's definition).
+(the dataset author's definition; docs/conventions.md#evaluation).
 
 Decisions:
 
@@ -17,9 +17,9 @@ Decisions:
 - Speed: the six runs use forked worker processes that inherit the loaded ground truth and results from the
   parent (nothing is pickled but the ten stats); the parent writes the results json meanwhile. Workers capture
   xtcocotools' prints, which are shown only when ``verbose``. Forking costs a few percent of worker CPU (copy-on-
-  write); on 2 cores the six runs of ``benchmarks/metric.py`` (200 images) took 0.88 s in 2 workers against
-  1.23 s in one process, so the default is as many workers as usable cores (per local rank, at most 6);
-  ``num_procs=1`` runs them in this process (also the fallback where fork is unavailable or workers fail).
+  write), but the six runs finish sooner in parallel (figures: README, ``benchmarks/metric.py``), so the default
+  is as many workers as usable cores (per local rank, at most 6); ``num_procs=1`` runs them in this process
+  (also the fallback where fork is unavailable or workers fail).
 - The results json keeps every float at full precision (shortest round-trip repr), so a direct xtcocotools run on
   the file gives the same numbers. It is encoded with ``pydantic_core.to_json`` (Rust, several times faster than
   ``json.dumps``; present through the wandb -> pydantic dependency) when importable, else with ``json``.

@@ -1,7 +1,7 @@
 """Instance rescoring, object keypoint similarity (OKS) and greedy OKS-NMS, vectorised in numpy.
 
 Semantics follow MMPose 1.x (``mmpose/evaluation/functional/nms.py::oks_nms/oks_iou`` and
-``CocoWholeBodyMetric.compute_metrics``), see SPEC 2.3:
+``CocoWholeBodyMetric.compute_metrics``), see docs/conventions.md#rescoring and docs/conventions.md#oks-nms:
 
 - instance score = ``bbox_score * mean(kpt_scores[kpt_scores > thr])`` over all keypoints, 0 if none is above;
 - OKS between two predictions i, j uses all K keypoints (no visibility threshold), ``vars = (2 sigma)^2`` and the
@@ -26,7 +26,7 @@ import numpy as np
 from wbpose.keypoints import sigmas_array
 
 #: Largest number of float64 elements of a (G, M(M-1)/2, K) pair block (4 MB per temporary: blocks stay in cache
-#: and reuse memory; one large block was 3x slower on first use, from page faults).
+#: and reuse memory; one large block was slower on first use, from page faults).
 _BLOCK_ELEMENTS = 1 << 19
 
 

@@ -3,8 +3,9 @@
 As in "Simple Baselines for Human Pose Estimation and Tracking" (Xiao et al., ECCV 2018,
 https://arxiv.org/abs/1804.06208) without deconvolutions, which is what HRNet uses: MMPose 0.x
 ``TopdownHeatmapSimpleHead(num_deconv_layers=0, final_conv_kernel=1)`` and 1.x
-``HeatmapHead(deconv_out_channels=None)`` both reduce to one ``Conv2d(C, K, 1)`` named ``final_layer`` (SPEC 2.1).
-The head only maps tensors to heatmaps; targets, loss and decoding live elsewhere.
+``HeatmapHead(deconv_out_channels=None)`` both reduce to one ``Conv2d(C, K, 1)`` named ``final_layer``
+(docs/conventions.md#hrnet-and-head). The head only maps tensors to heatmaps; targets, loss and decoding live
+elsewhere.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Paper: "Deep High-Resolution Representation Learning for Human Pose Estimation",
 https://arxiv.org/abs/1902.09212.
 
 The topology and every parameter name follow MMPose's ``HRNet`` (0.x ``mmpose/models/backbones/hrnet.py``; 1.x
-differs only in init code), so MMPose ``backbone.*`` keys load with ``strict=True`` and no renaming (SPEC 3):
+differs only in init code), so MMPose ``backbone.*`` keys load with ``strict=True`` and no renaming:
 
 - stem ``conv1``/``bn1``/``conv2``/``bn2`` (two 3x3 stride-2 convs -> 1/4 resolution);
 - ``layer1``: Bottlenecks (expansion 4), with a ``downsample`` 1x1 conv + BN in block 0;
@@ -14,7 +14,7 @@ differs only in init code), so MMPose ``backbone.*`` keys load with ``strict=Tru
   The last module of stage 4 is single-scale: it keeps all four branches but has only ``fuse_layers.0``, so
   the network returns one stride-4 map and no parameter is unused (DDP-safe).
 
-Written from the paper and the facts in SPEC 3; no MMPose or timm code is reused.
+Written from the paper and the facts in docs/conventions.md#hrnet-and-head; no MMPose or timm code is reused.
 
 Variants (``ARCHS``): parameters of the backbone alone and multiply-accumulates of its convolutions for one
 crop (counted with ``torch.utils.flop_counter``; the 133-keypoint head adds C*133+133 parameters):

@@ -6,7 +6,7 @@
     root/train2017/%012d.jpg   root/val2017/%012d.jpg
     root/person_detection_results/COCO_val2017_detections_AP_H_56_person.json
 
-The annotation files carry every COCO-WholeBody v1.0 field (SPEC section 1.5): body ``keypoints`` (17 x 3),
+The annotation files carry every v1.0 field (docs/conventions.md#annotations): body ``keypoints`` (17 x 3),
 ``foot_kpts``, ``face_kpts``, ``lefthand_kpts``, ``righthand_kpts``, the part boxes and ``*_valid`` flags,
 ``bbox``, ``area``, ``segmentation``, ``num_keypoints`` (labelled body points), ``iscrowd`` and the person
 category with the 1-based COCO skeleton. The detection file is in the standard results format: jittered
