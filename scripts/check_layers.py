@@ -48,6 +48,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "wbpose.losses": (1, "domain"),
     # 0 spec: the keypoint specification, geometry, and the package root.
     "wbpose.keypoints": (0, "spec"),
+    "wbpose.keypoint_tables": (0, "spec"),
     "wbpose.geometry": (0, "spec"),
     "wbpose": (0, "spec"),
 }

@@ -3,8 +3,9 @@
 Each tile is one sample as the model sees it (denormalised): the heatmap target (max over the 133 channels) is
 overlaid in colour, keypoints with a non-zero target weight are dots in their part's colour (body blue, feet
 orange, face white, left hand green, right hand magenta) joined by the skeleton, and the caption gives the image
-id, instance id, ``F`` when flipped and the rotation. ``--split train`` applies the training augmentations;
-``--split val`` shows the un-augmented crops of the validation ground-truth boxes.
+id, instance id, ``F`` when flipped and the rotation. The drawing is ``wbpose.visualize.draw_training_samples``;
+this script only builds the dataset. ``--split train`` applies the training augmentations; ``--split val`` shows
+the un-augmented crops of the validation ground-truth boxes.
 
 Usage::
 
@@ -15,10 +16,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -26,8 +25,7 @@ from wbpose.codecs import DarkHeatmap, MSRAHeatmap
 from wbpose.data.augment import build_train_augmentations
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
 from wbpose.data.layout import TRAIN_ANN, VAL_ANN
-from wbpose.data.transforms import TopdownSample, denormalize_image
-from wbpose.keypoints import SKELETON, keypoint_colors
+from wbpose.visualize import draw_training_samples, save_png
 
 SAMPLE_ANN = "test_coco_wholebody.json"  # the flat real-data sample: json and images in one folder
 
@@ -42,51 +40,6 @@ def resolve(root: Path, split: str, ann_file: str | None, img_dir: str | None) -
     if (root / SAMPLE_ANN).is_file():
         return root / SAMPLE_ANN, Path(img_dir or root)
     raise SystemExit(f"no {standard} or {root / SAMPLE_ANN}: pass --data-root (or --ann-file and --img-dir)")
-
-
-def heatmap_overlay(rgb: np.ndarray, heatmaps: np.ndarray) -> np.ndarray:
-    """Blend the max-over-keypoints heatmap (resized to the crop) onto the crop in the JET colour map."""
-    hm = np.clip(heatmaps.max(axis=0), 0, 1)
-    hm = cv2.resize(hm, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-    colour = cv2.applyColorMap((hm * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
-    alpha = (0.65 * hm)[..., None]
-    return (rgb * (1 - alpha) + colour * alpha).astype(np.uint8)
-
-
-def draw_tile(sample: TopdownSample, scale: int) -> np.ndarray:
-    """One sample as an RGB tile (upscaled by ``scale``) with heatmaps, keypoints, skeleton and caption."""
-    rgb = denormalize_image(sample.image_chw)
-    if sample.heatmaps is not None:
-        rgb = heatmap_overlay(rgb, sample.heatmaps)
-    tile = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    tile = np.ascontiguousarray(tile)
-    if sample.keypoints_xy is not None and sample.weights is not None:
-        kp = sample.keypoints_xy * scale
-        on = sample.weights > 0
-        colors = keypoint_colors()
-        for i, j in SKELETON:
-            if on[i] and on[j]:
-                p, q = tuple(int(v) for v in kp[i]), tuple(int(v) for v in kp[j])
-                cv2.line(tile, p, q, tuple(int(c) for c in colors[i]), 1, cv2.LINE_AA)
-        for k in np.flatnonzero(on):
-            center = tuple(int(round(v)) for v in kp[k])
-            cv2.circle(tile, center, 2, tuple(int(c) for c in colors[k]), -1, cv2.LINE_AA)
-    caption = f"img {sample.image_id} id {sample.instance_id}{' F' if sample.flipped else ''}"
-    caption += f" r{sample.rotation_deg:+.0f}" if sample.rotation_deg else ""
-    cv2.putText(tile, caption, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(tile, caption, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
-    return tile
-
-
-def make_grid(tiles: list[np.ndarray], pad: int = 4) -> np.ndarray:
-    cols = math.ceil(math.sqrt(len(tiles)))
-    rows = math.ceil(len(tiles) / cols)
-    h, w = tiles[0].shape[:2]
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 40, np.uint8)
-    for n, tile in enumerate(tiles):
-        r, c = divmod(n, cols)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = tile
-    return grid
 
 
 def main() -> None:
@@ -112,10 +65,9 @@ def main() -> None:
     dataset = CocoWholeBodyDataset(ann_file, img_dir, (w, h), codec=codec, transforms=transforms)
     torch.manual_seed(args.seed)
     order = np.random.default_rng(args.seed).permutation(max(args.n, len(dataset)))[: args.n] % len(dataset)
-    tiles = [draw_tile(dataset.transform(dataset.load_sample(int(i)), index=int(i)), args.scale) for i in order]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), make_grid(tiles)[..., ::-1])
-    print(f"wrote {args.out}: {len(tiles)} {args.split} crops from {ann_file} ({len(dataset)} instances)")
+    samples = [dataset.transform(dataset.load_sample(int(i)), index=int(i)) for i in order]
+    save_png(args.out, draw_training_samples(samples, args.scale))
+    print(f"wrote {args.out}: {len(samples)} {args.split} crops from {ann_file} ({len(dataset)} instances)")
 
 
 if __name__ == "__main__":

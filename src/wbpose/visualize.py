@@ -1,4 +1,4 @@
-"""Drawing helpers: 133-point whole-body skeletons coloured per part, heatmap overlays, image grids.
+"""Drawing helpers: 133-point whole-body skeletons coloured per part, heatmap overlays, image grids, training tiles.
 
 Everything works on RGB ``uint8`` arrays of shape (H, W, 3) and uses OpenCV for rasterising; nothing here
 imports matplotlib, so it runs in data workers and headless CI.
@@ -6,6 +6,7 @@ imports matplotlib, so it runs in data workers and headless CI.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from wbpose.data.transforms import denormalize_image
+from wbpose.data.transforms import TopdownSample, denormalize_image
 from wbpose.keypoints import NUM_KEYPOINTS, PART_COLORS, PART_SLICES, SKELETON, keypoint_colors
 
 _KPT_COLORS = keypoint_colors()
@@ -83,8 +84,17 @@ def draw_pose(
     return out
 
 
-def heatmap_overlay(image_rgb: np.ndarray, heatmaps: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def heatmap_overlay(
+    image_rgb: np.ndarray, heatmaps: np.ndarray, alpha: float = 0.5, per_pixel: bool = False
+) -> np.ndarray:
     """Blend the per-pixel maximum over keypoint heatmaps onto an image as a JET colour map.
+
+    Args:
+        image_rgb: the image, RGB uint8.
+        heatmaps: keypoint heatmaps (any size; resized to the image).
+        alpha: weight of the colour map.
+        per_pixel: weight the colour map by ``alpha * heatmap`` at each pixel, so the image stays untouched where
+            the heatmaps are zero (default: the same ``alpha`` everywhere).
 
     Shape:
         image_rgb: (H, W, 3); heatmaps: (K, h, w) -> (H, W, 3)
@@ -95,21 +105,32 @@ def heatmap_overlay(image_rgb: np.ndarray, heatmaps: np.ndarray, alpha: float = 
     m = np.clip(hm.max(axis=0), 0.0, 1.0)
     m = cv2.resize(m, (image_rgb.shape[1], image_rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
     color = cv2.applyColorMap((m * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    if per_pixel:
+        a = (alpha * m)[..., None]
+        return (image_rgb * (1 - a) + color * a).astype(np.uint8)
     return cv2.addWeighted(image_rgb, 1.0 - alpha, np.ascontiguousarray(color), alpha, 0.0)
 
 
-def make_grid(images: Sequence[np.ndarray], ncols: int = 4, pad: int = 2) -> np.ndarray:
-    """Tile RGB images (resized to the first one's size) into a grid with black padding.
+def make_grid(images: Sequence[np.ndarray], ncols: int | None = 4, pad: int = 2, background: int = 0) -> np.ndarray:
+    """Tile RGB images (resized to the first one's size) into a grid with padding.
+
+    Args:
+        images: the tiles, RGB uint8.
+        ncols: columns (at most the number of images); ``None``: a square-ish grid, ``ceil(sqrt(N))`` columns.
+        pad: padding in pixels between and around the tiles.
+        background: grey level of the padding.
 
     Shape:
-        images: N x (H, W, 3) -> (rows * (H + pad), ncols * (W + pad), 3)
+        images: N x (H, W, 3) -> (rows * (H + pad) + pad, ncols * (W + pad) + pad, 3)
     """
     if len(images) == 0:
         raise ValueError("make_grid needs at least one image")
     h, w = images[0].shape[:2]
+    if ncols is None:
+        ncols = math.ceil(math.sqrt(len(images)))
     ncols = max(1, min(ncols, len(images)))
     nrows = -(-len(images) // ncols)
-    grid = np.zeros((nrows * (h + pad) + pad, ncols * (w + pad) + pad, 3), dtype=np.uint8)
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, 3), background, dtype=np.uint8)
     for idx, img in enumerate(images):
         if img.shape[:2] != (h, w):
             img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
@@ -117,6 +138,51 @@ def make_grid(images: Sequence[np.ndarray], ncols: int = 4, pad: int = 2) -> np.
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         grid[y : y + h, x : x + w] = img
     return grid
+
+
+def draw_caption(image_rgb: np.ndarray, text: str, origin: tuple[int, int] = (3, 12), font_scale: float = 0.38) -> None:
+    """Write white text with a black outline onto an RGB image, in place (readable on any background)."""
+    for color, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(image_rgb, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, color, thickness, cv2.LINE_AA)
+
+
+def sample_caption(sample: TopdownSample) -> str:
+    """``img <image id> id <instance id>``, then `` F`` when flipped and `` r<degrees>`` when rotated."""
+    caption = f"img {sample.image_id} id {sample.instance_id}{' F' if sample.flipped else ''}"
+    return caption + (f" r{sample.rotation_deg:+.0f}" if sample.rotation_deg else "")
+
+
+def draw_training_sample(sample: TopdownSample, scale: int = 1, heatmap_alpha: float = 0.65) -> np.ndarray:
+    """One training sample as the model sees it, as an RGB tile: crop, target heatmaps, keypoints and caption.
+
+    The crop (``sample.image_chw``, denormalised) gets the max-over-keypoints target heatmap blended in (weighted
+    per pixel, so the crop shows through away from the keypoints), is upscaled by ``scale`` (nearest neighbour),
+    and the keypoints with a non-zero target weight are drawn with :func:`draw_pose` (part colours, skeleton);
+    the caption is :func:`sample_caption`. Heatmaps, keypoints and weights are optional (drawn when present).
+
+    Args:
+        sample: a transformed sample (after ``Normalize``; ``GenerateTarget`` for the heatmaps and weights).
+        scale: integer upscaling factor of the tile.
+        heatmap_alpha: peak weight of the heatmap colour map.
+
+    Returns:
+        The tile, RGB uint8 of shape (scale * h, scale * w, 3).
+    """
+    if sample.image_chw is None:
+        raise ValueError("draw_training_sample needs a normalised sample (image_chw is None)")
+    rgb = denormalize_image(sample.image_chw)
+    if sample.heatmaps is not None:
+        rgb = heatmap_overlay(rgb, sample.heatmaps, alpha=heatmap_alpha, per_pixel=True)
+    tile = np.ascontiguousarray(cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST))
+    if sample.keypoints_xy is not None and sample.weights is not None:
+        tile = draw_pose(tile, sample.keypoints_xy * scale, sample.weights, score_thr=0.0, radius=2, thickness=1)
+    draw_caption(tile, sample_caption(sample))
+    return tile
+
+
+def draw_training_samples(samples: Sequence[TopdownSample], scale: int = 1) -> np.ndarray:
+    """:func:`draw_training_sample` of each sample, tiled square-ish on a dark grey background."""
+    return make_grid([draw_training_sample(s, scale) for s in samples], ncols=None, pad=4, background=40)
 
 
 def save_png(path: str | Path, image_rgb: np.ndarray) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -54,33 +53,67 @@ def evaluate_untrained(cfg: DictConfig) -> dict[str, float]:
     return {k: float(v) for k, v in results[0].items()}
 
 
-def _person_predictions(module: TopdownPoseModule, datamodule: Any, cfg: DictConfig) -> dict[int, dict[str, Any]]:
-    """Run the module on the val loader; keep, per image, the rescored, OKS-NMS'd people above a score."""
-    from wbpose.metrics.oks import oks_nms, rescore
+def _person_predictions(
+    module: TopdownPoseModule, datamodule: Any, cfg: DictConfig, min_score: float = 0.2
+) -> dict[int, dict[str, np.ndarray]]:
+    """Run the module on the val loader and keep, per image, the people the metric scores above ``min_score``.
+
+    The people are chosen by :func:`wbpose.metrics.oks.select_people` (the metric's own deduplication, rescoring
+    and OKS-NMS, with the module's metric thresholds when it has a metric); ``min_score`` is a display threshold
+    on the instance score only.
+
+    Returns:
+        ``{image_id: {"keypoints": (n, 133, 2), "scores": (n, 133) keypoint scores, "instance_scores": (n,)}}``.
+    """
+    from wbpose.metrics.oks import select_people
 
     outputs = _quiet_trainer(cfg).predict(module, dataloaders=datamodule.val_dataloader())
-    cat = {k: torch.cat([o[k] for o in outputs]).numpy() for k in ("keypoints", "scores", "image_id", "bbox_score")}
+    keys = ("keypoints", "scores", "image_id", "bbox_score", "instance_id")
+    cat = {k: torch.cat([o[k] for o in outputs]).numpy() for k in keys if k in outputs[0]}
     areas = torch.cat([o["scale_wh"].prod(-1) for o in outputs]).numpy()
-    scores = rescore(cat["scores"], cat["bbox_score"])
-    keep = np.zeros(len(scores), dtype=bool)
-    keep[oks_nms(cat["keypoints"], scores, areas, cat["image_id"])] = True
-    keep &= scores > 0.2
-    per_image: dict[int, dict[str, Any]] = defaultdict(lambda: {"keypoints": [], "scores": []})
-    for i in np.flatnonzero(keep):
-        entry = per_image[int(cat["image_id"][i])]
-        entry["keypoints"].append(cat["keypoints"][i])
-        entry["scores"].append(cat["scores"][i])
-    return per_image
+    metric = getattr(module, "val_metric", None)
+    keep, instance_scores = select_people(
+        cat["image_id"],
+        cat["keypoints"],
+        cat["scores"],
+        cat["bbox_score"],
+        areas,
+        instance_ids=cat.get("instance_id"),
+        keypoint_score_thr=getattr(metric, "keypoint_score_thr", 0.2),
+        nms_thr=getattr(metric, "nms_thr", 0.9),
+    )
+    shown = instance_scores > min_score
+    keep, instance_scores = keep[shown], instance_scores[shown]
+    # keep is grouped by image id: split it into per-image runs
+    image_ids, starts = np.unique(cat["image_id"][keep], return_index=True)
+    return {
+        int(image_id): {
+            "keypoints": cat["keypoints"][rows],
+            "scores": cat["scores"][rows],
+            "instance_scores": scores,
+        }
+        for image_id, rows, scores in zip(image_ids, np.split(keep, starts[1:]), np.split(instance_scores, starts[1:]))
+    }
 
 
 def draw_val_predictions(
-    module: TopdownPoseModule, datamodule: Any, cfg: DictConfig, path: Path, num_images: int = 8, ncols: int = 4
+    module: TopdownPoseModule,
+    datamodule: Any,
+    cfg: DictConfig,
+    path: Path,
+    num_images: int = 8,
+    ncols: int = 4,
+    min_score: float = 0.2,
 ) -> Path:
-    """Draw the predicted people on the first ``num_images`` val images (detector boxes) into a PNG grid."""
+    """Draw the predicted people on the first ``num_images`` val images (detector boxes) into a PNG grid.
+
+    The people are those the metric keeps (see :func:`_person_predictions`) with an instance score above
+    ``min_score`` (a display threshold of the demo only; the metric itself has none).
+    """
     from wbpose.visualize import draw_pose, make_grid, save_png
 
     module.eval()
-    per_image = _person_predictions(module, datamodule, cfg)
+    per_image = _person_predictions(module, datamodule, cfg, min_score=min_score)
     dataset = datamodule.val_dataset
     first_index: dict[int, int] = {}
     for idx, image_id in enumerate(dataset.instances.image_ids):
@@ -91,8 +124,8 @@ def draw_val_predictions(
         # dim the picture: the synthetic people are drawn in the same part colours as the predictions
         image = (image.astype(np.float32) * 0.45 + 40).astype(np.uint8)
         people = per_image.get(image_id)
-        if people and people["keypoints"]:
-            image = draw_pose(image, np.stack(people["keypoints"]), np.stack(people["scores"]), score_thr=0.3)
+        if people is not None:
+            image = draw_pose(image, people["keypoints"], people["scores"], score_thr=0.3)
         drawn.append(image)
     return save_png(path, make_grid(drawn, ncols=ncols))
 

@@ -23,17 +23,15 @@ record and the field.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from xtcocotools.coco import COCO
 
+from wbpose.data.coco_files import check_records, load_coco, read_json
 from wbpose.data.errors import DataError
 from wbpose.geometry import bbox_xyxy_to_center_scale
 from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
@@ -82,44 +80,6 @@ class InstanceTable:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-def read_json(path: str | os.PathLike, what: str) -> Any:
-    """Load a json file, raising :class:`DataError` naming the file when it is missing or not valid json."""
-    if not os.path.isfile(path):
-        raise DataError(f"{what} not found: {path}")
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{what} {path} is not valid json: {e}") from e
-
-
-def _check_records(records: list, keys: tuple[str, ...], path: str, kind: str) -> None:
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}: {kind} #{i} is a {type(rec).__name__}, expected an object")
-        for key in keys:
-            if key not in rec:
-                rid = rec.get("id", "?")
-                raise DataError(f"{path}: {kind} #{i} (id {rid}) has no field '{key}'")
-
-
-def load_coco(ann_file: str | os.PathLike) -> COCO:
-    """Read a COCO(-WholeBody) annotation json into xtcocotools' ``COCO`` (prints silenced), checking its shape."""
-    path = str(ann_file)
-    data = read_json(path, "annotation file")
-    if not isinstance(data, dict):
-        raise DataError(f"annotation file {path}: expected a json object, got a {type(data).__name__}")
-    for key in ("images", "annotations"):
-        if not isinstance(data.get(key), list) or not data[key]:
-            state = "missing" if key not in data else "empty or not a list"
-            raise DataError(f"annotation file {path} has no {key} ('{key}' is {state}): expected COCO-WholeBody json")
-    _check_records(data["images"], ("id", "file_name", "width", "height"), path, "image")
-    ann_keys = ("id", "image_id", "bbox") + (("category_id",) if "categories" in data else ())
-    _check_records(data["annotations"], ann_keys, path, "annotation")
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(annotation_file=path, ann_data=data)
-
-
 def _bbox_array(bbox: Any, path: str, what: str) -> list[float]:
     if not isinstance(bbox, list | tuple) or len(bbox) != 4:
         raise DataError(f"{path}: {what} field 'bbox' must be [x, y, w, h], got {bbox!r}")
@@ -133,9 +93,34 @@ def _image_table(coco: COCO) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
     return file_names, image_wh, {image_id: row for row, image_id in enumerate(ids)}
 
 
-def _gt_instances(coco: COCO, path: str) -> dict[str, Any]:
-    anns = coco.dataset["annotations"]
-    file_names, image_wh, row_of = _image_table(coco)
+class _GtRecords(NamedTuple):
+    """The per-annotation fields of a GT file, one row per annotation (crowd rows: keypoint fields unread)."""
+
+    rows: np.ndarray  # (n,) int64: image row of each annotation
+    ann_ids: np.ndarray  # (n,) int64: annotation id
+    crowd: np.ndarray  # (n,) bool: iscrowd
+    num_kp: np.ndarray  # (n,) int64: num_keypoints (the body count; 0 for crowd)
+    bbox: np.ndarray  # (n, 4) float64: xywh as given
+    areas: np.ndarray  # (n,) float64: area, NaN when absent (or crowd)
+
+
+def _check_keypoint_fields(ann: dict[str, Any], path: str) -> None:
+    """Raise :class:`DataError` unless a non-crowd annotation has all 5 keypoint lists and ``num_keypoints``."""
+    aid = ann["id"]
+    for name, length in FIELD_LENGTHS.items():
+        kp = ann.get(name)
+        if not isinstance(kp, list) or len(kp) != length:
+            got = "missing" if kp is None else f"of length {len(kp)}" if isinstance(kp, list) else repr(kp)
+            raise DataError(
+                f"{path}: annotation id {aid} field '{name}' is {got}; expected a list of {length} numbers "
+                f"({length // 3} keypoints x (x, y, v))"
+            )
+    if "num_keypoints" not in ann:
+        raise DataError(f"{path}: annotation id {aid} has no field 'num_keypoints'")
+
+
+def _gt_records(anns: list[dict[str, Any]], row_of: dict[int, int], path: str) -> _GtRecords:
+    """Read and check the fields of every annotation; annotation ids must be unique."""
     n = len(anns)
     rows, ann_ids = np.zeros(n, np.int64), np.zeros(n, np.int64)
     crowd, num_kp = np.zeros(n, bool), np.zeros(n, np.int64)
@@ -149,36 +134,43 @@ def _gt_instances(coco: COCO, path: str) -> dict[str, Any]:
         crowd[i] = bool(ann.get("iscrowd", 0))
         if crowd[i]:
             continue
-        for name, length in FIELD_LENGTHS.items():
-            kp = ann.get(name)
-            if not isinstance(kp, list) or len(kp) != length:
-                got = "missing" if kp is None else f"of length {len(kp)}" if isinstance(kp, list) else repr(kp)
-                raise DataError(
-                    f"{path}: annotation id {aid} field '{name}' is {got}; expected a list of {length} numbers "
-                    f"({length // 3} keypoints x (x, y, v))"
-                )
-        if "num_keypoints" not in ann:
-            raise DataError(f"{path}: annotation id {aid} has no field 'num_keypoints'")
+        _check_keypoint_fields(ann, path)
         num_kp[i] = ann["num_keypoints"]
         areas[i] = ann.get("area", np.nan)
     if len(np.unique(ann_ids)) != n:
         raise DataError(f"{path}: annotation ids are not unique")
+    return _GtRecords(rows, ann_ids, crowd, num_kp, bbox, areas)
 
-    # 1.x box clipping, then the 1.x validity rules in order (each instance counted under its first reason).
-    wh = image_wh[rows] - 1
-    x1y1 = np.clip(bbox[:, :2], 0, wh)
-    x2y2 = np.clip(bbox[:, :2] + bbox[:, 2:], 0, wh)
-    box_ok = np.all(x2y2 - x1y1 > 0, axis=1)
-    has_kp = ~crowd & (num_kp != 0)
-    cand = np.flatnonzero(has_kp & box_ok)
-    kpts = np.empty((len(cand), NUM_KEYPOINTS * 3), np.float32)
-    for j, i in enumerate(cand):
+
+def _gt_keypoints(anns: list[dict[str, Any]], index: np.ndarray, path: str) -> np.ndarray:
+    """The 133 (x, y, v) keypoints of the annotations ``index``, concatenated in :data:`FIELD_LENGTHS` order.
+
+    Shape:
+        index: (m,) -> (m, NUM_KEYPOINTS, 3) float32
+    """
+    kpts = np.empty((len(index), NUM_KEYPOINTS * 3), np.float32)
+    for j, i in enumerate(index):
         ann = anns[i]
         try:
             kpts[j] = [v for name in FIELD_LENGTHS for v in ann[name]]
         except (TypeError, ValueError) as e:
             raise DataError(f"{path}: annotation id {ann['id']} has non-numeric keypoint values: {e}") from e
-    kpts = kpts.reshape(-1, NUM_KEYPOINTS, 3)
+    return kpts.reshape(-1, NUM_KEYPOINTS, 3)
+
+
+def _gt_instances(coco: COCO, path: str) -> dict[str, Any]:
+    anns = coco.dataset["annotations"]
+    file_names, image_wh, row_of = _image_table(coco)
+    rec = _gt_records(anns, row_of, path)
+
+    # 1.x box clipping, then the 1.x validity rules in order (each instance counted under its first reason).
+    wh = image_wh[rec.rows] - 1
+    x1y1 = np.clip(rec.bbox[:, :2], 0, wh)
+    x2y2 = np.clip(rec.bbox[:, :2] + rec.bbox[:, 2:], 0, wh)
+    box_ok = np.all(x2y2 - x1y1 > 0, axis=1)
+    has_kp = ~rec.crowd & (rec.num_kp != 0)
+    cand = np.flatnonzero(has_kp & box_ok)
+    kpts = _gt_keypoints(anns, cand, path)
     labelled = kpts[..., :2].max(axis=(1, 2)) > 0
     keep = cand[labelled]
     bbox_xyxy = np.concatenate([x1y1, x2y2], axis=1)[keep]
@@ -186,16 +178,16 @@ def _gt_instances(coco: COCO, path: str) -> dict[str, Any]:
     return {
         "file_names": file_names,
         "image_wh": image_wh,
-        "image_index": rows[keep],
-        "instance_ids": ann_ids[keep],
+        "image_index": rec.rows[keep],
+        "instance_ids": rec.ann_ids[keep],
         "bbox_xyxy": bbox_xyxy,
         "bbox_scores": np.ones(len(keep), np.float32),
-        "areas": np.where(np.isnan(areas[keep]), box_area, areas[keep]),
+        "areas": np.where(np.isnan(rec.areas[keep]), box_area, rec.areas[keep]),
         "keypoints_xy": np.ascontiguousarray(kpts[labelled, :, :2]),
         "visible": (kpts[labelled, :, 2] > 0).astype(np.uint8),
         "skipped": {
-            "crowd": int(crowd.sum()),
-            "no_keypoints": int((~crowd & (num_kp == 0)).sum()),
+            "crowd": int(rec.crowd.sum()),
+            "no_keypoints": int((~rec.crowd & (rec.num_kp == 0)).sum()),
             "invalid_box": int((has_kp & ~box_ok).sum()),
             "no_labels": int((~labelled).sum()),
         },
@@ -209,7 +201,7 @@ def _det_instances(coco: COCO, path: str, det_file: str, score_thr: float) -> di
             f"detection file {det_file}: expected a json list of {{image_id, category_id, bbox, score}} records, "
             f"got a {type(dets).__name__}"
         )
-    _check_records(dets, _DET_FIELDS, det_file, "detection")
+    check_records(dets, _DET_FIELDS, det_file, "detection")
     file_names, image_wh, row_of = _image_table(coco)
     n = len(dets)
     image_ids = np.array([d["image_id"] for d in dets], dtype=np.int64).reshape(n)

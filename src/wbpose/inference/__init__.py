@@ -2,7 +2,6 @@
 
 from wbpose.inference.predictor import (
     CODECS,
-    DEFAULT_IMAGE_HW,
     PosePrediction,
     Predictor,
     make_codec,
@@ -12,7 +11,6 @@ from wbpose.inference.predictor import (
 
 __all__ = [
     "CODECS",
-    "DEFAULT_IMAGE_HW",
     "PosePrediction",
     "Predictor",
     "make_codec",

@@ -1,18 +1,18 @@
 """Whole-body pose prediction on images: boxes in, 133 keypoints per person out.
 
-The steps are those of the evaluation pipeline (``wbpose.data`` val transforms + ``TopdownPoseModule``), so a
-prediction here equals what the metric scored: box ``[x, y, w, h]`` -> centre/scale padded by 1.25 and
-aspect-fixed to the input (``wbpose.geometry``) -> ``cv2.warpAffine`` crop -> ImageNet normalisation -> network,
+The steps are those of the evaluation pipeline, with its own transform objects (``TopdownAffine``, ``Normalize``),
+so a prediction here equals what the metric scored: box ``[x, y, w, h]`` -> centre/scale padded by 1.25 ->
+aspect fix and ``cv2.warpAffine`` crop -> ImageNet normalisation -> network,
 with the flip test (docs/conventions.md#flip-test) -> ``codec.decode`` -> ``crop_to_image``. Instance scores are
 MMPose's ``bbox_score * mean(keypoint scores > 0.2)`` (docs/conventions.md#rescoring).
 
 Batching: all crops of an image are warped, then sent through the network ``batch_size`` at a time (the
 flipped crops ride in the same forward pass) and decoded on the device in one call per batch.
 
-Checkpoints (:meth:`Predictor.from_checkpoint`): a Lightning ``.ckpt`` from ``scripts/train.py`` is rebuilt from
-its embedded config; an MMPose 0.x/1.x ``.pth`` (or a converted file) has its HRNet arch inferred from the
-weights, but its input size and codec must be given (default 256x192 MSRA), because MMPose's ``meta`` does not
-reliably record them. See :mod:`wbpose.checkpoints.loaders`.
+Checkpoints (:meth:`Predictor.from_checkpoint`, through :func:`wbpose.checkpoints.load_checkpoint`): a Lightning
+``.ckpt`` from ``scripts/train.py`` rebuilds its network and codec from its embedded config; an MMPose 0.x/1.x
+``.pth`` (or a converted file) has its HRNet arch inferred from the weights and its input size and codec from the
+recipe of its released file name (:mod:`wbpose.checkpoints.recipes`); other weights-only files need them given.
 
 Top-down pose estimation as in Xiao et al. (https://arxiv.org/abs/1804.06208) and MMPose's
 ``inference_topdown``.
@@ -46,10 +46,8 @@ from wbpose.models import build_pose_model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CODECS", "DEFAULT_IMAGE_HW", "PosePrediction", "Predictor", "make_codec", "read_image", "to_coco_results"]
+__all__ = ["CODECS", "PosePrediction", "Predictor", "make_codec", "read_image", "to_coco_results"]
 
-#: Input size used for weights-only checkpoints when none is given (MMPose's 256x192 recipes).
-DEFAULT_IMAGE_HW: tuple[int, int] = (256, 192)
 #: Codec names accepted by :func:`make_codec` / :meth:`Predictor.from_checkpoint`.
 CODECS = ("msra", "dark")
 #: Keypoint score threshold of the instance score (MMPose ``keypoint_score_thr``; docs/conventions.md#rescoring).

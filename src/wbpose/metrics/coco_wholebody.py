@@ -28,7 +28,7 @@ from xtcocotools.coco import COCO
 
 from wbpose.keypoints import NUM_KEYPOINTS
 from wbpose.metrics.evaluation import build_results, evaluate_results, load_coco_gt
-from wbpose.metrics.oks import oks_nms, rescore
+from wbpose.metrics.oks import select_people
 
 _ID_STATES = ("instance_ids", "image_ids")
 _FLOAT_STATES = ("keypoints", "keypoint_scores", "bbox_scores", "areas")
@@ -173,7 +173,7 @@ class CocoWholeBodyMetric(Metric):
             getattr(self, name).append(value)
 
     def _gathered(self) -> dict[str, np.ndarray]:
-        """The (synced) states as numpy arrays, deduplicated by instance id and sorted by it."""
+        """The (synced) states as numpy arrays, in gathered order (duplicates included)."""
         if all(isinstance(s, list) and len(s) == 0 for s in (getattr(self, n) for n in _ID_STATES)):
             arrays = {
                 "instance_ids": np.zeros(0, np.int64),
@@ -185,8 +185,7 @@ class CocoWholeBodyMetric(Metric):
             }
         else:
             arrays = {n: dim_zero_cat(getattr(self, n)).cpu().numpy() for n in (*_ID_STATES, *_FLOAT_STATES)}
-        _, first = np.unique(arrays["instance_ids"], return_index=True)  # first occurrence, ascending id
-        return {k: v[first] for k, v in arrays.items()}
+        return arrays
 
     def _results_path(self) -> Path:
         if self.outfile is not None:
@@ -207,10 +206,18 @@ class CocoWholeBodyMetric(Metric):
             ValueError: Predictions for image ids the annotation file does not have.
         """
         preds = self._gathered()
-        scores = rescore(preds["keypoint_scores"], preds["bbox_scores"], self.keypoint_score_thr)
-        keep = oks_nms(preds["keypoints"], scores, preds["areas"], preds["image_ids"], self.nms_thr)
+        keep, scores = select_people(  # dedupe by instance id (canonical order), rescore, OKS-NMS per image
+            preds["image_ids"],
+            preds["keypoints"],
+            preds["keypoint_scores"],
+            preds["bbox_scores"],
+            preds["areas"],
+            instance_ids=preds["instance_ids"],
+            keypoint_score_thr=self.keypoint_score_thr,
+            nms_thr=self.nms_thr,
+        )
         results = build_results(
-            preds["image_ids"][keep], preds["keypoints"][keep], preds["keypoint_scores"][keep], scores[keep]
+            preds["image_ids"][keep], preds["keypoints"][keep], preds["keypoint_scores"][keep], scores
         )
         path = self._results_path()
         metrics = evaluate_results(

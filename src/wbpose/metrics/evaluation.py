@@ -45,6 +45,7 @@ import numpy as np
 from xtcocotools.coco import COCO
 from xtcocotools.cocoeval import COCOeval
 
+from wbpose.data.coco_files import load_coco
 from wbpose.keypoints import PART_FIELDS, PART_SLICES, sigmas_array
 
 try:  # optional fast encoder; the output parses to exactly the same floats as json.dumps
@@ -78,9 +79,10 @@ def _quiet():
 
 
 def load_coco_gt(ann_file: str | Path) -> COCO:
-    """Load a COCO-WholeBody annotation file into an xtcocotools ``COCO`` object, quietly."""
+    """Load a COCO-WholeBody annotation file into an xtcocotools ``COCO`` object, quietly, with the dataset's
+    checks (:func:`wbpose.data.coco_files.load_coco`: a missing or malformed file names the file and record)."""
     with _quiet():
-        return COCO(str(ann_file))
+        return load_coco(ann_file, allow_empty=True)
 
 
 def default_num_procs() -> int:

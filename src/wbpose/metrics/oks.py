@@ -1,5 +1,8 @@
 """Instance rescoring, object keypoint similarity (OKS) and greedy OKS-NMS, vectorised in numpy.
 
+:func:`select_people` chains them as the evaluation does (dedupe by instance id, rescore, OKS-NMS per image); the
+metric and the demo both use it, so what is drawn is what is scored.
+
 Semantics follow MMPose 1.x (``mmpose/evaluation/functional/nms.py::oks_nms/oks_iou`` and
 ``CocoWholeBodyMetric.compute_metrics``), see docs/conventions.md#rescoring and docs/conventions.md#oks-nms:
 
@@ -200,3 +203,55 @@ def oks_nms(
         keep = _greedy_block(oks, valid, thr)
         kept[pos[keep]] = True
     return order[kept]
+
+
+def select_people(
+    image_ids: np.ndarray,
+    keypoints: np.ndarray,
+    keypoint_scores: np.ndarray,
+    bbox_scores: np.ndarray,
+    areas: np.ndarray,
+    instance_ids: np.ndarray | None = None,
+    keypoint_score_thr: float = 0.2,
+    nms_thr: float = 0.9,
+    sigmas: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The people the COCO-WholeBody evaluation scores: deduplicate, rescore, OKS-NMS per image.
+
+    This is the one selection used by :class:`~wbpose.metrics.coco_wholebody.CocoWholeBodyMetric` and by
+    anything that shows "the predicted people" (the demo), so both always agree:
+
+    1. with ``instance_ids``, keep the first prediction of each id and put them in ascending id order (a canonical
+       order: the result does not depend on how predictions were split across ranks or batches, and duplicates
+       such as DistributedSampler padding are dropped);
+    2. instance score = :func:`rescore` with ``keypoint_score_thr``;
+    3. :func:`oks_nms` per image with ``nms_thr``.
+
+    Args:
+        image_ids: Image of each prediction.
+        keypoints: Predicted keypoints in image pixels.
+        keypoint_scores: Per-keypoint confidences.
+        bbox_scores: Detector box scores.
+        areas: Areas used by OKS-NMS (padded box area ``prod(scale_wh)``).
+        instance_ids: Unique box id of each prediction; ``None``: every row is its own instance, in input order.
+        keypoint_score_thr: Keypoints with a score above this count in the instance score.
+        nms_thr: A candidate is dropped if its OKS with a kept one (same image) is greater.
+        sigmas: Per-keypoint sigmas; defaults to the 133 COCO-WholeBody sigmas.
+
+    Returns:
+        ``(keep, scores)``: indices into the inputs of the kept people, grouped by ascending image id and, within
+        an image, in descending score order (ties in canonical order), and their instance scores (float64).
+
+    Shape:
+        image_ids, bbox_scores, areas, instance_ids: (N,); keypoints: (N, K, 2); keypoint_scores: (N, K);
+        keep, scores: (N_kept,).
+    """
+    if instance_ids is None:
+        rows = np.arange(len(image_ids))
+    else:
+        _, rows = np.unique(np.asarray(instance_ids), return_index=True)  # first occurrence, ascending id
+    scores = rescore(np.asarray(keypoint_scores)[rows], np.asarray(bbox_scores)[rows], keypoint_score_thr)
+    kept = oks_nms(
+        np.asarray(keypoints)[rows], scores, np.asarray(areas)[rows], np.asarray(image_ids)[rows], nms_thr, sigmas
+    )
+    return rows[kept].astype(np.int64, copy=False), scores[kept]

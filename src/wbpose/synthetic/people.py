@@ -212,6 +212,75 @@ def _leg(rng: np.random.Generator, hip: np.ndarray, side: int) -> tuple[np.ndarr
     return knee, ankle, heel, big_toe, small_toe
 
 
+def _place_torso(rng: np.random.Generator, kp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample the torso lean, shoulders and hips into ``kp`` (body frame); return the body's up axis and the neck."""
+    up = rotate(np.array([0.0, -1.0]), rng.normal(0.0, 7.0))
+    across = np.array([-up[1], up[0]])  # toward the person's left
+    neck = up * 0.33 * (rng.uniform(0.95, 1.0) if rng.random() < 0.9 else rng.uniform(0.75, 0.95))
+    shoulder_axis = rotate(across, rng.normal(0.0, 4.0)) * rng.uniform(0.105, 0.125)
+    kp[5], kp[6] = neck + shoulder_axis, neck - shoulder_axis
+    hip_half = rng.uniform(0.075, 0.09)
+    kp[11], kp[12] = np.array([hip_half, 0.0]), np.array([-hip_half, 0.0])
+    return up, neck
+
+
+def _place_arms(rng: np.random.Generator, kp: np.ndarray, up: np.ndarray, height: float) -> np.ndarray:
+    """Sample both arms and hands into ``kp`` (body frame); return the left and right hand lengths in pixels."""
+    hand_length = np.zeros(2)
+    for side, (sh, el, wr) in ((1, (5, 7, 9)), (-1, (6, 8, 10))):
+        kp[el], kp[wr], fore_dir = _arm(rng, kp[sh], -up, side)
+        hand = hand_points(rng, _mixture(rng, [0.6, 0.3, 0.1], [(0.0, 0.25), (0.25, 0.6), (0.6, 0.9)]))
+        axis = rotate(fore_dir, rng.normal(0.0, 18.0))
+        thumb = -side * np.array([-axis[1], axis[0]])
+        length = HAND_LENGTH * rng.uniform(0.92, 1.08)
+        hand_length[(1 - side) // 2] = length * height
+        root = kp[wr] + fore_dir * 0.012
+        start = 91 if side == 1 else 112
+        kp[start : start + 21] = root + length * (hand[:, :1] * axis + hand[:, 1:] * thumb)
+    return hand_length
+
+
+def _place_legs(rng: np.random.Generator, kp: np.ndarray) -> None:
+    """Sample both legs and feet into ``kp`` (body frame)."""
+    for side, (hp, kn, an, ft) in ((1, (11, 13, 15, 17)), (-1, (12, 14, 16, 20))):
+        kp[kn], kp[an], heel, big, small = _leg(rng, kp[hp], side)
+        kp[ft : ft + 3] = big, small, heel
+
+
+@dataclass
+class _Head:
+    """The face frame in the body frame (``origin + unit * (x * fx + y * fy)``) and the head in face units."""
+
+    origin: np.ndarray
+    unit: float
+    fx: np.ndarray  # face x axis (toward the person's left)
+    fy: np.ndarray  # face y axis (down the face)
+    ears: np.ndarray  # (2, 2) left and right ear, face-template units
+    center: np.ndarray  # (2,) head-ellipse centre, face-template units
+    ear_hidden: np.ndarray  # (2,) whether each ear is hidden behind the head
+
+    def to_body(self, p: np.ndarray) -> np.ndarray:
+        """Face-template units -> body frame."""
+        return self.origin + self.unit * (p[..., :1] * self.fx + p[..., 1:] * self.fy)
+
+
+def _place_head(rng: np.random.Generator, kp: np.ndarray, up: np.ndarray, neck: np.ndarray) -> _Head:
+    """Sample the head tilt, size and face into ``kp`` (face, nose, eyes and ears; body frame)."""
+    # Face frame: x toward the person's left, y down the face, rolled by the head tilt.
+    tilt = rng.normal(0.0, 10.0)
+    head_up = rotate(up, tilt)
+    fx, fy = np.array([-head_up[1], head_up[0]]), -head_up
+    unit = FACE_UNIT * rng.uniform(0.93, 1.07)
+    origin = neck + head_up * (0.035 + unit)
+    face, ears, center, ear_hidden = face_points(rng)
+    head = _Head(origin=origin, unit=unit, fx=fx, fy=fy, ears=ears, center=center, ear_hidden=ear_hidden)
+    kp[23:91] = head.to_body(face)
+    kp[0] = kp[23 + 30]
+    kp[1], kp[2] = kp[23 + 42 : 23 + 48].mean(0), kp[23 + 36 : 23 + 42].mean(0)
+    kp[3], kp[4] = head.to_body(ears)
+    return head
+
+
 def sample_figure(
     rng: np.random.Generator, anchor_xy: np.ndarray, height: float, angle_deg: float, palette: dict
 ) -> Figure:
@@ -228,42 +297,11 @@ def sample_figure(
         The figure with its 133 keypoints in image pixels.
     """
     kp = np.zeros((133, 2))
-    up = rotate(np.array([0.0, -1.0]), rng.normal(0.0, 7.0))
-    across = np.array([-up[1], up[0]])  # toward the person's left
-    neck = up * 0.33 * (rng.uniform(0.95, 1.0) if rng.random() < 0.9 else rng.uniform(0.75, 0.95))
-    shoulder_axis = rotate(across, rng.normal(0.0, 4.0)) * rng.uniform(0.105, 0.125)
-    kp[5], kp[6] = neck + shoulder_axis, neck - shoulder_axis
-    hip_half = rng.uniform(0.075, 0.09)
-    kp[11], kp[12] = np.array([hip_half, 0.0]), np.array([-hip_half, 0.0])
-    hand_length = np.zeros(2)
-    for side, (sh, el, wr) in ((1, (5, 7, 9)), (-1, (6, 8, 10))):
-        kp[el], kp[wr], fore_dir = _arm(rng, kp[sh], -up, side)
-        hand = hand_points(rng, _mixture(rng, [0.6, 0.3, 0.1], [(0.0, 0.25), (0.25, 0.6), (0.6, 0.9)]))
-        axis = rotate(fore_dir, rng.normal(0.0, 18.0))
-        thumb = -side * np.array([-axis[1], axis[0]])
-        length = HAND_LENGTH * rng.uniform(0.92, 1.08)
-        hand_length[(1 - side) // 2] = length * height
-        root = kp[wr] + fore_dir * 0.012
-        start = 91 if side == 1 else 112
-        kp[start : start + 21] = root + length * (hand[:, :1] * axis + hand[:, 1:] * thumb)
-    for side, (hp, kn, an, ft) in ((1, (11, 13, 15, 17)), (-1, (12, 14, 16, 20))):
-        kp[kn], kp[an], heel, big, small = _leg(rng, kp[hp], side)
-        kp[ft : ft + 3] = big, small, heel
-    # Face frame: x toward the person's left, y down the face, rolled by the head tilt.
-    tilt = rng.normal(0.0, 10.0)
-    head_up = rotate(up, tilt)
-    fx, fy = np.array([-head_up[1], head_up[0]]), -head_up
-    unit = FACE_UNIT * rng.uniform(0.93, 1.07)
-    origin = neck + head_up * (0.035 + unit)
-    face, ears, center, ear_hidden = face_points(rng)
-
-    def to_body(p: np.ndarray) -> np.ndarray:
-        return origin + unit * (p[..., :1] * fx + p[..., 1:] * fy)
-
-    kp[23:91] = to_body(face)
-    kp[0] = kp[23 + 30]
-    kp[1], kp[2] = kp[23 + 42 : 23 + 48].mean(0), kp[23 + 36 : 23 + 42].mean(0)
-    kp[3], kp[4] = to_body(ears)
+    # The draw order below fixes the random stream: it must not change (generated datasets are seeded).
+    up, neck = _place_torso(rng, kp)
+    hand_length = _place_arms(rng, kp, up, height)
+    _place_legs(rng, kp)
+    head = _place_head(rng, kp, up, neck)
 
     def to_img(p: np.ndarray) -> np.ndarray:  # body frame -> image: rotate, scale, translate
         return anchor_xy + height * rotate(p, angle_deg)
@@ -272,11 +310,11 @@ def sample_figure(
     return Figure(
         keypoints=to_img(kp),
         height=height,
-        head_center=to_img(to_body(center)),
-        head_axes=HEAD_AXES * unit * height,
-        head_angle=float(np.degrees(np.arctan2(fx[1], fx[0])) + angle_deg),
-        ears=to_img(to_body(ears)),
-        ear_hidden=ear_hidden,
+        head_center=to_img(head.to_body(head.center)),
+        head_axes=HEAD_AXES * head.unit * height,
+        head_angle=float(np.degrees(np.arctan2(head.fx[1], head.fx[0])) + angle_deg),
+        ears=to_img(head.to_body(head.ears)),
+        ear_hidden=head.ear_hidden,
         hand_shown=hand_shown,
         hand_length=hand_length,
         shirt=palette["shirts"][rng.integers(len(palette["shirts"]))],
