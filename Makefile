@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.wbpose-installed
-PYTEST_ARGS ?= -m "not slow and not gpu and not data"
+PYTEST_ARGS ?= -m "not slow and not gpu"
 
 .PHONY: setup demo test test-all lint bench clean
 
@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -m "not gpu and not data"
+	$(BIN)/python -m pytest -m "not gpu"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts benchmarks

@@ -3,7 +3,8 @@
 The in-run baseline re-implements MMPose 1.x's structure (``generate_*gaussian_heatmaps``: one keypoint at a time;
 ``refine_keypoints`` / ``refine_keypoints_dark``: one instance at a time, ``cv2.GaussianBlur`` over each whole
 zero-padded map, a Python loop for the Taylor step), in float32 as MMPose runs it, so the ratio is measured on the
-same machine under the same load. The MMPose column holds MMPose 1.3.2's own timings on this 2-core CPU (decode:
+same machine under the same load; it lives in ``tests/helpers/references.py``, whose tests check it against the
+plain per-keypoint references. The MMPose column holds MMPose 1.3.2's own timings on this 2-core CPU (decode:
 measured with MMPose's functions by ``benchmarks/mmpose_decode.py``, which also prints the in-run ratio).
 Every fast result is checked against the baseline before it is timed.
 
@@ -21,13 +22,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from wbpose.codecs import DarkHeatmap, MSRAHeatmap
-from wbpose.keypoints import NUM_KEYPOINTS
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared test helpers
+
+# The in-run baselines: MMPose 1.x's structure, checked against the plain per-keypoint references by the tests.
+from helpers.references import mmpose_style_decode, mmpose_style_encode  # noqa: E402
+from wbpose.codecs import DarkHeatmap, MSRAHeatmap  # noqa: E402
+from wbpose.keypoints import NUM_KEYPOINTS  # noqa: E402
 
 RECIPES = {"256x192": ((256, 192), (64, 48), 2), "384x288": ((384, 288), (96, 72), 3)}
 # MMPose 1.3.2 on this machine kind (ms per instance, one thread). Encode: the issue's figures. Decode: measured
@@ -48,74 +54,6 @@ TARGET_SPEEDUP = {"encode": 3.0, "decode": 20.0}
 # The issue's targets: encode, and DARK decode in the seed configurations (kernel 11 at both sizes as in 1.x and
 # v0.7.0; kernel 17 at 384x288 as in v0.29). The 256x192 dark17 row is shown for completeness only.
 TARGET_ROWS = {("decode", "256x192", "dark11"), ("decode", "384x288", "dark11"), ("decode", "384x288", "dark17")}
-
-
-# ----------------------------------------------------------------------------- MMPose-style baselines
-def reference_encode(kp_xy: np.ndarray, visible: np.ndarray, codec, unbiased: bool):
-    """One keypoint at a time: a window patch (standard) or a whole-map exp (unbiased), float32."""
-    w, h = codec.heatmap_wh
-    sigma, radius = codec.sigma, int(3 * codec.sigma)
-    heatmaps = np.zeros((len(kp_xy), h, w), dtype=np.float32)
-    weights = visible.astype(np.float32).copy()
-    kp = (kp_xy / codec.stride).astype(np.float32)
-    xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)[:, None]
-    size = 2 * radius + 1
-    gx = np.arange(size, dtype=np.float32)
-    patch = np.exp(-((gx - radius) ** 2 + (gx[:, None] - radius) ** 2) / (2 * sigma**2))
-    for k in range(len(kp)):
-        if visible[k] < 0.5:
-            continue
-        mu = kp[k] if unbiased else (kp[k] + 0.5).astype(np.int64)
-        left, top = mu - radius
-        right, bottom = mu + radius + 1
-        if left >= w or top >= h or right < 0 or bottom < 0:
-            weights[k] = 0
-            continue
-        if unbiased:
-            g = np.exp(-((xs - mu[0]) ** 2 + (ys - mu[1]) ** 2) / (2 * sigma**2))
-            np.maximum(g, heatmaps[k], out=heatmaps[k])
-        else:
-            x1, y1, x2, y2 = max(0, left), max(0, top), min(w, right), min(h, bottom)
-            heatmaps[k, y1:y2, x1:x2] = patch[y1 - top : y2 - top, x1 - left : x2 - left]
-    return heatmaps, weights
-
-
-def reference_decode(heatmaps: np.ndarray, codec) -> np.ndarray:
-    """One instance: vectorised argmax, then a per-keypoint loop (quarter step, or blur + log + Taylor)."""
-    k_num, h, w = heatmaps.shape
-    flat = heatmaps.reshape(k_num, -1)
-    idx = np.argmax(flat, axis=1)
-    vals = np.take_along_axis(flat, idx[:, None], 1)[:, 0]
-    locs = np.stack([idx % w, idx // w], axis=1).astype(heatmaps.dtype)
-    locs[vals <= 0] = -1
-    if isinstance(codec, DarkHeatmap):
-        kernel = codec.blur_kernel
-        border = (kernel - 1) // 2
-        hm = heatmaps.copy()
-        for k in range(k_num):
-            origin_max = hm[k].max()
-            padded = np.zeros((h + 2 * border, w + 2 * border), dtype=hm.dtype)
-            padded[border:-border, border:-border] = hm[k]
-            hm[k] = cv2.GaussianBlur(padded, (kernel, kernel), 0)[border:-border, border:-border]
-            hm[k] *= origin_max / hm[k].max()
-        np.log(np.maximum(hm, 1e-10), hm)
-        for k in range(k_num):
-            x, y = locs[k].astype(int)
-            if 1 < x < w - 2 and 1 < y < h - 2:
-                g = hm[k]
-                dx, dy = 0.5 * (g[y, x + 1] - g[y, x - 1]), 0.5 * (g[y + 1, x] - g[y - 1, x])
-                dxx = 0.25 * (g[y, x + 2] - 2 * g[y, x] + g[y, x - 2])
-                dyy = 0.25 * (g[y + 2, x] - 2 * g[y, x] + g[y - 2, x])
-                dxy = 0.25 * (g[y + 1, x + 1] - g[y - 1, x + 1] - g[y + 1, x - 1] + g[y - 1, x - 1])
-                if dxx * dyy - dxy**2 != 0:
-                    locs[k] += -np.linalg.inv(np.array([[dxx, dxy], [dxy, dyy]])) @ np.array([dx, dy])
-    else:
-        for k in range(k_num):
-            x, y = locs[k].astype(int)
-            dx = heatmaps[k, y, x + 1] - heatmaps[k, y, x - 1] if 1 < x < w - 1 and 0 < y < h else 0.0
-            dy = heatmaps[k, y + 1, x] - heatmaps[k, y - 1, x] if 1 < y < h - 1 and 0 < x < w else 0.0
-            locs[k] += np.sign([dx, dy]) * 0.25
-    return locs * codec.stride
 
 
 # ----------------------------------------------------------------------------- inputs and timing
@@ -216,13 +154,13 @@ def bench_encode(rows: list, repeats: int) -> None:
             kp, vis = random_keypoints(rng, 64, codec)
             for i in range(len(kp)):
                 got = codec.encode(kp[i], vis[i])
-                ref_hm, ref_w = reference_encode(kp[i], vis[i], codec, kind == "dark")
+                ref_hm, ref_w = mmpose_style_encode(kp[i], vis[i], codec, kind == "dark")
                 assert np.abs(got.heatmaps - ref_hm).max() < 1e-6 and np.array_equal(got.weights, ref_w)
             fast = timed(lambda c=codec, kp=kp, vis=vis: encode_each(c.encode, kp, vis), repeats)
             unbiased = kind == "dark"
             ref = timed(
                 lambda c=codec, kp=kp, vis=vis, u=unbiased: encode_each(
-                    lambda k, v: reference_encode(k, v, c, u), kp, vis
+                    lambda k, v: mmpose_style_encode(k, v, c, u), kp, vis
                 ),
                 2,
             )
@@ -252,7 +190,7 @@ def bench_decode(rows: list, batch: int, repeats: int, ref_instances: int, threa
             sub = heatmaps[:ref_instances].numpy()
             # Checked against the baseline run in float64: where the Taylor step is ill-conditioned (noise maps),
             # MMPose's own float32 arithmetic moves it by more than the 1e-4 px tolerance.
-            ref_kp = np.stack([reference_decode(hm, codec) for hm in sub.astype(np.float64)])
+            ref_kp = np.stack([mmpose_style_decode(hm, codec) for hm in sub.astype(np.float64)])
             fast_kp = codec.decode(heatmaps[:ref_instances])[0].numpy()
             err = np.abs(fast_kp - ref_kp).max()
             assert err < 1e-4, f"{recipe} {kind}: fast and reference decode differ by {err} px"
@@ -260,7 +198,7 @@ def bench_decode(rows: list, batch: int, repeats: int, ref_instances: int, threa
             note = f"{100 * rescaled / heatmaps[:, :, 0, 0].numel():.1f}% maps rescaled" if rescaled else ""
             fast, ref, ratio = timed_pair(
                 lambda c=codec, h=heatmaps: c.decode(h),
-                lambda c=codec, s=sub: [reference_decode(hm, c) for hm in s],
+                lambda c=codec, s=sub: [mmpose_style_decode(hm, c) for hm in s],
                 batch,
                 ref_instances,
                 repeats,

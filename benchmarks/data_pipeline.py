@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,11 +39,13 @@ import cv2
 import numpy as np
 import torch
 
-from wbpose.codecs import DarkHeatmap, MSRAHeatmap
-from wbpose.data.augment import build_train_augmentations
-from wbpose.data.coco_wholebody import CocoWholeBodyDataset, keep_freed_memory
-from wbpose.geometry import bbox_xyxy_to_center_scale, warp_matrix
-from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared test helpers
+
+from helpers.annotations import coco_wholebody, image_record, person, random_keypoints, write_json  # noqa: E402
+from wbpose.codecs import DarkHeatmap, MSRAHeatmap  # noqa: E402
+from wbpose.data.augment import build_train_augmentations  # noqa: E402
+from wbpose.data.coco_wholebody import CocoWholeBodyDataset, keep_freed_memory  # noqa: E402
+from wbpose.geometry import bbox_xyxy_to_center_scale, warp_matrix  # noqa: E402
 
 SIZES = {"256x192": ((256, 192), (64, 48), 2.0), "384x288": ((384, 288), (96, 72), 3.0)}
 CODECS = {"msra": MSRAHeatmap, "dark": DarkHeatmap}
@@ -77,19 +79,13 @@ def write_annotations(images: list[Path], out: Path, seed: int = 0, per_image: i
     imgs, anns = [], []
     for image_id, path in enumerate(images, start=1):
         h, w = cv2.imread(str(path)).shape[:2]
-        imgs.append({"id": image_id, "file_name": path.name, "width": w, "height": h})
+        imgs.append(image_record(image_id, (w, h), file_name=path.name))
         for _ in range(per_image):
             bw, bh = rng.uniform(0.2, 0.5) * w, rng.uniform(0.4, 0.9) * h
             x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
-            xy = np.stack([rng.uniform(x, x + bw, NUM_KEYPOINTS), rng.uniform(y, y + bh, NUM_KEYPOINTS)], -1)
-            v = (rng.random(NUM_KEYPOINTS) < 0.8) * 2.0
-            kpt = np.concatenate([xy * (v[:, None] > 0), v[:, None]], -1)
-            ann = {"id": len(anns) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0}
-            ann.update(bbox=[x, y, bw, bh], area=bw * bh, num_keypoints=int((v[:17] > 0).sum()))
-            for part, field in PART_FIELDS.items():
-                ann[field] = kpt[PART_SLICES[part]].reshape(-1).tolist()
-            anns.append(ann)
-    out.write_text(json.dumps({"images": imgs, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}))
+            box = [x, y, bw, bh]
+            anns.append(person(len(anns) + 1, image_id, box, random_keypoints(rng, box, labelled=0.8)))
+    write_json(out, coco_wholebody(imgs, anns))
 
 
 def resolve_inputs(args: argparse.Namespace, tmp: Path) -> tuple[str, str, str]:

@@ -25,15 +25,17 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared test helpers
 
-from wbpose.keypoints import PART_FIELDS, PART_SLICES, sigmas_array  # noqa: E402
+from helpers.annotations import make_wholebody_gt, write_json  # noqa: E402
+from helpers.predictions import detector_like_predictions  # noqa: E402
+from helpers.references import mmpose_oks, ref_oks_nms, ref_rescore  # noqa: E402
+from wbpose.keypoints import PART_FIELDS, PART_SLICES  # noqa: E402
 from wbpose.metrics import CocoWholeBodyMetric  # noqa: E402
 from wbpose.metrics.evaluation import (  # noqa: E402
     EVAL_PARTS,
@@ -48,40 +50,9 @@ from wbpose.metrics.evaluation import (  # noqa: E402
     write_results,
 )
 from wbpose.metrics.oks import oks_nms, rescore  # noqa: E402
-from wholebody_fixtures import detector_like_predictions, make_wholebody_gt, write_json  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------- naive baseline
-def naive_rescore(keypoint_scores: np.ndarray, bbox_scores: np.ndarray, thr: float = 0.2) -> list[float]:
-    """MMPose 1.x style: a Python loop per instance and per keypoint."""
-    scores = []
-    for kpt_scores, bbox_score in zip(keypoint_scores.tolist(), bbox_scores.tolist()):
-        total, valid = 0.0, 0
-        for s in kpt_scores:
-            if s > thr:
-                total += s
-                valid += 1
-        scores.append(bbox_score * (total / valid if valid else 0.0))
-    return scores
-
-
-def naive_oks_nms(kpts: np.ndarray, scores: list[float], areas: np.ndarray, thr: float = 0.9) -> list[int]:
-    """MMPose ``oks_nms``: greedy, one numpy OKS per (kept, remaining) pair."""
-    variances = (sigmas_array() * 2) ** 2
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])
-    keep = []
-    while order:
-        i, rest = order[0], []
-        keep.append(i)
-        for j in order[1:]:
-            d2 = ((kpts[i] - kpts[j]) ** 2).sum(-1)
-            e = d2 / variances / ((areas[i] + areas[j]) / 2 + np.spacing(1)) / 2
-            if np.sum(np.exp(-e)) / len(e) <= thr:
-                rest.append(j)
-        order = rest
-    return keep
-
-
 class Laps:
     """Wall and CPU seconds (this process + reaped children, i.e. the evaluation workers) per named phase."""
 
@@ -97,17 +68,14 @@ class Laps:
 
 
 def naive_pipeline(coco_gt, preds: dict[str, np.ndarray], out: Path) -> tuple[dict, Laps]:
-    """Rescoring + NMS, json and six sequential evaluations the slow way; returns (metrics, laps)."""
+    """Rescoring + NMS, json and six sequential evaluations the slow way; returns (metrics, laps).
+
+    MMPose 1.x style: a Python loop per instance and keypoint to rescore, then per image a greedy OKS-NMS with one
+    numpy OKS per (kept, remaining) pair (``helpers.references``, checked against the plain references by the tests).
+    """
     laps = Laps()
-    scores = naive_rescore(preds["keypoint_scores"], preds["bbox_scores"])
-    by_image = defaultdict(list)
-    for i, image_id in enumerate(preds["image_ids"].tolist()):
-        by_image[image_id].append(i)
-    kept = []
-    for image_id in sorted(by_image):
-        idx = by_image[image_id]
-        keep = naive_oks_nms(preds["keypoints"][idx], [scores[i] for i in idx], preds["areas"][idx])
-        kept.extend(idx[k] for k in keep)
+    scores = ref_rescore(preds["keypoint_scores"], preds["bbox_scores"])
+    kept = ref_oks_nms(preds["keypoints"], scores, preds["areas"], preds["image_ids"], oks=mmpose_oks)
     laps.lap("rescore+nms")
     results = []
     for i in kept:

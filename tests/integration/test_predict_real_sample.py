@@ -18,7 +18,8 @@ import cv2
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.paths import REPO_ROOT
+
 DET_FILE = "test_coco_det_AP_H_56.json"
 ANN_FILE = "test_coco_wholebody.json"
 
@@ -50,12 +51,14 @@ def test_predict_on_real_photos(sample_dir: Path, tmp_path: Path) -> None:
     converted = tmp_path / "tiny_converted.pth"
     assert convert_mmpose_checkpoint(tmp_path / "mmpose_tiny.pth", converted).ok
 
-    spec = importlib.util.spec_from_file_location("predict_script", ROOT / "scripts" / "predict.py")
+    spec = importlib.util.spec_from_file_location("predict_script", REPO_ROOT / "scripts" / "predict.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "predictions"
     det = str(sample_dir / DET_FILE)
-    assert script.main([str(converted), str(sample_dir), "--boxes", det, "--out", str(out), "--device", "cpu"]) == 0
+    argv = [str(converted), str(sample_dir), "--boxes", det, "--out", str(out), "--device", "cpu"]
+    # a converted file holds weights only and its name is no released one: input size and codec are given
+    assert script.main([*argv, "--image-hw", "256", "192", "--codec", "msra"]) == 0
 
     images = sorted(sample_dir.glob("*.jpg"))
     assert images

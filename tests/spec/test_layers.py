@@ -9,12 +9,13 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_DIR = ROOT / "src" / "wbpose"
+from helpers.paths import REPO_ROOT
+
+PACKAGE_DIR = REPO_ROOT / "src" / "wbpose"
 
 
 def _load_checker() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_layers", ROOT / "scripts" / "check_layers.py")
+    spec = importlib.util.spec_from_file_location("check_layers", REPO_ROOT / "scripts" / "check_layers.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,14 +1,15 @@
-"""The keypoint spec equals the reference metainfo (SPEC section 1) numerically."""
+"""The keypoint tables equal MMPose's COCO-WholeBody metainfo numerically (docs/conventions.md#keypoints,
+#flip-pairs, #oks-sigmas)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers.paths import FIXTURE_DIR
 from wbpose import keypoints as kp
 
-META = json.loads((Path(__file__).parent / "data" / "coco_wholebody_meta.json").read_text())
+META = json.loads((FIXTURE_DIR / "coco_wholebody_meta.json").read_text())
 
 
 def test_names_and_parts_match_reference():

@@ -5,21 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from wbpose.app.train import train
-
-
-class KillAtStep(pl.Callback):
-    """Simulates a killed job: raises once ``global_step`` reaches ``step`` (after that step's checkpoint)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        if trainer.global_step >= self.step:
-            raise RuntimeError(f"killed at step {trainer.global_step}")
 
 
 def _overrides(max_steps: int) -> list[str]:
@@ -54,7 +42,7 @@ def test_resume_mid_epoch(make_cfg, synthetic_root, tmp_path) -> None:
 
     # killed run: same seed, dies at step 5 (mid-epoch); last.ckpt is from step 4
     killed_cfg = make_cfg(
-        [*_overrides(8), "+callbacks.killer._target_=test_resume.KillAtStep", "+callbacks.killer.step=5"],
+        [*_overrides(8), "+callbacks.killer._target_=helpers.callbacks.KillAtStep", "+callbacks.killer.step=5"],
         root=synthetic_root,
     )
     killed_cfg.paths.output_dir = str(tmp_path / "killed")

@@ -1,4 +1,5 @@
-"""Codecs against plain per-keypoint references written here from SPEC 4.1-4.4 (loops, numpy, cv2 full-map blur).
+"""Codecs against the plain per-keypoint references of ``helpers.references`` (loops, numpy, cv2 full-map blur),
+written from docs/conventions.md#msra-encoding, #dark-encoding, #msra-decoding and #dark-decoding.
 
 Every comparison is to 1e-4 crop pixels (decode) or float32 rounding (encode). Parametrised over both codecs and
 both recipes: 256x192 (heatmap 64x48, sigma 2) and 384x288 (heatmap 96x72, sigma 3).
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.references import mmpose_style_decode, mmpose_style_encode, ref_decode, ref_encode
 from wbpose.codecs import DarkHeatmap, HeatmapCodec, MSRAHeatmap, opencv_gaussian_kernel
 from wbpose.codecs import base as codec_base
 
@@ -23,90 +25,6 @@ def make_codec(name: str, recipe: str, blur_kernel: int = 11, border_rule: str =
     if name == "msra":
         return MSRAHeatmap(image_hw, heatmap_hw, sigma, border_rule=border_rule)
     return DarkHeatmap(image_hw, heatmap_hw, sigma, blur_kernel=blur_kernel)
-
-
-# ----------------------------------------------------------------------------- references (SPEC, one at a time)
-def ref_encode(kp_xy, visible, heatmap_wh, stride, sigma, unbiased):
-    """SPEC 4.1 / 4.2 literally: one keypoint at a time, a 2-D exp over the window (MSRA) or the whole map."""
-    w, h = heatmap_wh
-    k = len(kp_xy)
-    heatmaps = np.zeros((k, h, w))
-    weights = np.asarray(visible, dtype=np.float64).copy()
-    radius = 3 * sigma
-    for i in range(k):
-        if visible[i] < 0.5:
-            continue
-        mu = kp_xy[i] / stride if unbiased else np.trunc(kp_xy[i] / stride + 0.5)
-        ul, br = mu - radius, mu + radius + 1
-        if ul[0] >= w or ul[1] >= h or br[0] < 0 or br[1] < 0:
-            weights[i] = 0
-            continue
-        for y in range(h):
-            for x in range(w):
-                inside = unbiased or (ul[0] <= x < br[0] and ul[1] <= y < br[1])
-                if inside:
-                    heatmaps[i, y, x] = np.exp(-((x - mu[0]) ** 2 + (y - mu[1]) ** 2) / (2 * sigma**2))
-    return heatmaps, weights
-
-
-def ref_decode_msra(hm, stride, border_rule="1.x"):
-    """SPEC 4.3: argmax, -1 if max <= 0, quarter step with the 1.x (separate) or 0.x (joint) border rule."""
-    n, h, w = hm.shape
-    out, scores = np.zeros((n, 2)), np.zeros(n)
-    for i in range(n):
-        idx = int(np.argmax(hm[i]))
-        y, x = divmod(idx, w)
-        scores[i] = hm[i, y, x]
-        if scores[i] <= 0:
-            out[i] = -1 * stride
-            continue
-        px, py = float(x), float(y)
-        if border_rule == "1.x":
-            if 1 < x < w - 1 and 0 < y < h:
-                px += np.sign(hm[i, y, x + 1] - hm[i, y, x - 1]) * 0.25
-            if 1 < y < h - 1 and 0 < x < w:
-                py += np.sign(hm[i, y + 1, x] - hm[i, y - 1, x]) * 0.25
-        elif 1 < x < w - 1 and 1 < y < h - 1:
-            px += np.sign(hm[i, y, x + 1] - hm[i, y, x - 1]) * 0.25
-            py += np.sign(hm[i, y + 1, x] - hm[i, y - 1, x]) * 0.25
-        out[i] = np.array([px, py]) * stride
-    return out, scores
-
-
-def ref_decode_dark(hm, stride, kernel):
-    """SPEC 4.4: argmax/score unblurred; zero-pad + cv2.GaussianBlur + crop, rescale, log, Taylor with inv()."""
-    n, h, w = hm.shape
-    out, scores = np.zeros((n, 2)), np.zeros(n)
-    border = (kernel - 1) // 2
-    for i in range(n):
-        idx = int(np.argmax(hm[i]))
-        y, x = divmod(idx, w)
-        scores[i] = hm[i, y, x]
-        if scores[i] <= 0:
-            out[i] = -1 * stride
-            continue
-        coord = np.array([x, y], dtype=np.float64)
-        if 1 < x < w - 2 and 1 < y < h - 2:
-            padded = np.zeros((h + 2 * border, w + 2 * border))
-            padded[border:-border, border:-border] = hm[i]
-            blurred = cv2.GaussianBlur(padded, (kernel, kernel), 0)[border:-border, border:-border]
-            blurred = blurred * (hm[i].max() / blurred.max())
-            g = np.log(np.maximum(blurred, 1e-10))
-            dx = 0.5 * (g[y, x + 1] - g[y, x - 1])
-            dy = 0.5 * (g[y + 1, x] - g[y - 1, x])
-            dxx = 0.25 * (g[y, x + 2] - 2 * g[y, x] + g[y, x - 2])
-            dyy = 0.25 * (g[y + 2, x] - 2 * g[y, x] + g[y - 2, x])
-            dxy = 0.25 * (g[y + 1, x + 1] - g[y - 1, x + 1] - g[y + 1, x - 1] + g[y - 1, x - 1])
-            if dxx * dyy - dxy**2 != 0:
-                coord += -np.linalg.inv(np.array([[dxx, dxy], [dxy, dyy]])) @ np.array([dx, dy])
-        out[i] = coord * stride
-    return out, scores
-
-
-def ref_decode(codec, hm):
-    if isinstance(codec, DarkHeatmap):
-        return ref_decode_dark(hm, codec.stride, codec.blur_kernel)
-    return ref_decode_msra(hm, codec.stride, codec.border_rule)
 
 
 # ----------------------------------------------------------------------------- map generators
@@ -288,6 +206,30 @@ def test_encode_matches_reference(name, recipe):
     np.testing.assert_allclose(target.heatmaps, ref_hm, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(target.weights, ref_w)
     assert 0 < ref_w.sum() < visible.sum()  # the case mix did exercise the off-map rule
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("name", ["msra", "dark"])
+def test_mmpose_style_baselines_match_the_references(name, recipe):
+    """The baselines that benchmarks/codecs.py times wbpose against (and checks its results with) are the codecs."""
+    codec = make_codec(name, recipe)
+    iw, ih = codec.input_wh
+    rng = np.random.default_rng(6)
+    kp = np.stack([rng.uniform(-40, iw + 40, 24), rng.uniform(-40, ih + 40, 24)], axis=1).astype(np.float32)
+    kp[:4] = [[-0.5 * codec.stride, 10], [iw + 3 * codec.sigma * codec.stride, 50], [30, -1.9], [iw - 1, ih - 1]]
+    visible = (rng.random(24) < 0.8).astype(np.float32)
+    visible[:4] = 1
+    heatmaps, weights = mmpose_style_encode(kp, visible, codec, name == "dark")
+    ref_hm, ref_w = ref_encode(kp, visible, codec.heatmap_wh, codec.stride, codec.sigma, name == "dark")
+    np.testing.assert_allclose(heatmaps, ref_hm, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(weights, ref_w)
+    assert 0 < ref_w.sum() < visible.sum()
+    h, w = codec.heatmap_hw
+    maps = np.concatenate([random_maps(rng, 64, h, w), border_peak_maps(rng, h, w), special_maps(h, w)])
+    maps = maps.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):  # all-zero maps: 0 / 0 in the rescale, never used
+        got = mmpose_style_decode(maps, codec)
+    np.testing.assert_allclose(got, ref_decode(codec, maps)[0], rtol=0, atol=TOL_PX)
 
 
 @pytest.mark.parametrize("name", ["msra", "dark"])

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.references import mmpose_crop, ref_kept_instances
 from wbpose.codecs import MSRAHeatmap
 from wbpose.data.augment import build_train_augmentations
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
@@ -43,32 +44,9 @@ def raw(root: Path) -> dict:
     return json.loads((root / ANN).read_text())
 
 
-def expected_kept(raw: dict) -> tuple[list[int], dict[str, int]]:
-    """The MMPose 1.x rules written out plainly, per annotation."""
-    size = {im["id"]: (im["width"], im["height"]) for im in raw["images"]}
-    kept, skipped = [], {"crowd": 0, "no_keypoints": 0, "invalid_box": 0, "no_labels": 0}
-    for a in raw["annotations"]:
-        w_img, h_img = size[a["image_id"]]
-        x, y, w, h = a["bbox"]
-        x1, y1 = min(max(x, 0), w_img - 1), min(max(y, 0), h_img - 1)
-        x2, y2 = min(max(x + w, 0), w_img - 1), min(max(y + h, 0), h_img - 1)
-        xy = [v for f in PART_FIELDS.values() for i, v in enumerate(a[f]) if i % 3 != 2]
-        if a["iscrowd"]:
-            skipped["crowd"] += 1
-        elif a["num_keypoints"] == 0:
-            skipped["no_keypoints"] += 1
-        elif x2 - x1 <= 0 or y2 - y1 <= 0:
-            skipped["invalid_box"] += 1
-        elif max(xy) <= 0:
-            skipped["no_labels"] += 1
-        else:
-            kept.append(a["id"])
-    return kept, skipped
-
-
 def test_gt_instances_follow_the_rules(root: Path, raw: dict) -> None:
     ds = CocoWholeBodyDataset(root / ANN, root, INPUT_WH)
-    kept, skipped = expected_kept(raw)
+    kept, skipped = ref_kept_instances(raw)
     assert sorted(ds.instances.instance_ids.tolist()) == sorted(kept)
     assert ds.skipped == skipped
     assert len(ds) == 12 and skipped["no_keypoints"] == 2  # the shared sample: 14 people, 2 without body points
@@ -92,21 +70,13 @@ def test_detections(root: Path) -> None:
         assert s["image"].shape == (3, 256, 192) and s["image_id"].item() == dets[person[i]]["image_id"]
 
 
-def mmpose_reference_crop(image: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """MMPose's three-point ``get_warp_matrix`` (rotation 0) + ``cv2.warpAffine``, written independently."""
-    w, h = INPUT_WH
-    src = np.array([center, center + [0, -scale[0] / 2], center + [-scale[0] / 2, 0]], np.float32)
-    dst = np.array([[w / 2, h / 2], [w / 2, h / 2 - w / 2], [0, h / 2]], np.float32)
-    return cv2.warpAffine(image, cv2.getAffineTransform(src, dst), (w, h), flags=cv2.INTER_LINEAR)
-
-
 def test_val_crops_match_mmpose_and_hold_the_person(root: Path) -> None:
     ds = CocoWholeBodyDataset(root / ANN, root, INPUT_WH)
     for i in range(len(ds)):
         s = ds[i]
         crop = denormalize_image(s["image"])
         image = cv2.imread(ds.image_path(i))[..., ::-1]
-        ref = mmpose_reference_crop(image, s["center_xy"].numpy().astype(np.float64), s["scale_wh"].numpy())
+        ref = mmpose_crop(image, s["center_xy"].numpy().astype(np.float64), s["scale_wh"].numpy(), INPUT_WH)
         assert np.abs(crop.astype(int) - ref.astype(int)).mean() < 0.5
         assert crop.std() > 10  # real content, not border
         # the padded box holds nearly all labelled keypoints of the person

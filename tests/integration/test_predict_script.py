@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.paths import REPO_ROOT
 from wbpose.models import build_pose_model
 from wbpose.synthetic.generate import DETECTIONS_FILE, generate_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "predict.py"
+SCRIPT = REPO_ROOT / "scripts" / "predict.py"
 SMALL = ["--image-hw", "128", "96", "--codec", "msra", "--device", "cpu"]
 
 

@@ -1,14 +1,11 @@
 """HRNet + heatmap head: MMPose parameter counts and state_dict layout, tiny variant shape/gradients, init."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
 
+from helpers.paths import FIXTURE_DIR
 from wbpose.models import ARCHS, HeatmapHead, HRNet, TopdownPoseModel, build_pose_model
-
-DATA = Path(__file__).parent / "data"
 
 
 def _meta_model(arch: str) -> TopdownPoseModel:
@@ -22,7 +19,7 @@ def _n_params(module: nn.Module) -> int:
 
 def _mmpose_keys(arch: str) -> list[tuple[str, list[int]]]:
     rows = []
-    for line in (DATA / f"mmpose_state_dict_keys_{arch}.txt").read_text().splitlines():
+    for line in (FIXTURE_DIR / f"mmpose_state_dict_keys_{arch}.txt").read_text().splitlines():
         key, shape = line.split("\t")
         shape_list = [int(s) for s in shape.strip("[]").split(",") if s.strip()]
         rows.append((key.replace("keypoint_head.", "head.", 1), shape_list))

@@ -13,10 +13,12 @@ import torch
 from xtcocotools.coco import COCO
 from xtcocotools.cocoeval import COCOeval
 
+from helpers.annotations import make_wholebody_gt, write_json
+from helpers.paths import REPO_ROOT
+from helpers.predictions import detector_like_predictions, gt_as_predictions
 from wbpose.keypoints import PART_FIELDS, sigmas_array
 from wbpose.metrics import CocoWholeBodyMetric, evaluate_results_file, format_table, read_results_file
 from wbpose.metrics.evaluation import REPORTED_PARTS, STAT_NAMES
-from wholebody_fixtures import detector_like_predictions, gt_as_predictions, make_wholebody_gt, write_json
 
 PARTS = {"body": (0, 17), "foot": (17, 23), "face": (23, 91), "lefthand": (91, 112), "righthand": (112, 133)}
 PARTS["wholebody"] = (0, 133)
@@ -117,9 +119,7 @@ def test_evaluate_results_file_reads_mmpose_formats(ann_file, gt, tmp_path):
 
 
 def test_score_results_script(ann_file, gt, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(
-        "score_results", Path(__file__).parents[1] / "scripts/score_results.py"
-    )
+    spec = importlib.util.spec_from_file_location("score_results", REPO_ROOT / "scripts/score_results.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     metric = CocoWholeBodyMetric(ann_file, outfile=tmp_path / "res.json", num_procs=1)
@@ -234,3 +234,16 @@ def test_verbose_prints_xtcocotools_tables_in_part_order(ann_file, gt, capsys):
     out = capsys.readouterr().out
     headers = [out.index(f"== keypoints_{part} ==") for part in PARTS]
     assert headers == sorted(headers) and out.count("Average Precision") == 6 * 5
+
+
+def test_malformed_annotation_file_names_file_and_record(tmp_path, gt):
+    """The metric reads ground truth with the dataset's loader: a broken record is named, not a deep traceback."""
+    from wbpose.data.errors import DataError
+    from wbpose.metrics.evaluation import load_coco_gt
+
+    broken = {**gt, "images": [{k: v for k, v in gt["images"][0].items() if k != "width"}, *gt["images"][1:]]}
+    path = write_json(tmp_path / "broken.json", broken)
+    with pytest.raises(DataError, match=r"broken.json: image #0 .* has no field 'width'"):
+        load_coco_gt(path)
+    with pytest.raises(DataError, match="annotation file not found: .*missing.json"):
+        load_coco_gt(tmp_path / "missing.json")

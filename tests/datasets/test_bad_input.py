@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from data_fixture import make_root, person, write_images, write_json
+from helpers.annotations import coco_wholebody, person, write_images, write_json, write_root
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
 from wbpose.data.errors import DataError
 
@@ -29,7 +29,7 @@ def one_person_root(tmp_path: Path, **edits) -> tuple[Path, Path]:
     images = write_images(tmp_path / "img", [1])
     ann = person(1, 1, [10, 10, 50, 90])
     ann.update(edits)
-    data = {"images": images, "annotations": [ann, person(2, 1, [60, 10, 50, 90])]}
+    data = coco_wholebody(images, [ann, person(2, 1, [60, 10, 50, 90])])
     return write_json(tmp_path / "ann.json", data), tmp_path / "img"
 
 
@@ -184,7 +184,7 @@ def test_missing_files(tmp_path: Path) -> None:
 
 
 def test_nothing_left_after_filtering(tmp_path: Path) -> None:
-    make_root(tmp_path)
+    write_root(tmp_path)
     data = json.loads((tmp_path / "annotations/coco_wholebody_train_v1.0.json").read_text())
     data["annotations"] = [a for a in data["annotations"] if a["id"] in (4, 5)]
     ann = write_json(tmp_path / "only_bad.json", data)

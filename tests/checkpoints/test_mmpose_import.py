@@ -10,14 +10,13 @@ import pytest
 import torch
 from torch import nn
 
+from helpers.paths import REPO_ROOT
 from wbpose.checkpoints import (
     infer_arch,
     load_imagenet_backbone,
     load_mmpose_checkpoint,
 )
 from wbpose.models import HRNet, build_pose_model
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _random_tiny(seed: int = 0) -> nn.Module:
@@ -206,7 +205,7 @@ def test_infer_arch_rejects_non_hrnet() -> None:
 
 
 def _convert_main():
-    spec = importlib.util.spec_from_file_location("convert_mmpose", ROOT / "scripts" / "convert_mmpose.py")
+    spec = importlib.util.spec_from_file_location("convert_mmpose", REPO_ROOT / "scripts" / "convert_mmpose.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main

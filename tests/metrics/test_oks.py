@@ -1,45 +1,15 @@
-"""Vectorised rescoring, OKS and OKS-NMS against plain Python references written from SPEC 2.3."""
+"""Vectorised rescoring, OKS and OKS-NMS against the plain Python references of ``helpers.references``
+(docs/conventions.md#rescoring, #oks-nms)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 
 import wbpose.metrics.oks as oks_module
-from wbpose.keypoints import NUM_KEYPOINTS, SIGMAS
+from helpers.references import mmpose_oks, ref_oks, ref_oks_nms, ref_rescore
+from wbpose.keypoints import NUM_KEYPOINTS
 from wbpose.metrics.oks import oks_matrix, oks_nms, rescore
-
-
-def ref_rescore(keypoint_scores: np.ndarray, bbox_scores: np.ndarray, thr: float) -> list[float]:
-    out = []
-    for kpts, box in zip(keypoint_scores.tolist(), bbox_scores.tolist()):
-        above = [s for s in kpts if s > thr]
-        out.append(box * (sum(above) / len(above) if above else 0.0))
-    return out
-
-
-def ref_oks(a: np.ndarray, b: np.ndarray, area_a: float, area_b: float) -> float:
-    """e = d^2 / vars / ((a_i + a_j) / 2 + eps) / 2 with vars = (2 sigma)^2, averaged over all keypoints."""
-    total = 0.0
-    for k in range(len(a)):
-        d2 = (a[k][0] - b[k][0]) ** 2 + (a[k][1] - b[k][1]) ** 2
-        e = d2 / (2 * SIGMAS[k]) ** 2 / ((area_a + area_b) / 2 + np.spacing(1)) / 2
-        total += math.exp(-e)
-    return total / len(a)
-
-
-def ref_nms(keypoints, scores, areas, image_ids, thr: float) -> list[int]:
-    """Greedy per image, descending score (ties: input order); keep unless OKS with a kept one > thr."""
-    kept = []
-    for image_id in sorted(set(image_ids.tolist())):
-        order = sorted((i for i in range(len(scores)) if image_ids[i] == image_id), key=lambda i: -scores[i])
-        while order:
-            i, order = order[0], order[1:]
-            kept.append(i)
-            order = [j for j in order if ref_oks(keypoints[i], keypoints[j], areas[i], areas[j]) <= thr]
-    return kept
 
 
 def clustered_predictions(seed: int, num_images: int = 12, max_per_image: int = 9):
@@ -90,8 +60,20 @@ def test_oks_matrix_matches_reference_and_is_batched():
 def test_oks_nms_matches_reference(seed, thr):
     kpts, scores, areas, image_ids = clustered_predictions(seed)
     keep = oks_nms(kpts, scores, areas, image_ids, thr)
-    assert keep.tolist() == ref_nms(kpts, scores, areas, image_ids, thr)
+    assert keep.tolist() == ref_oks_nms(kpts, scores, areas, image_ids, thr)
     assert 0 < len(keep) < len(scores)  # the data does exercise suppression
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_mmpose_style_nms_baseline_matches(seed):
+    """benchmarks/metric.py's baseline: the same greedy NMS with one numpy OKS per pair, as MMPose runs it."""
+    kpts, scores, areas, image_ids = clustered_predictions(seed)
+    for i, j in [(0, 1), (2, 5), (3, 3)]:
+        assert mmpose_oks(kpts[i], kpts[j], areas[i], areas[j]) == pytest.approx(
+            ref_oks(kpts[i], kpts[j], areas[i], areas[j]), abs=1e-13
+        )
+    baseline = ref_oks_nms(kpts, scores.tolist(), areas, image_ids, 0.9, oks=mmpose_oks)
+    assert baseline == oks_nms(kpts, scores, areas, image_ids, 0.9).tolist()
 
 
 def test_oks_nms_blocks_do_not_change_the_result(monkeypatch):

@@ -9,8 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+from helpers.paths import REPO_ROOT
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 TIMEOUT_S = 300  # per cell; a whole small run takes well under a minute on a free machine
 
 
@@ -50,5 +51,5 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     print(f"{path.name}: {seconds:.1f} s")
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
-    assert not any(Path(ROOT / "notebooks").glob("*.png")), "notebooks must not write into the repository"
+    assert not any(Path(REPO_ROOT / "notebooks").glob("*.png")), "notebooks must not write into the repository"
     assert os.listdir(tmp_path / "data"), "the synthetic data goes to WBPOSE_NB_DATA"

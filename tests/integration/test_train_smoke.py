@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.paths import REPO_ROOT
 from wbpose.app.config import compose_config
 from wbpose.app.evaluate import evaluate
 from wbpose.app.train import train
@@ -113,9 +114,8 @@ def test_mmpose_file_round_trips_through_convert_and_eval(short_run, synthetic_r
     torch.save({"meta": {"epoch": 1, "mmpose_version": "0.29.0"}, "state_dict": mmpose_state}, mmpose_file)
 
     converted = tmp_path / "converted.pth"
-    root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        [sys.executable, str(root / "scripts" / "convert_mmpose.py"), str(mmpose_file), str(converted)],
+        [sys.executable, str(REPO_ROOT / "scripts" / "convert_mmpose.py"), str(mmpose_file), str(converted)],
         capture_output=True,
         text=True,
         timeout=120,

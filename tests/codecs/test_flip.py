@@ -1,4 +1,4 @@
-"""Flip test (SPEC 4.6): channel swap, width mirror, one-column shift, averaging.
+"""Flip test (docs/conventions.md#flip-test): channel swap, width mirror, one-column shift, averaging.
 
 The exact check builds the heatmaps of a mirrored crop analytically. Mirroring a crop of width ``W = s * w``
 (stride ``s``) sends crop pixel ``x`` to ``W - 1 - x``; DARK's unbiased target puts its Gaussian at exactly
@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.references import ref_flip_heatmaps
 from wbpose.codecs import DarkHeatmap, flip_heatmaps, flip_test_average
 from wbpose.keypoints import FLIP_INDICES, NUM_KEYPOINTS
 
@@ -77,10 +78,11 @@ def test_flip_test_average_of_ideal_predictions_decodes_to_the_shifted_keypoints
 def test_flip_heatmaps_matches_numpy_reference():
     rng = np.random.default_rng(1)
     hm = rng.standard_normal((2, NUM_KEYPOINTS, 8, 6)).astype(np.float32)
-    ref = hm[:, list(FLIP_INDICES), :, ::-1].copy()
-    ref[..., 1:] = ref[..., :-1].copy()
+    ref = ref_flip_heatmaps(hm, FLIP_INDICES)
     out = flip_heatmaps(torch.from_numpy(hm))
     np.testing.assert_array_equal(out.numpy(), ref)
+    unshifted = flip_heatmaps(torch.from_numpy(hm), shift=False)
+    np.testing.assert_array_equal(unshifted.numpy(), ref_flip_heatmaps(hm, FLIP_INDICES, shift=False))
     # Without the shift, flipping twice is the identity (FLIP_INDICES is an involution).
     twice = flip_heatmaps(flip_heatmaps(torch.from_numpy(hm), shift=False), shift=False)
     np.testing.assert_array_equal(twice.numpy(), hm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_fixture import IMAGE_WH, make_root, person, write_images, write_json
+from helpers.annotations import IMAGE_WH, coco_wholebody, person, write_images, write_json, write_root
+from helpers.references import ref_kept_instances
 from wbpose.codecs import MSRAHeatmap
 from wbpose.data.augment import build_train_augmentations
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
@@ -21,7 +23,7 @@ CODEC = MSRAHeatmap((64, 48), (16, 12), 1.0)
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    make_root(tmp_path)
+    write_root(tmp_path)
     return tmp_path
 
 
@@ -51,6 +53,15 @@ def test_instance_filtering_counts(root: Path, caplog: pytest.LogCaptureFixture)
     assert len(set(ds.instances.instance_ids.tolist())) == len(ds)
 
 
+def test_filtering_equals_the_plain_reference(root: Path) -> None:
+    """The hand-placed people give the same kept ids and skip counts under the rules written out plainly."""
+    raw = json.loads((root / "annotations/coco_wholebody_train_v1.0.json").read_text())
+    kept, skipped = ref_kept_instances(raw)
+    ds = _train(root)
+    assert sorted(kept) == sorted(ds.instances.instance_ids.tolist()) == [1, 2, 3, 8]
+    assert skipped == ds.skipped
+
+
 def test_bbox_clipped_to_image_and_center_scale(root: Path) -> None:
     ds = _train(root)
     row = ds.instances.instance_ids.tolist().index(8)  # [100, 40, 80, 120] on a 160x120 image
@@ -69,7 +80,7 @@ def test_keypoints_in_concatenation_order_with_binary_visibility(tmp_path: Path)
         kp[idx, 0], kp[idx, 1] = 10 * n + 1, idx - sl.start + 1
     kp[:, 2] = np.resize([2.0, 1.0, 0.0, 0.35], NUM_KEYPOINTS)  # float visibilities as in the real files
     images = write_images(tmp_path / "img", [1])
-    ann = write_json(tmp_path / "a.json", {"images": images, "annotations": [person(1, 1, [5, 5, 60, 60], kp)]})
+    ann = write_json(tmp_path / "a.json", coco_wholebody(images, [person(1, 1, [5, 5, 60, 60], kp)]))
     ds = CocoWholeBodyDataset(ann, tmp_path / "img", INPUT_WH)
     np.testing.assert_allclose(ds.instances.keypoints_xy[0], kp[:, :2])
     np.testing.assert_array_equal(ds.instances.visible[0], (kp[:, 2] > 0).astype(np.uint8))

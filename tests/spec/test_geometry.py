@@ -1,9 +1,11 @@
-"""Crop geometry: closed-form warp equals the three-point construction; inverse and crop->image agree."""
+"""Crop geometry: the closed-form warp equals MMPose's three-point construction
+(docs/conventions.md#box-to-centre-and-scale); inverse and crop->image (docs/conventions.md#heatmap-to-image) agree.
+"""
 
-import cv2
 import numpy as np
 import torch
 
+from helpers.references import ref_warp_matrix
 from wbpose.geometry import (
     apply_affine,
     bbox_xyxy_to_center_scale,
@@ -13,23 +15,6 @@ from wbpose.geometry import (
 )
 
 
-def _three_point_reference(center, scale_w, rot_deg, out_wh):
-    """MMPose's construction written from SPEC 2.4/4.5: centre, a rotated 'up' vector, and its perpendicular."""
-    r = np.deg2rad(rot_deg)
-    v = np.array([0.0, -0.5 * scale_w])
-    src_dir = np.array([v[0] * np.cos(r) - v[1] * np.sin(r), v[0] * np.sin(r) + v[1] * np.cos(r)])
-    dst_c = np.array([out_wh[0] * 0.5, out_wh[1] * 0.5])
-    dst_dir = np.array([0.0, -0.5 * out_wh[0]])
-
-    def third(a, b):
-        d = a - b
-        return b + np.array([-d[1], d[0]])
-
-    src = np.stack([center, center + src_dir, third(center, center + src_dir)]).astype(np.float32)
-    dst = np.stack([dst_c, dst_c + dst_dir, third(dst_c, dst_c + dst_dir)]).astype(np.float32)
-    return cv2.getAffineTransform(src, dst)
-
-
 def test_warp_matrix_matches_three_point_construction():
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -37,7 +22,7 @@ def test_warp_matrix_matches_three_point_construction():
         s = rng.uniform(20, 400, 2)
         rot = rng.uniform(-80, 80)
         m = warp_matrix(c, s, rot, (192, 256))
-        np.testing.assert_allclose(m, _three_point_reference(c, s[0], rot, (192, 256)), rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(m, ref_warp_matrix(c, s[0], rot, (192, 256)), rtol=1e-4, atol=1e-3)
 
 
 def test_inverse_round_trip_and_crop_to_image():

@@ -11,8 +11,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as tmp_mp
 
+from helpers.annotations import make_wholebody_gt, write_json
+from helpers.predictions import detector_like_predictions
 from wbpose.metrics import CocoWholeBodyMetric
-from wholebody_fixtures import detector_like_predictions, make_wholebody_gt, write_json
 
 WORLD_SIZE = 2
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
 
-from data_fixture import make_root
+from helpers.annotations import write_root
 from wbpose.codecs import MSRAHeatmap
 from wbpose.engine.datamodule import UnpaddedDistributedSampler, WholeBodyDataModule
 
@@ -22,7 +22,7 @@ def make_dm(root: Path, **kw) -> WholeBodyDataModule:
 
 
 def test_loaders_yield_batches(tmp_path: Path) -> None:
-    make_root(tmp_path)
+    write_root(tmp_path)
     dm = make_dm(tmp_path)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
@@ -42,7 +42,7 @@ def test_loaders_yield_batches(tmp_path: Path) -> None:
 
 
 def test_val_with_gt_boxes_and_score_threshold(tmp_path: Path) -> None:
-    make_root(tmp_path)
+    write_root(tmp_path)
     gt = make_dm(tmp_path, val_bbox_source="gt")
     gt.setup("validate")
     assert sorted(gt.val_dataset.instances.instance_ids.tolist()) == [1, 2, 3, 8]
@@ -63,7 +63,7 @@ def test_unpadded_sampler_covers_each_index_once(n: int, world: int) -> None:
 
 def test_ddp_samplers(tmp_path: Path) -> None:
     """Under a 2-process trainer the val loader shards without padding and the train loader shuffles per rank."""
-    make_root(tmp_path)
+    write_root(tmp_path)
     dm = make_dm(tmp_path)
     dm.trainer = types.SimpleNamespace(
         world_size=2, global_rank=1, distributed_sampler_kwargs={"num_replicas": 2, "rank": 1}
@@ -81,7 +81,7 @@ def test_synthetic_root_is_generated_when_absent(tmp_path: Path, monkeypatch: py
 
     def fake_generate(root: str, num_train: int, num_val: int, seed: int) -> None:
         calls.append((root, num_train, num_val, seed))
-        make_root(Path(root))
+        write_root(Path(root))
 
     monkeypatch.setattr("wbpose.engine.datamodule.generate_dataset", fake_generate)
     dm = make_dm(tmp_path / "syn", synthetic={"num_train": 4, "num_val": 2, "seed": 5})
@@ -107,7 +107,7 @@ def test_clear_errors(tmp_path: Path) -> None:
     dm = make_dm(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match=r"coco_wholebody_train_v1\.0\.json.*data\.data_root="):
         dm.setup("fit")
-    make_root(tmp_path / "root")
+    write_root(tmp_path / "root")
     with pytest.raises(ValueError, match="codec"):
         make_dm(tmp_path / "root", codec=None).setup("fit")
     with pytest.raises(ValueError, match="image_hw"):
@@ -117,7 +117,7 @@ def test_clear_errors(tmp_path: Path) -> None:
 
 
 def test_photometric_option(tmp_path: Path) -> None:
-    make_root(tmp_path)
+    write_root(tmp_path)
     dm = make_dm(tmp_path, photometric=[{"type": "ColorJitter", "brightness": 0.4, "p": 1.0}], half_body_mode="0.x")
     dm.setup("fit")
     assert dm.train_dataset.photometric is not None
