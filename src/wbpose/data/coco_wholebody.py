@@ -7,7 +7,7 @@ built from ``wbpose.data.transforms`` and ``wbpose.data.augment``. A sample is t
 Speed (``benchmarks/data_pipeline.py``): a batch is built stage by stage (all annotation work, then decode + warp +
 normalise per image), the image stays BGR until the fused normalisation, a flip is folded into the warp matrix,
 and glibc is told to keep freed memory (:func:`keep_freed_memory`), which removes most page faults of a sample
-(figures: README, benchmarks/data_pipeline.py).
+(the README's speed table has the per-sample figures).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def keep_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 
     """Stop glibc from returning freed memory to the OS between samples (``mallopt``; a no-op elsewhere).
 
     Every sample allocates a few MB (decoded image, crop, heatmaps) and frees them again. With glibc's defaults
-    those buffers are mmapped or trimmed off the heap each time, so the next sample page-faults them back in
-    (figures: README, ``benchmarks/data_pipeline.py``). Raising the mmap and trim thresholds keeps the memory in
-    the process for reuse. Returns whether the settings were applied.
+    those buffers are mmapped or trimmed off the heap each time, so the next sample page-faults them back in.
+    Raising the mmap and trim thresholds keeps the memory in the process for reuse. Returns whether the settings
+    were applied.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
