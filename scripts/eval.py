@@ -5,25 +5,10 @@ config used (``eval_config.yaml``) into the run folder. A checkpoint from ``scri
 so nothing else is needed; command-line group overrides (``input=...``, ``module.flip_test=false``) apply on top
 of it. A released MMPose file is recognised by name (``wbpose.checkpoints.recipes``); see ``wbpose.app.evaluate``
 for other weights-only files.
+Same as the ``wbpose-eval`` command.
 """
 
-from __future__ import annotations
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from wbpose.app.config import CONFIG_DIR
-
-
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
-def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point: run :func:`wbpose.app.evaluate.evaluate` with this command's overrides."""
-    from wbpose.app.evaluate import evaluate
-
-    metrics, _ = evaluate(cfg, overrides=list(HydraConfig.get().overrides.task))
-    return metrics.get("test/wholebody_ap")
-
+from wbpose.app.cli import eval_main
 
 if __name__ == "__main__":
-    main()
+    eval_main()

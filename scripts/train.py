@@ -6,26 +6,13 @@ Examples::
     python scripts/train.py experiment=demo                              # tiny HRNet on synthetic data, CPU
     python scripts/train.py -m experiment=w32_256x192_msra seed=0,1,2    # several seeds (a multirun)
     python scripts/train.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt   # resume a killed run
+    python scripts/train.py experiment=w32_256x192_msra ckpt_path=auto   # resume the same command's last.ckpt
 
-Returns the value of ``optimized_metric`` (for Hydra sweepers) and writes ``metrics.json`` to the run folder.
+Same as the ``wbpose-train`` command. Returns the value of ``optimized_metric`` (for Hydra sweepers) and writes
+``metrics.json`` to the run folder.
 """
 
-from __future__ import annotations
-
-import hydra
-from omegaconf import DictConfig
-
-from wbpose.app.config import CONFIG_DIR
-
-
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point: run :func:`wbpose.app.train.train` and return the optimised metric."""
-    from wbpose.app.train import train
-
-    value, _ = train(cfg)
-    return value
-
+from wbpose.app.cli import train_main
 
 if __name__ == "__main__":
-    main()
+    train_main()

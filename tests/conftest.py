@@ -41,7 +41,7 @@ def small_overrides(root: Path | str) -> list[str]:
         "trainer.num_sanity_val_steps=0",
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
-        "callbacks.progress_bar=null",
+        "callbacks.rich_progress_bar=null",
         "logger=csv",
         "module.num_vis_images=2",
     ]

@@ -18,3 +18,25 @@ class KillAtStep(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         if trainer.global_step >= self.step:
             raise RuntimeError(f"killed at step {trainer.global_step}")
+
+
+class KillAtEnvStep(pl.Callback):
+    """:class:`KillAtStep` armed by ``$WBPOSE_TEST_KILL_AT_STEP``: the same command dies or runs on, as a
+    pre-empted job that is re-submitted unchanged."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        import os
+
+        step = os.environ.get("WBPOSE_TEST_KILL_AT_STEP")
+        if step and trainer.global_step >= int(step):
+            raise RuntimeError(f"killed at step {trainer.global_step}")
+
+
+class RecordStartStep(pl.Callback):
+    """Remembers the global step at which ``fit`` started training (after a resume: the checkpoint's step)."""
+
+    def __init__(self) -> None:
+        self.start_step: int | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, *args: object) -> None:
+        self.start_step = trainer.global_step

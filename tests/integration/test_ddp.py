@@ -46,7 +46,7 @@ def test_ddp_cpu_matches_single_process(synthetic_root, tmp_path) -> None:
         "trainer.check_val_every_n_epoch=1",
         "trainer.num_sanity_val_steps=0",
         "trainer.enable_progress_bar=false",
-        "callbacks.progress_bar=null",
+        "callbacks.rich_progress_bar=null",
         "module.num_vis_images=0",
         f"module.val_metric.outfile={run_dir}/val_results.json",
         f"hydra.run.dir={run_dir}",

@@ -21,7 +21,7 @@ def _overrides(max_steps: int) -> list[str]:
         "callbacks.model_checkpoint=null",
         "callbacks.last_checkpoint.every_n_train_steps=2",
         "callbacks.last_checkpoint.every_n_epochs=null",
-        "callbacks.lr_monitor=null",
+        "callbacks.learning_rate_monitor=null",
         "sched.warmup_iters=6",  # the LR still changes at every step we compare
         "sched.milestones=[1]",
         "module.num_vis_images=0",
@@ -85,3 +85,46 @@ def test_resume_from_other_arch_names_both(make_cfg, tmp_path) -> None:
     cfg = make_cfg([f"ckpt_path={tmp_path / 'missing.ckpt'}"])
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         check_resume_checkpoint(cfg)
+
+
+def test_ckpt_path_auto_resumes_the_same_command(make_cfg, synthetic_root, tmp_path, monkeypatch, caplog) -> None:
+    """A killed run, started again with the very same command and ckpt_path=auto, continues from its last.ckpt."""
+    import logging
+
+    from helpers.callbacks import RecordStartStep
+
+    logs = tmp_path / "logs"
+    command = [
+        *_overrides(8),
+        "ckpt_path=auto",
+        f"paths.log_dir={logs}",
+        "+callbacks.killer._target_=helpers.callbacks.KillAtEnvStep",
+        "+callbacks.start._target_=helpers.callbacks.RecordStartStep",
+    ]
+    first = make_cfg(command, root=synthetic_root)
+    first.paths.output_dir = str(logs / "train" / "runs" / "first")
+    monkeypatch.setenv("WBPOSE_TEST_KILL_AT_STEP", "5")
+    with caplog.at_level(logging.INFO, logger="wbpose.app.resume"), pytest.raises(RuntimeError, match="step 5"):
+        train(first)
+    assert "starting from scratch" in caplog.text  # nothing to resume yet: said so
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 4
+
+    monkeypatch.delenv("WBPOSE_TEST_KILL_AT_STEP")
+    caplog.clear()
+    second = make_cfg(command, root=synthetic_root)
+    second.paths.output_dir = str(logs / "train" / "runs" / "second")
+    with caplog.at_level(logging.INFO, logger="wbpose.app.resume"):
+        _, objects = train(second)
+    assert f"resuming {last}" in caplog.text and second.ckpt_path == str(last)
+    start = next(cb for cb in objects["trainer"].callbacks if isinstance(cb, RecordStartStep))
+    assert start.start_step == 4 and objects["trainer"].global_step == 8
+
+    # another command (another seed) is another run: it does not pick up these checkpoints
+    other = make_cfg([*command, "seed=7"], root=synthetic_root)
+    other.paths.output_dir = str(logs / "train" / "runs" / "other")
+    other.trainer.max_steps = 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="wbpose.app.resume"):
+        train(other)
+    assert "starting from scratch" in caplog.text and other.ckpt_path is None

@@ -28,7 +28,7 @@ def test_two_seed_multirun_and_summary(synthetic_root, tmp_path) -> None:
         "trainer.num_sanity_val_steps=0",
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
-        "callbacks.progress_bar=null",
+        "callbacks.rich_progress_bar=null",
         "module.num_vis_images=0",
         "seed=0,1",
         f"hydra.sweep.dir={sweep_dir}",
@@ -52,7 +52,47 @@ def test_two_seed_multirun_and_summary(synthetic_root, tmp_path) -> None:
     assert lines[0].startswith("| Config | Runs | Body AP | Body AR | Foot AP")
     assert "Whole AP | Whole AR |" in lines[0]
     assert lines[2].startswith("| (all jobs) | 2 |") and "±" in lines[2]
-    assert lines[-1].startswith("Common overrides:") and "seed" not in lines[-1]
+    assert lines[-3].startswith("Common overrides:") and "seed" not in lines[-3]
+    assert lines[-1].startswith("Best trial (metrics.json): val/wholebody_ap = ") and "seed=" in lines[-1]
+
+
+def test_optuna_sweep_without_m_runs_three_trials(synthetic_root, tmp_path) -> None:
+    """hparams_search=optuna is a multirun by itself (hydra.mode: MULTIRUN, no -m) and reports its best trial."""
+    sweep_dir = tmp_path / "optuna"
+    cmd = [
+        sys.executable,
+        str(project_root() / "scripts" / "train.py"),
+        "hparams_search=optuna",
+        "experiment=demo",
+        "debug=limit",
+        f"data.data_root={synthetic_root}",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "callbacks.rich_progress_bar=null",
+        "extras.print_config=false",
+        "module.num_vis_images=0",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    jobs = sorted(p.parent.parent.name for p in sweep_dir.glob("*/.hydra/overrides.yaml"))
+    assert jobs == ["0", "1", "2"]
+    assert all((sweep_dir / job / "metrics.json").is_file() for job in jobs)
+    trial_lrs = {next(o for o in (sweep_dir / j / ".hydra" / "overrides.yaml").read_text().split() if "optim.lr" in o)
+                 for j in jobs}  # fmt: skip
+    assert len(trial_lrs) == 3  # three sampled learning rates, not one job
+
+    script = project_root() / "scripts" / "summarize_sweep.py"
+    proc = subprocess.run([sys.executable, str(script), str(sweep_dir)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    best = proc.stdout.strip().splitlines()[-1]
+    assert best.startswith("Best trial (optuna): val/wholebody_ap = ") and "optim.lr=" in best
+    assert (sweep_dir / "optimization_results.yaml").is_file()
 
 
 def test_summary_groups_by_overrides_minus_seed(tmp_path) -> None:

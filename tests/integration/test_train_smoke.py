@@ -83,7 +83,7 @@ def test_demo_runs_end_to_end(synthetic_root, tmp_path, capsys) -> None:
         "trainer.limit_train_batches=2",
         "trainer.check_val_every_n_epoch=1",
         "trainer.enable_progress_bar=false",
-        "callbacks.progress_bar=null",
+        "callbacks.rich_progress_bar=null",
         "logger=[csv,wandb]",
     ]
     cfg = compose_config("train", overrides, output_dir=tmp_path / "demo")

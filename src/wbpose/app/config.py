@@ -5,7 +5,9 @@ Importing this module registers the resolvers the configs use:
 - ``${wbpose_root:}``: the project root (``$WBPOSE_ROOT`` if set, else the checkout holding ``conf/``, else the
   current directory);
 - ``${wandb_offline:}``: ``True`` unless ``WANDB_MODE=online``, so runs never need the network; sync later with
-  ``wandb sync <run dir>``.
+  ``wandb sync <run dir>``;
+- ``${sweep_group:}``: the multirun folder's name in a sweep (wandb groups a sweep's runs by it), else null;
+- ``${run_name:}``: the job's overrides (``input=256x192,seed=1``), else null: each wandb run says what it varied.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 __all__ = [
     "CONFIG_DIR",
+    "config_dir",
     "compose_config",
     "list_experiments",
     "parse_override",
@@ -37,20 +40,54 @@ def project_root() -> Path:
     return Path.cwd()
 
 
-#: The ``conf/`` directory of this checkout.
-CONFIG_DIR = project_root() / "conf"
+def config_dir() -> Path:
+    """The Hydra config tree: this checkout's ``conf/``, else the copy installed with the package (``wbpose.conf``)."""
+    checkout = Path(__file__).resolve().parents[3] / "conf"
+    if (checkout / "train.yaml").is_file():
+        return checkout
+    from importlib.resources import files
+
+    return Path(str(files("wbpose.conf")))
+
+
+#: The ``conf/`` tree the scripts and console commands compose from (``--config-dir`` adds a user's own).
+CONFIG_DIR = config_dir()
 
 
 def _wandb_offline() -> bool:
     return os.environ.get("WANDB_MODE", "offline").lower() != "online"
 
 
+def _sweep_group() -> str | None:
+    """``<task>/<multirun folder>`` in a multirun (every job of one sweep shares it), else ``None``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(str(HydraConfig.get().sweep.dir)).name
+
+
+def _run_name() -> str | None:
+    """The job's overrides as ``key=value,...`` (Hydra's ``override_dirname``), ``None`` when there are none."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return str(HydraConfig.get().job.override_dirname) or None
+
+
 def register_resolvers() -> None:
-    """Register the ``wbpose_root`` and ``wandb_offline`` resolvers (idempotent)."""
-    if not OmegaConf.has_resolver("wbpose_root"):
-        OmegaConf.register_new_resolver("wbpose_root", lambda: str(project_root()))
-    if not OmegaConf.has_resolver("wandb_offline"):
-        OmegaConf.register_new_resolver("wandb_offline", _wandb_offline)
+    """Register the resolvers the configs use (idempotent): ``wbpose_root``, ``wandb_offline``, ``sweep_group``,
+    ``run_name``."""
+    for name, fn in (
+        ("wbpose_root", lambda: str(project_root())),
+        ("wandb_offline", _wandb_offline),
+        ("sweep_group", _sweep_group),
+        ("run_name", _run_name),
+    ):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
 
 
 register_resolvers()

@@ -27,7 +27,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wbpose.app.config import CONFIG_DIR, parse_override
-from wbpose.app.train import apply_cpu_threads, finish_loggers
+from wbpose.app.extras import apply_extras, task_wrapper
+from wbpose.app.train import apply_cpu_threads
 from wbpose.build import build_codec, build_datamodule, build_loggers, build_module, model_arch
 from wbpose.checkpoints.io import LoadedCheckpoint, check_same_arch, load_checkpoint, load_state_dict_checked
 from wbpose.checkpoints.recipes import Recipe
@@ -113,6 +114,7 @@ def _apply_bbox_source(cfg: DictConfig) -> None:
             cfg.data.det_file = cfg.det_file
 
 
+@task_wrapper
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, float], dict[str, Any]]:
     """Score ``cfg.ckpt_path`` on the val split and write ``metrics.json`` into ``cfg.paths.output_dir``.
 
@@ -124,6 +126,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, 
         ``(metrics, objects)``: metric name -> value (``test/body_ap`` ...), and ``cfg``, ``module``,
         ``datamodule``, ``trainer``.
     """
+    apply_extras(cfg)
     loaded = load_checkpoint(cfg.ckpt_path)
     final = build_eval_config(cfg, loaded, overrides)
     check_same_arch(model_arch(final), loaded.arch, loaded.source)
@@ -141,10 +144,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, 
     load_state_dict_checked(module.model, loaded.state_dict, loaded.source)
     loggers = build_loggers(final)
     trainer: pl.Trainer = instantiate(final.trainer, logger=loggers or False, callbacks=[])
-    try:
-        results = trainer.test(module, datamodule=datamodule, verbose=False)
-    finally:
-        finish_loggers(loggers)
+    results = trainer.test(module, datamodule=datamodule, verbose=False)  # loggers closed by the task wrapper
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if trainer.is_global_zero:
         out = Path(final.paths.output_dir)

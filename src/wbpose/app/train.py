@@ -14,6 +14,8 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from wbpose.app.extras import apply_extras, task_wrapper
+from wbpose.app.resume import remember_wandb_id, resolve_auto_resume
 from wbpose.build import (
     build_callbacks,
     build_codec,
@@ -30,7 +32,7 @@ from wbpose.metrics.tables import metrics_table, write_metrics_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["apply_cpu_threads", "finish_loggers", "train"]
+__all__ = ["apply_cpu_threads", "task_overrides", "train"]
 
 
 def apply_cpu_threads(cfg: DictConfig) -> None:
@@ -40,6 +42,15 @@ def apply_cpu_threads(cfg: DictConfig) -> None:
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+def task_overrides() -> list[str]:
+    """This run's command-line overrides (``[]`` outside a Hydra run or ``compose_config``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
 
 
 def check_resume_checkpoint(cfg: DictConfig) -> None:
@@ -60,17 +71,6 @@ def _best_checkpoint(trainer: pl.Trainer, monitor: str | None) -> str | None:
     return None
 
 
-def finish_loggers(loggers: list[Any]) -> None:
-    """Flush and close the loggers that keep a background process (wandb)."""
-    from pytorch_lightning.loggers import WandbLogger
-
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            import wandb
-
-            wandb.finish()
-
-
 def _log_hyperparameters(loggers: list[Any], cfg: DictConfig, module: pl.LightningModule) -> None:
     if not loggers:
         return
@@ -80,6 +80,7 @@ def _log_hyperparameters(loggers: list[Any], cfg: DictConfig, module: pl.Lightni
         logger.log_hyperparams(hparams)
 
 
+@task_wrapper
 def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
     """Fit the model described by ``cfg`` and validate the best checkpoint.
 
@@ -95,6 +96,8 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
         ``(value of cfg.optimized_metric or None, objects)`` where ``objects`` holds ``cfg``, ``module``,
         ``datamodule``, ``trainer`` and ``metrics`` (the final validation, floats).
     """
+    apply_extras(cfg)
+    resolve_auto_resume(cfg, task_overrides())
     apply_cpu_threads(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
@@ -106,27 +109,25 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
     module = build_module(cfg, codec=codec, ann_file=datamodule.val_ann_file)
     callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg)
+    remember_wandb_id(cfg, loggers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     _log_hyperparameters(loggers, cfg, module)
 
     objects: dict[str, Any] = {"cfg": cfg, "module": module, "datamodule": datamodule, "trainer": trainer}
     metrics: dict[str, float] = {}
-    try:
-        if cfg.get("train", True):
-            log.info("training %s for %s epochs", OmegaConf.select(cfg, "model.net.arch"), cfg.trainer.max_epochs)
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        # fast_dev_run already validated the only weights there are (and saves no checkpoint)
-        if cfg.get("validate", True) and not (trainer.fast_dev_run and metrics):
-            best = _best_checkpoint(trainer, cfg.get("optimized_metric"))
-            if not cfg.get("train", True) and cfg.get("ckpt_path"):
-                best = cfg.ckpt_path
-            log.info("validating %s", best or "the final weights")
-            results = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
-            metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
-            objects["validated_checkpoint"] = best
-    finally:
-        finish_loggers(loggers)
+    if cfg.get("train", True):
+        log.info("training %s for %s epochs", OmegaConf.select(cfg, "model.net.arch"), cfg.trainer.max_epochs)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    # fast_dev_run already validated the only weights there are (and saves no checkpoint)
+    if cfg.get("validate", True) and not (trainer.fast_dev_run and metrics):
+        best = _best_checkpoint(trainer, cfg.get("optimized_metric"))
+        if not cfg.get("train", True) and cfg.get("ckpt_path"):
+            best = cfg.ckpt_path
+        log.info("validating %s", best or "the final weights")
+        results = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+        metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+        objects["validated_checkpoint"] = best
 
     objects["metrics"] = metrics
     if trainer.is_global_zero and metrics:

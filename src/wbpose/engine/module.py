@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ class TopdownPoseModule(pl.LightningModule):
         channels_last: run the model in the NHWC memory layout: ``True``, ``False``, or ``"auto"`` (default): NHWC
             when the trainer runs on CPU, where oneDNN's NHWC convolutions are faster (figures: README,
             ``benchmarks/model.py``), the default layout on GPUs (not benchmarked there yet).
+        input_hw: network input (height, width); when given, Lightning's model summary shows the in/out shapes
+            and the FLOPs of one image.
     """
 
     def __init__(
@@ -68,8 +70,11 @@ class TopdownPoseModule(pl.LightningModule):
         num_vis_images: int = 8,
         vis_score_thr: float = 0.3,
         channels_last: bool | str = "auto",
+        input_hw: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        # plain ints: hyperparameters go into checkpoints, which are read weights-only (no OmegaConf objects)
+        input_hw = None if input_hw is None else [int(v) for v in input_hw]
         self.save_hyperparameters(
             ignore=["model", "codec", "loss", "optimizer", "scheduler", "val_metric", "test_metric"], logger=False
         )
@@ -94,6 +99,8 @@ class TopdownPoseModule(pl.LightningModule):
         self.wbpose_config: dict[str, Any] | None = None
         self.wbpose_config_raw: dict[str, Any] | None = None
         self._vis: dict[str, torch.Tensor] | None = None
+        if input_hw is not None:  # lets Lightning's model summary show in/out shapes and FLOPs
+            self.example_input_array = torch.zeros(1, 3, int(input_hw[0]), int(input_hw[1]))
 
     # ------------------------------------------------------------------ forward / training
     def forward(self, images: torch.Tensor) -> torch.Tensor:
