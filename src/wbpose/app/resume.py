@@ -2,8 +2,9 @@
 
 A run is "the same" when it was started with the same command-line overrides (``ckpt_path`` and Hydra's own keys
 aside): every training run writes that key to ``run_key.txt`` in its folder, and ``ckpt_path=auto`` looks for the
-newest ``checkpoints/last.ckpt`` under ``<paths.log_dir>/<task_name>/`` whose folder holds the same key. This is
-what a pre-empted SLURM job needs: re-submitting the same command continues where it stopped, in a new run folder.
+newest intact checkpoint (``last.ckpt`` first; torn files skipped) under ``<paths.log_dir>/<task_name>/`` whose
+folder holds the same key. This is what a pre-empted SLURM job needs: re-submitting the same command continues
+where it stopped, in a new run folder.
 A wandb run is resumed under the same id (the id is kept in ``wandb_id.txt`` next to the key).
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig, open_dict
 
 from wbpose.app.config import parse_override
+from wbpose.checkpoints.reader import is_intact
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +37,21 @@ def run_key(overrides: Sequence[str]) -> str:
 
 
 def find_last_checkpoint(search_root: Path, key: str, exclude: Path | None = None) -> Path | None:
-    """The newest ``checkpoints/last.ckpt`` (by mtime) of the run folders under ``search_root`` with ``key``."""
+    """The newest intact checkpoint (by mtime; ``last.ckpt`` first among equals) of the runs under ``search_root``
+    with ``key``. A torn or corrupt file (:func:`~wbpose.checkpoints.reader.is_intact`) is skipped with a warning
+    for the previous good one."""
     found = []
     for key_file in search_root.glob(f"**/{RUN_KEY_FILE}"):
         folder = key_file.parent
-        last = folder / "checkpoints" / "last.ckpt"
         if exclude is not None and folder.resolve() == exclude.resolve():
             continue
-        if last.is_file() and key_file.read_text().strip() == key:
-            found.append(last)
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+        if key_file.read_text().strip() == key:
+            found += list((folder / "checkpoints").glob("*.ckpt"))
+    for path in sorted(found, key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True):
+        if is_intact(path):
+            return path
+        log.warning("ckpt_path=auto: skipping %s: truncated or corrupt; trying the previous checkpoint", path)
+    return None
 
 
 def resolve_auto_resume(cfg: DictConfig, overrides: Sequence[str]) -> Path | None:

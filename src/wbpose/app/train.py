@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wbpose.app.extras import apply_extras, task_wrapper
 from wbpose.app.resume import remember_wandb_id, resolve_auto_resume
+from wbpose.app.startup import check_output_dir
 from wbpose.build import (
     build_callbacks,
     build_codec,
@@ -96,6 +97,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
         ``(value of cfg.optimized_metric or None, objects)`` where ``objects`` holds ``cfg``, ``module``,
         ``datamodule``, ``trainer`` and ``metrics`` (the final validation, floats).
     """
+    check_output_dir(cfg.paths.output_dir)  # writable, before anything is written there
     apply_extras(cfg)
     resolve_auto_resume(cfg, task_overrides())
     apply_cpu_threads(cfg)
@@ -107,6 +109,8 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
     codec = build_codec(cfg)
     datamodule = build_datamodule(cfg, codec)
     module = build_module(cfg, codec=codec, ann_file=datamodule.val_ann_file)
+    if cfg.get("train", True):
+        check_output_dir(cfg.paths.output_dir, module.model)  # room for the checkpoints
     callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg)
     remember_wandb_id(cfg, loggers)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CONFIG_KEY", "LIGHTNING_VERSION_KEY", "RAW_CONFIG_KEY", "embedded_config", "read_checkpoint"]
+__all__ = [
+    "CONFIG_KEY",
+    "LIGHTNING_VERSION_KEY",
+    "RAW_CONFIG_KEY",
+    "embedded_config",
+    "is_intact",
+    "read_checkpoint",
+]
 
 #: Key under which our checkpoints store the resolved Hydra config (a plain dict): the exact record of the run.
 CONFIG_KEY = "wbpose_config"
@@ -91,7 +99,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             ) from None
         raise ValueError(f"cannot read {path} as a weights-only checkpoint: {_unpickler_reason(err)}") from None
     except (RuntimeError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable torch checkpoint: {err}") from None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(
+            f"{path} is truncated or corrupt, not a complete torch checkpoint (was its writer killed?): {reason}"
+        ) from None
 
 
 def _unpickler_reason(err: Exception) -> str:
@@ -102,3 +113,25 @@ def _unpickler_reason(err: Exception) -> str:
             rest = line.split("WeightsUnpickler error:", 1)[-1].strip()
             return rest or (lines[i + 1] if i + 1 < len(lines) else line)
     return lines[0] if lines else type(err).__name__
+
+
+def is_intact(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint file is complete: its zip directory is present and every member's CRC matches.
+
+    Reads the file once without unpickling anything (cheaper than loading it, and it also catches bytes flipped in
+    the middle, which ``torch.load`` does not check). Legacy (non-zip) files are loaded to tell.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return archive.testzip() is None
+        except (zipfile.BadZipFile, OSError, EOFError):
+            return False
+    try:
+        read_checkpoint(path)
+    except ValueError:
+        return False
+    return True
