@@ -40,3 +40,14 @@ class RecordStartStep(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, *args: object) -> None:
         self.start_step = trainer.global_step
+
+
+class RaiseOnRank(pl.Callback):
+    """Raises on one DDP rank only, at a given step (a rank dying while the others wait in a collective)."""
+
+    def __init__(self, rank: int = 1, step: int = 2) -> None:
+        self.rank, self.step = rank, step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step >= self.step:
+            raise RuntimeError(f"rank {self.rank} failed on purpose at step {trainer.global_step}")

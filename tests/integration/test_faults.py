@@ -108,3 +108,26 @@ def test_train_refuses_an_unwritable_run_folder(make_cfg, synthetic_root, tmp_pa
     cfg.paths.output_dir = str(blocker / "run")
     with pytest.raises(PermissionError, match="not writable"):
         train(cfg)
+
+
+def test_one_ddp_rank_raising_ends_both_ranks(synthetic_root: Path, tmp_path: Path) -> None:
+    """2-process gloo DDP, rank 1 raises at step 2: both processes exit non-zero within 60 s, its error in the log."""
+    import subprocess
+    import sys
+
+    from helpers.paths import REPO_ROOT
+
+    cmd = [
+        sys.executable, str(REPO_ROOT / "scripts" / "train.py"), "model=hrnet_tiny", "data=synthetic",
+        f"data.data_root={synthetic_root}", "data.num_workers=0", "data.batch_size=4", "trainer=ddp_cpu",
+        "trainer.max_steps=20", "trainer.limit_val_batches=0", "validate=false", "callbacks.rich_progress_bar=null",
+        "extras.print_config=false", "+callbacks.die._target_=helpers.callbacks.RaiseOnRank",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT / "tests")}
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    failed_at = time.monotonic() - start
+    assert proc.returncode != 0
+    assert "rank 1 failed on purpose at step 2" in proc.stderr + proc.stdout
+    assert failed_at < 60 + 30  # start-up of two processes (~20 s here) plus the 60 s bound
