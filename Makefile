@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	# xtcocotools' wheel is built against numpy 1; build it from source against the installed numpy 2.
 	$(BIN)/pip install -q "numpy>=2" cython
 	$(BIN)/pip install -q --no-binary xtcocotools --no-build-isolation xtcocotools
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,onnx]"
 	touch $(STAMP)
 
 setup: $(STAMP)

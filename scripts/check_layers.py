@@ -50,6 +50,8 @@ LAYERS: dict[str, tuple[int, str]] = {
     "wbpose.keypoints": (0, "spec"),
     "wbpose.keypoint_tables": (0, "spec"),
     "wbpose.geometry": (0, "spec"),
+    # the Hydra config tree shipped as package data (src/wbpose/conf -> conf/): no code
+    "wbpose.conf": (0, "spec"),
     "wbpose": (0, "spec"),
 }
 

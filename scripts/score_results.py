@@ -2,6 +2,11 @@
 
 Usage:
     python scripts/score_results.py ANNOTATIONS.json RESULTS.json [--out metrics.json] [--num-procs N] [--verbose]
+        [--engine fast|xtcocotools] [--cache-dir DIR]
+
+The default engine ("fast") parses both files straight into arrays and runs xtcocotools' algorithm vectorised in
+numpy (the same numbers, bit for bit; ``tests/metrics/test_cocoeval.py``); ``--engine xtcocotools`` runs the
+reference itself. ``--cache-dir`` keeps the parsed annotation file for the next run (``wbpose.data.cache``).
 
 RESULTS.json may be written by wbpose, MMPose 1.x (``*.keypoints.json``) or MMPose 0.x (``result_keypoints.json``,
 whose extra ``center``/``scale`` fields are ignored); a missing ``category_id`` is taken as 1 (person). The
@@ -18,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from wbpose.metrics.evaluation import evaluate_results_file
+from wbpose.metrics.evaluation import ENGINES, evaluate_results_file
 from wbpose.metrics.tables import format_table
 
 
@@ -30,9 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write all numbers to this json file")
     parser.add_argument("--num-procs", type=int, default=None, help="evaluation processes (1 = sequential)")
     parser.add_argument("--verbose", action="store_true", help="print xtcocotools' tables")
+    parser.add_argument("--engine", choices=ENGINES, default="fast", help="evaluation engine (same numbers)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="parsed-annotation cache folder")
     args = parser.parse_args(argv)
     try:
-        metrics = evaluate_results_file(args.annotations, args.results, args.num_procs, args.verbose)
+        metrics = evaluate_results_file(
+            args.annotations, args.results, args.num_procs, args.verbose, args.engine, args.cache_dir
+        )
     except (ValueError, FileNotFoundError, json.JSONDecodeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -106,7 +106,7 @@ def test_predictions_split_across_ranks_with_padding_give_single_rank_numbers(an
 
 
 def test_evaluate_results_file_reads_mmpose_formats(ann_file, gt, tmp_path):
-    metric = CocoWholeBodyMetric(ann_file, prefix="", num_procs=1)
+    metric = CocoWholeBodyMetric(ann_file, prefix="", num_procs=1, outfile=tmp_path / "ours.json")
     metric.update(**as_tensors(detector_like_predictions(gt, seed=4)))
     ours = {k: float(v) for k, v in metric.compute().items()}
     results = json.loads(metric.results_file.read_text())
@@ -115,6 +115,7 @@ def test_evaluate_results_file_reads_mmpose_formats(ann_file, gt, tmp_path):
         del entry["category_id"]
     mmpose_file = write_json(tmp_path / "result_keypoints.json", results)
     assert evaluate_results_file(ann_file, mmpose_file) == ours
+    assert evaluate_results_file(ann_file, mmpose_file, engine="xtcocotools") == ours
     assert "center" not in read_results_file(mmpose_file)[0]
 
 
@@ -219,18 +220,27 @@ def _dying_worker(part: str, use_area: bool):
     os._exit(1)
 
 
-def test_broken_worker_pool_falls_back_to_sequential(ann_file, gt, monkeypatch):
+def _dying_fast_worker(task):
+    os._exit(1)
+
+
+@pytest.mark.parametrize("engine", ["fast", "xtcocotools"])
+def test_broken_worker_pool_falls_back_to_sequential(ann_file, gt, monkeypatch, engine):
     import wbpose.metrics.evaluation as evaluation
 
     preds = detector_like_predictions(gt, seed=6)
-    expected = scored(ann_file, preds, num_procs=1)
-    monkeypatch.setattr(evaluation, "_evaluate_shared", _dying_worker)
-    with pytest.warns(UserWarning, match="running the remaining parts sequentially"):
-        assert scored(ann_file, preds, num_procs=2) == expected
+    expected = scored(ann_file, preds, num_procs=1, engine=engine)
+    if engine == "fast":
+        monkeypatch.setattr(evaluation, "_fast_task", _dying_fast_worker)
+    else:
+        monkeypatch.setattr(evaluation, "_evaluate_shared", _dying_worker)
+    with pytest.warns(UserWarning, match="running the remaining parts"):
+        assert scored(ann_file, preds, num_procs=2, engine=engine) == expected
 
 
-def test_verbose_prints_xtcocotools_tables_in_part_order(ann_file, gt, capsys):
-    scored(ann_file, gt_as_predictions(gt), num_procs=2, verbose=True)
+@pytest.mark.parametrize("engine", ["fast", "xtcocotools"])
+def test_verbose_prints_xtcocotools_tables_in_part_order(ann_file, gt, capsys, engine):
+    scored(ann_file, gt_as_predictions(gt), num_procs=2, verbose=True, engine=engine)
     out = capsys.readouterr().out
     headers = [out.index(f"== keypoints_{part} ==") for part in PARTS]
     assert headers == sorted(headers) and out.count("Average Precision") == 6 * 5
@@ -239,11 +249,23 @@ def test_verbose_prints_xtcocotools_tables_in_part_order(ann_file, gt, capsys):
 def test_malformed_annotation_file_names_file_and_record(tmp_path, gt):
     """The metric reads ground truth with the dataset's loader: a broken record is named, not a deep traceback."""
     from wbpose.data.errors import DataError
-    from wbpose.metrics.evaluation import load_coco_gt
+    from wbpose.metrics.evaluation import load_coco_gt, load_gt_arrays
 
     broken = {**gt, "images": [{k: v for k, v in gt["images"][0].items() if k != "width"}, *gt["images"][1:]]}
     path = write_json(tmp_path / "broken.json", broken)
-    with pytest.raises(DataError, match=r"broken.json: image #0 .* has no field 'width'"):
-        load_coco_gt(path)
-    with pytest.raises(DataError, match="annotation file not found: .*missing.json"):
-        load_coco_gt(tmp_path / "missing.json")
+    for load in (load_coco_gt, load_gt_arrays):
+        with pytest.raises(DataError, match=r"broken.json: image #0 .* has no field 'width'"):
+            load(path)
+        with pytest.raises(DataError, match="annotation file not found: .*missing.json"):
+            load(tmp_path / "missing.json")
+
+
+def test_float32_inputs_give_the_float64_numbers_on_both_engines(ann_file, gt):
+    """A model's float32 outputs are stored as float32 (half the memory) and scored exactly."""
+    preds = detector_like_predictions(gt, seed=8)
+    p32 = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in preds.items()}
+    p64 = {k: v.astype(np.float32).astype(np.float64) if v.dtype == np.float64 else v for k, v in preds.items()}
+    fast32 = scored(ann_file, p32, num_procs=1)
+    assert fast32 == scored(ann_file, p64, num_procs=1)
+    reference = scored(ann_file, p64, num_procs=1, engine="xtcocotools")
+    assert max(abs(fast32[k] - reference[k]) for k in reference) <= 1e-12

@@ -1,7 +1,9 @@
 """COCO-WholeBody v1.0 annotation and detection files -> per-instance numpy arrays (:class:`InstanceTable`).
 
-Reads the official annotation json (https://github.com/jin-s13/COCO-WholeBody, ``data_format.md``) with
-xtcocotools' ``COCO`` and the standard COCO detection-results json. Semantics are MMPose 1.x
+Reads the official annotation json (https://github.com/jin-s13/COCO-WholeBody, ``data_format.md``) and the
+standard COCO detection-results json with the streaming array parser of :mod:`wbpose.data.coco_files`, or from the
+parsed-file cache of :mod:`wbpose.data.cache` when a cache folder is given (``cache_dir``, or the folder set by
+:func:`wbpose.data.cache.use_cache_dir`, which the DataModule sets). Semantics are MMPose 1.x
 (``mmpose/datasets/datasets/base/base_coco_style_dataset.py`` and ``wholebody/coco_wholebody_dataset.py``;
 docs/conventions.md#annotations):
 
@@ -16,8 +18,9 @@ docs/conventions.md#annotations):
   metric's duplicate removal (docs/conventions.md#distributed-evaluation), its ``image_id``, box, ``bbox_score``
   (1.0 for GT), area, centre and scale (padding 1.25, not yet aspect-fixed: that happens in the warp, as 1.x).
 
-The arrays are plain numpy (not a list of dicts), so forked loader workers share them cheaply, and the parsed
-json is dropped after loading. Malformed input raises :class:`~wbpose.data.errors.DataError` naming the file, the
+The arrays are plain numpy (not a list of dicts), so forked loader workers share them cheaply; loaded from the
+cache they are read-only memory maps of files in the page cache, shared by every rank and worker of a node.
+Malformed input raises :class:`~wbpose.data.errors.DataError` naming the file, the
 record and the field.
 """
 
@@ -26,23 +29,26 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
-from xtcocotools.coco import COCO
 
-from wbpose.data.coco_files import check_records, load_coco, read_json
+from wbpose.data import cache
+from wbpose.data.coco_files import (
+    FIELD_LENGTHS,
+    CocoArrays,
+    DetectionArrays,
+    parse_annotation_file,
+    parse_detection_file,
+)
 from wbpose.data.errors import DataError
 from wbpose.geometry import bbox_xyxy_to_center_scale
-from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
 
 logger = logging.getLogger(__name__)
 
 BBoxSource = Literal["gt", "det"]
 
-#: Expected list length of each keypoint field (3 numbers per keypoint), in concatenation order.
-FIELD_LENGTHS: dict[str, int] = {PART_FIELDS[p]: 3 * (sl.stop - sl.start) for p, sl in PART_SLICES.items()}
-_DET_FIELDS = ("image_id", "category_id", "bbox", "score")
+__all__ = ["FIELD_LENGTHS", "BBoxSource", "InstanceTable", "instances_from_arrays", "load_instances"]
 
 
 @dataclass
@@ -80,153 +86,56 @@ class InstanceTable:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-def _bbox_array(bbox: Any, path: str, what: str) -> list[float]:
-    if not isinstance(bbox, list | tuple) or len(bbox) != 4:
-        raise DataError(f"{path}: {what} field 'bbox' must be [x, y, w, h], got {bbox!r}")
-    return bbox
-
-
-def _image_table(coco: COCO) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
-    ids = sorted(coco.imgs)
-    file_names = np.array([coco.imgs[i]["file_name"] for i in ids])
-    image_wh = np.array([[coco.imgs[i]["width"], coco.imgs[i]["height"]] for i in ids], dtype=np.int64)
-    return file_names, image_wh, {image_id: row for row, image_id in enumerate(ids)}
-
-
-class _GtRecords(NamedTuple):
-    """The per-annotation fields of a GT file, one row per annotation (crowd rows: keypoint fields unread)."""
-
-    rows: np.ndarray  # (n,) int64: image row of each annotation
-    ann_ids: np.ndarray  # (n,) int64: annotation id
-    crowd: np.ndarray  # (n,) bool: iscrowd
-    num_kp: np.ndarray  # (n,) int64: num_keypoints (the body count; 0 for crowd)
-    bbox: np.ndarray  # (n, 4) float64: xywh as given
-    areas: np.ndarray  # (n,) float64: area, NaN when absent (or crowd)
-
-
-def _check_keypoint_fields(ann: dict[str, Any], path: str) -> None:
-    """Raise :class:`DataError` unless a non-crowd annotation has all 5 keypoint lists and ``num_keypoints``."""
-    aid = ann["id"]
-    for name, length in FIELD_LENGTHS.items():
-        kp = ann.get(name)
-        if not isinstance(kp, list) or len(kp) != length:
-            got = "missing" if kp is None else f"of length {len(kp)}" if isinstance(kp, list) else repr(kp)
-            raise DataError(
-                f"{path}: annotation id {aid} field '{name}' is {got}; expected a list of {length} numbers "
-                f"({length // 3} keypoints x (x, y, v))"
-            )
-    if "num_keypoints" not in ann:
-        raise DataError(f"{path}: annotation id {aid} has no field 'num_keypoints'")
-
-
-def _gt_records(anns: list[dict[str, Any]], row_of: dict[int, int], path: str) -> _GtRecords:
-    """Read and check the fields of every annotation; annotation ids must be unique."""
-    n = len(anns)
-    rows, ann_ids = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    crowd, num_kp = np.zeros(n, bool), np.zeros(n, np.int64)
-    bbox, areas = np.zeros((n, 4)), np.full(n, np.nan)
-    for i, ann in enumerate(anns):
-        aid = ann["id"]
-        if ann["image_id"] not in row_of:
-            raise DataError(f"{path}: annotation id {aid} has image_id {ann['image_id']}, which is not in 'images'")
-        rows[i], ann_ids[i] = row_of[ann["image_id"]], aid
-        bbox[i] = _bbox_array(ann["bbox"], path, f"annotation id {aid}")
-        crowd[i] = bool(ann.get("iscrowd", 0))
-        if crowd[i]:
-            continue
-        _check_keypoint_fields(ann, path)
-        num_kp[i] = ann["num_keypoints"]
-        areas[i] = ann.get("area", np.nan)
-    if len(np.unique(ann_ids)) != n:
-        raise DataError(f"{path}: annotation ids are not unique")
-    return _GtRecords(rows, ann_ids, crowd, num_kp, bbox, areas)
-
-
-def _gt_keypoints(anns: list[dict[str, Any]], index: np.ndarray, path: str) -> np.ndarray:
-    """The 133 (x, y, v) keypoints of the annotations ``index``, concatenated in :data:`FIELD_LENGTHS` order.
-
-    Shape:
-        index: (m,) -> (m, NUM_KEYPOINTS, 3) float32
-    """
-    kpts = np.empty((len(index), NUM_KEYPOINTS * 3), np.float32)
-    for j, i in enumerate(index):
-        ann = anns[i]
-        try:
-            kpts[j] = [v for name in FIELD_LENGTHS for v in ann[name]]
-        except (TypeError, ValueError) as e:
-            raise DataError(f"{path}: annotation id {ann['id']} has non-numeric keypoint values: {e}") from e
-    return kpts.reshape(-1, NUM_KEYPOINTS, 3)
-
-
-def _gt_instances(coco: COCO, path: str) -> dict[str, Any]:
-    anns = coco.dataset["annotations"]
-    file_names, image_wh, row_of = _image_table(coco)
-    rec = _gt_records(anns, row_of, path)
-
+def _gt_instances(coco: CocoArrays) -> dict[str, Any]:
+    rows = coco.image_rows(coco.ann_image_ids)
+    crowd, num_kp = coco.iscrowd.astype(bool), coco.num_keypoints
     # 1.x box clipping, then the 1.x validity rules in order (each instance counted under its first reason).
-    wh = image_wh[rec.rows] - 1
-    x1y1 = np.clip(rec.bbox[:, :2], 0, wh)
-    x2y2 = np.clip(rec.bbox[:, :2] + rec.bbox[:, 2:], 0, wh)
+    wh = coco.image_wh[rows] - 1
+    x1y1 = np.clip(coco.bbox[:, :2], 0, wh)
+    x2y2 = np.clip(coco.bbox[:, :2] + coco.bbox[:, 2:], 0, wh)
     box_ok = np.all(x2y2 - x1y1 > 0, axis=1)
-    has_kp = ~rec.crowd & (rec.num_kp != 0)
+    has_kp = ~crowd & (num_kp != 0)
     cand = np.flatnonzero(has_kp & box_ok)
-    kpts = _gt_keypoints(anns, cand, path)
-    labelled = kpts[..., :2].max(axis=(1, 2)) > 0
+    kpts = coco.keypoints[cand].astype(np.float32)  # float32 as MMPose's data_info (its "max <= 0" test)
+    labelled = kpts[..., :2].max(axis=(1, 2)) > 0 if len(cand) else np.zeros(0, bool)
     keep = cand[labelled]
     bbox_xyxy = np.concatenate([x1y1, x2y2], axis=1)[keep]
     box_area = np.prod(bbox_xyxy[:, 2:] - bbox_xyxy[:, :2], axis=1)
     return {
-        "file_names": file_names,
-        "image_wh": image_wh,
-        "image_index": rec.rows[keep],
-        "instance_ids": rec.ann_ids[keep],
+        "image_index": rows[keep],
+        "instance_ids": coco.ann_ids[keep],
         "bbox_xyxy": bbox_xyxy,
         "bbox_scores": np.ones(len(keep), np.float32),
-        "areas": np.where(np.isnan(rec.areas[keep]), box_area, rec.areas[keep]),
+        "areas": np.where(np.isnan(coco.area[keep]), box_area, coco.area[keep]),
         "keypoints_xy": np.ascontiguousarray(kpts[labelled, :, :2]),
         "visible": (kpts[labelled, :, 2] > 0).astype(np.uint8),
         "skipped": {
-            "crowd": int(rec.crowd.sum()),
-            "no_keypoints": int((~rec.crowd & (rec.num_kp == 0)).sum()),
+            "crowd": int(crowd.sum()),
+            "no_keypoints": int((~crowd & (num_kp == 0)).sum()),
             "invalid_box": int((has_kp & ~box_ok).sum()),
             "no_labels": int((~labelled).sum()),
         },
     }
 
 
-def _det_instances(coco: COCO, path: str, det_file: str, score_thr: float) -> dict[str, Any]:
-    dets = read_json(det_file, "detection file")
-    if not isinstance(dets, list):
-        raise DataError(
-            f"detection file {det_file}: expected a json list of {{image_id, category_id, bbox, score}} records, "
-            f"got a {type(dets).__name__}"
-        )
-    check_records(dets, _DET_FIELDS, det_file, "detection")
-    file_names, image_wh, row_of = _image_table(coco)
-    n = len(dets)
-    image_ids = np.array([d["image_id"] for d in dets], dtype=np.int64).reshape(n)
-    category = np.array([d["category_id"] for d in dets], dtype=np.int64).reshape(n)
-    scores = np.array([d["score"] for d in dets], dtype=np.float64).reshape(n)
-    xywh = np.array([_bbox_array(d["bbox"], det_file, f"detection #{i}") for i, d in enumerate(dets)], np.float64)
-    xywh = xywh.reshape(n, 4)
-    person = category == 1
-    absent = sorted(set(image_ids[person].tolist()) - set(row_of))
+def _det_instances(coco: CocoArrays, dets: DetectionArrays, score_thr: float) -> dict[str, Any]:
+    person = dets.category_ids == 1
+    absent = coco.unknown_images(dets.image_ids[person]).tolist()
     if absent:
         raise DataError(
-            f"detection file {det_file} has person boxes for {len(absent)} image id(s) absent from {path}: "
-            f"{absent[:10]}{' ...' if len(absent) > 10 else ''} (detections and annotations of different splits?)"
+            f"detection file {dets.source} has person boxes for {len(absent)} image id(s) absent from "
+            f"{coco.source}: {absent[:10]}{' ...' if len(absent) > 10 else ''} (detections and annotations of "
+            "different splits?)"
         )
-    above = person & (scores >= score_thr)
+    xywh = dets.bbox
+    above = person & (dets.scores >= score_thr)
     box_ok = np.all(xywh[:, 2:] > 0, axis=1)
     keep = np.flatnonzero(above & box_ok)
-    bbox_xyxy = np.concatenate([xywh[keep, :2], xywh[keep, :2] + xywh[keep, 2:]], axis=1)
     return {
-        "file_names": file_names,
-        "image_wh": image_wh,
-        "image_index": np.array([row_of[i] for i in image_ids[keep].tolist()], dtype=np.int64).reshape(-1),
+        "image_index": coco.image_rows(dets.image_ids[keep]),
         "instance_ids": keep.astype(np.int64),
-        "bbox_xyxy": bbox_xyxy,
-        "bbox_scores": scores[keep].astype(np.float32),
+        "bbox_xyxy": np.concatenate([xywh[keep, :2], xywh[keep, :2] + xywh[keep, 2:]], axis=1),
+        "bbox_scores": dets.scores[keep].astype(np.float32),
         "areas": np.prod(xywh[keep, 2:], axis=1),
         "keypoints_xy": None,
         "visible": None,
@@ -238,31 +147,31 @@ def _det_instances(coco: COCO, path: str, det_file: str, score_thr: float) -> di
     }
 
 
-def load_instances(
-    ann_file: str | os.PathLike,
+def instances_from_arrays(
+    coco: CocoArrays,
     bbox_source: BBoxSource = "gt",
-    det_file: str | os.PathLike | None = None,
+    dets: DetectionArrays | None = None,
     det_score_thr: float = 0.0,
     padding: float = 1.25,
 ) -> InstanceTable:
-    """Parse and filter the instances of an annotation file (GT boxes) or of a detection file (``"det"``)."""
-    path = str(ann_file)
-    coco = load_coco(path)
+    """Filter the instances of a parsed annotation file (GT boxes) or of parsed detections (``"det"``)."""
     if bbox_source == "gt":
-        parts = _gt_instances(coco, path)
+        parts = _gt_instances(coco)
     elif bbox_source == "det":
-        if det_file is None:
+        if dets is None:
             raise ValueError("bbox_source='det' needs det_file (a COCO detection-results json)")
-        parts = _det_instances(coco, path, str(det_file), det_score_thr)
+        parts = _det_instances(coco, dets, det_score_thr)
     else:
         raise ValueError(f"bbox_source must be 'gt' or 'det', got {bbox_source!r}")
-    source = path if bbox_source == "gt" else str(det_file)
+    source = coco.source if bbox_source == "gt" else dets.source
     n = len(parts["instance_ids"])
     if n == 0:
         raise DataError(f"{source}: no instances left after filtering (skipped: {parts['skipped']})")
     center, scale = bbox_xyxy_to_center_scale(parts["bbox_xyxy"], None, padding)
     table = InstanceTable(
-        image_ids=np.array(sorted(coco.imgs), dtype=np.int64)[parts["image_index"]],
+        file_names=coco.file_names,
+        image_wh=coco.image_wh,
+        image_ids=coco.image_ids[parts["image_index"]],
         center_xy=center,
         scale_wh=scale,
         **parts,
@@ -273,6 +182,69 @@ def load_instances(
         n,
         bbox_source,
         len(np.unique(table.image_index)),
+        table.skipped,
+    )
+    return table
+
+
+def _table_arrays(table: InstanceTable) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    arrays = {k: v for k, v in vars(table).items() if isinstance(v, np.ndarray)}
+    return arrays, {"skipped": table.skipped}
+
+
+def _table_from_arrays(arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> InstanceTable:
+    return InstanceTable(
+        **{name: arrays.get(name) for name in InstanceTable.__dataclass_fields__ if name != "skipped"},
+        skipped=dict(extra["skipped"]),
+    )
+
+
+def load_instances(
+    ann_file: str | os.PathLike,
+    bbox_source: BBoxSource = "gt",
+    det_file: str | os.PathLike | None = None,
+    det_score_thr: float = 0.0,
+    padding: float = 1.25,
+    cache_dir: str | os.PathLike | None = None,
+) -> InstanceTable:
+    """Parse and filter the instances of an annotation file (GT boxes) or of a detection file (``"det"``).
+
+    Args:
+        ann_file: COCO-WholeBody annotation json.
+        bbox_source: "gt" or "det".
+        det_file: detection results json (``"det"``).
+        det_score_thr: keep detections with ``score >= det_score_thr``.
+        padding: box -> scale padding.
+        cache_dir: parsed-file cache folder (:mod:`wbpose.data.cache`): the parsed files and the filtered table
+            are stored there once and memory-mapped afterwards. ``None``: the folder set by
+            :func:`wbpose.data.cache.use_cache_dir` (the DataModule sets ``data.cache_dir``), else no cache.
+    """
+    if bbox_source not in ("gt", "det"):
+        raise ValueError(f"bbox_source must be 'gt' or 'det', got {bbox_source!r}")
+    if bbox_source == "det" and det_file is None:
+        raise ValueError("bbox_source='det' needs det_file (a COCO detection-results json)")
+    folder = cache.resolve_cache_dir(cache_dir)
+    if folder is None:
+        coco = parse_annotation_file(ann_file)
+        dets = parse_detection_file(det_file) if bbox_source == "det" else None
+        return instances_from_arrays(coco, bbox_source, dets, det_score_thr, padding)
+
+    sources = [ann_file] + ([det_file] if bbox_source == "det" else [])
+    name = f"instances-{bbox_source}-thr{det_score_thr!r}-pad{padding!r}"
+
+    def build() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        coco = cache.annotation_arrays(ann_file, folder)
+        dets = cache.detection_arrays(det_file, folder) if bbox_source == "det" else None
+        return _table_arrays(instances_from_arrays(coco, bbox_source, dets, det_score_thr, padding))
+
+    arrays, extra = cache.derived_arrays(folder, name, sources, build)
+    table = _table_from_arrays(arrays, extra)
+    logger.info(
+        "%s: %d instances (%s boxes, cached in %s); skipped %s",
+        os.path.basename(str(sources[-1])),
+        len(table.instance_ids),
+        bbox_source,
+        folder,
         table.skipped,
     )
     return table

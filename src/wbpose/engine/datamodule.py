@@ -14,6 +14,13 @@ uses a shuffling ``DistributedSampler`` built here. Both are ``DistributedSample
 at its default. Because ranks then run different numbers of validation batches, the LightningModule must not do
 collective calls per validation step (no ``self.log(..., sync_dist=True)`` in ``validation_step``); the metric
 syncs once in ``compute()`` (docs/conventions.md#distributed-evaluation).
+
+Annotation cache (``cache_dir``, :mod:`wbpose.data.cache`): ``prepare_data`` (once per node: Lightning calls it on
+local rank 0 only) parses every annotation and detection json into arrays on disk, or fully verifies the arrays
+already there; ``setup`` (every rank) memory-maps them, and sets the folder as the process default so that the
+metric's ground truth comes from the same cache. Loader workers map every page of the instance arrays when they
+start (``worker_init_fn``, which also runs Lightning's worker seeding when ``seed_everything(workers=True)`` asked
+for it), so their memory stays flat over an epoch. Without ``cache_dir`` every rank parses the json itself.
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
+from wbpose.data import cache
 from wbpose.data.augment import PhotometricAugment, build_train_augmentations
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
 from wbpose.data.layout import DET_FILE, LAYOUT_HINT, TRAIN_ANN, VAL_ANN
@@ -53,6 +62,19 @@ class UnpaddedDistributedSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+def cached_worker_init(worker_id: int) -> None:
+    """Loader ``worker_init_fn`` with the annotation cache: Lightning's worker seeding (when
+    ``seed_everything(workers=True)`` set ``PL_SEED_WORKERS``), then map every page of the instance arrays."""
+    if int(os.environ.get("PL_SEED_WORKERS", "0")):
+        from lightning_fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id)
+    info = get_worker_info()
+    instances = getattr(getattr(info, "dataset", None), "instances", None)
+    if instances is not None:
+        cache.prefault(*(v for v in vars(instances).values() if isinstance(v, np.ndarray)))
 
 
 class WholeBodyDataModule(pl.LightningDataModule):
@@ -87,6 +109,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
         photometric: optional albumentations transforms on the crop (a Compose or a list of ``{"type": ...}`` dicts).
         zero_outside_crop: keypoints warped outside the crop get weight 0.
         drop_last: drop the last incomplete training batch.
+        cache_dir: folder of the parsed-annotation cache (``None``: parse the json files in every process).
     """
 
     def __init__(
@@ -118,6 +141,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
         photometric: Any | None = None,
         zero_outside_crop: bool = True,
         drop_last: bool = False,
+        cache_dir: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         if data_root is None:
@@ -150,6 +174,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
         )
         self.photometric = photometric
         self.zero_outside_crop, self.drop_last = zero_outside_crop, drop_last
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
         self.train_dataset: CocoWholeBodyDataset | None = None
         self.val_dataset: CocoWholeBodyDataset | None = None
 
@@ -162,12 +187,15 @@ class WholeBodyDataModule(pl.LightningDataModule):
         return os.path.join(self.data_root, os.fspath(p))
 
     def prepare_data(self) -> None:
-        """Generate the synthetic dataset when configured and its annotation files are absent."""
-        if self.synthetic is None:
-            return
-        if os.path.isfile(self.train_ann_file) and os.path.isfile(self.val_ann_file):
-            return
-        generate_dataset(self.data_root, **self.synthetic)
+        """Generate the synthetic dataset when configured and absent; build or verify the annotation cache."""
+        if self.synthetic is not None and not (
+            os.path.isfile(self.train_ann_file) and os.path.isfile(self.val_ann_file)
+        ):
+            generate_dataset(self.data_root, **self.synthetic)
+        if self.cache_dir is not None:
+            anns = [p for p in (self.train_ann_file, self.val_ann_file) if os.path.isfile(p)]
+            dets = [self.det_file] if self.val_bbox_source == "det" and os.path.isfile(self.det_file) else []
+            cache.prepare(self.cache_dir, anns, dets)
 
     def _check_files(self, *paths: str) -> None:
         missing = [p for p in paths if not os.path.exists(p)]
@@ -176,6 +204,8 @@ class WholeBodyDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs ("fit", "validate", "test"; ``None`` builds all)."""
+        if self.cache_dir is not None:
+            cache.set_cache_dir(self.cache_dir)  # the datasets and the metric's ground truth read the cache
         if stage in ("fit", None) and self.train_dataset is None:
             self._check_files(self.train_ann_file, self.train_img_dir)
             if self.codec is None:
@@ -231,6 +261,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             drop_last=train and self.drop_last,
+            worker_init_fn=cached_worker_init if self.cache_dir is not None and self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -13,6 +13,10 @@ Checkpoints (:meth:`Predictor.from_checkpoint`, through :func:`wbpose.checkpoint
 ``.ckpt`` from ``scripts/train.py`` rebuilds its network and codec from its embedded config; an MMPose 0.x/1.x
 ``.pth`` (or a converted file) has its HRNet arch inferred from the weights and its input size and codec from the
 recipe of its released file name (:mod:`wbpose.checkpoints.recipes`); other weights-only files need them given.
+An ONNX file from ``scripts/export.py`` (:meth:`Predictor.from_onnx`, or ``from_checkpoint`` on a ``.onnx`` path)
+runs its network with ONNX Runtime and takes input size, codec and flip test from the file's metadata
+(:mod:`wbpose.inference.onnx_runtime`); crops, decoding and outputs are the same code. The builders (Hydra's
+``instantiate``) are imported only when a config is rebuilt, so the ONNX path imports neither Lightning nor Hydra.
 
 Top-down pose estimation as in Xiao et al. (https://arxiv.org/abs/1804.06208) and MMPose's
 ``inference_topdown``.
@@ -30,14 +34,12 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from wbpose.build import build_codec, build_model
 from wbpose.checkpoints.io import load_checkpoint
 from wbpose.checkpoints.recipes import RECIPES
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap, flip_test_average
-from wbpose.data.transforms import Normalize, TopdownAffine, TopdownSample
+from wbpose.data.transforms import MEAN_RGB, STD_RGB, Normalize, TopdownAffine, TopdownSample
 from wbpose.geometry import bbox_xywh_to_xyxy, bbox_xyxy_to_center_scale, crop_to_image
 from wbpose.keypoints import FLIP_INDICES, NUM_KEYPOINTS
 from wbpose.metrics.evaluation import build_results
@@ -46,7 +48,7 @@ from wbpose.models import build_pose_model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CODECS", "PosePrediction", "Predictor", "make_codec", "read_image", "to_coco_results"]
+__all__ = ["CODECS", "PosePrediction", "Predictor", "is_onnx_file", "make_codec", "read_image", "to_coco_results"]
 
 #: Codec names accepted by :func:`make_codec` / :meth:`Predictor.from_checkpoint`.
 CODECS = ("msra", "dark")
@@ -77,6 +79,14 @@ class PosePrediction:
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
+
+    def take(self, index: np.ndarray | Sequence[int]) -> PosePrediction:
+        """The people at ``index`` (indices or a boolean mask), in that order."""
+        index = np.asarray(index)
+        if index.dtype != bool:
+            index = index.astype(np.int64).reshape(-1)
+        return PosePrediction(self.keypoints[index], self.keypoint_scores[index], self.scores[index],
+                              self.boxes[index], self.box_scores[index])  # fmt: skip
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -175,6 +185,8 @@ class Predictor:
         batch_size: crops per forward pass (each with its mirror when ``flip_test``).
         shift_heatmap: MMPose's one-pixel shift of the flipped-back heatmaps.
         padding: box padding before the aspect fix (1.25, as in evaluation).
+        network_flips: the network applies the flip test itself (an ONNX export with it folded in): crops are
+            sent once, not with their mirrors; only valid with ``flip_test``.
     """
 
     def __init__(
@@ -187,7 +199,10 @@ class Predictor:
         batch_size: int = 32,
         shift_heatmap: bool = True,
         padding: float = 1.25,
+        network_flips: bool = False,
     ) -> None:
+        if network_flips and not flip_test:
+            raise ValueError("network_flips=True (the flip test is folded into the network) needs flip_test=True")
         self.input_wh = (int(input_wh[0]), int(input_wh[1]))
         codec_wh = getattr(codec, "input_wh", None)
         if codec_wh is not None and tuple(int(v) for v in codec_wh) != self.input_wh:
@@ -201,6 +216,7 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.shift_heatmap = shift_heatmap
         self.padding = float(padding)
+        self.network_flips = bool(network_flips)
         self._flip_indices = torch.as_tensor(FLIP_INDICES, dtype=torch.long, device=self.device)
         # the validation pipeline's transforms: a prediction here equals what the metric scored
         self._affine = TopdownAffine(self.input_wh)
@@ -244,8 +260,16 @@ class Predictor:
             ValueError: weights that do not fit, an arch mismatch, a file that is not plain weights, or a
                 weights-only file with no recipe and no ``image_hw``/``codec``.
         """
+        if is_onnx_file(path):
+            if image_hw is not None or codec is not None or arch is not None:
+                raise ValueError(f"{path}: an ONNX file carries its input size, codec and arch; do not pass them")
+            return cls.from_onnx(path, device=device, flip_test=flip_test, batch_size=batch_size)
         loaded = load_checkpoint(path, arch=arch)
         if loaded.config is not None:
+            from omegaconf import OmegaConf
+
+            from wbpose.build import build_codec, build_model
+
             cfg = OmegaConf.create(loaded.config)
             trained = build_codec(cfg)
             name = codec or ("dark" if isinstance(trained, DarkHeatmap) else "msra")
@@ -273,6 +297,61 @@ class Predictor:
         model.load_state_dict(state, strict=True, assign=True)
         log.info("loaded %s (%s, HRNet-%s) with %r", path, loaded.format, loaded.arch, chosen)
         return cls(model, chosen, chosen.input_wh, device, flip_test, batch_size, shift_heatmap=shift)
+
+    @classmethod
+    def from_onnx(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device | None = "cpu",
+        flip_test: bool = True,
+        batch_size: int = 32,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+    ) -> Predictor:
+        """Build a predictor whose network runs in ONNX Runtime from a file written by ``scripts/export.py``.
+
+        Input size, codec (and sigma, DARK kernel), flip indices, heatmap shift and box padding come from the
+        file's metadata (:class:`~wbpose.inference.onnx_runtime.PoseOnnxMetadata`); crops, decoding and outputs
+        are those of :meth:`from_checkpoint`. A file with the flip test folded in runs each crop once.
+
+        Args:
+            path: the ``.onnx`` file.
+            device: where decoding runs (the network runs where ``providers`` put it; CPU by default).
+            flip_test: use the flip test (a file with it folded in cannot run without it).
+            batch_size: crops per ONNX Runtime call.
+            threads: ONNX Runtime intra-op threads (default ``torch.get_num_threads()``).
+            providers: ONNX Runtime execution providers (default CPU).
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not a wbpose pose export (another contract), naming the file and what was expected.
+            ImportError: ``onnxruntime`` missing (the ``wbpose[onnx]`` extra).
+        """
+        from wbpose.inference.onnx_runtime import OnnxPoseNetwork
+
+        network = OnnxPoseNetwork(path, threads=threads, providers=providers)
+        meta = network.metadata
+        if meta.flip_test and not flip_test:
+            raise ValueError(
+                f"{path} has the flip test folded into its graph and cannot run without it; export without "
+                "--flip-test for a network that runs crops alone"
+            )
+        if list(meta.flip_indices) != list(FLIP_INDICES):
+            raise ValueError(f"{path}: its flip indices are not COCO-WholeBody's 133 (wbpose.keypoints.FLIP_INDICES)")
+        if not (np.allclose(meta.mean, MEAN_RGB) and np.allclose(meta.std, STD_RGB)):
+            raise ValueError(
+                f"{path}: expects crops normalised with mean {list(meta.mean)} std {list(meta.std)}; wbpose crops use "
+                f"ImageNet mean {list(MEAN_RGB)} std {list(STD_RGB)}"
+            )
+        h, w = meta.input_hw
+        codec: MSRAHeatmap | DarkHeatmap
+        if meta.codec == "dark":
+            codec = DarkHeatmap((h, w), meta.heatmap_hw, meta.sigma, blur_kernel=meta.blur_kernel or 11)
+        else:
+            codec = MSRAHeatmap((h, w), meta.heatmap_hw, meta.sigma)
+        log.info("loaded %s (ONNX Runtime, %s) with %r", path, meta.arch or "pose network", codec)
+        return cls(network, codec, (w, h), device, flip_test, batch_size, shift_heatmap=meta.shift_heatmap,
+                   padding=meta.box_padding, network_flips=meta.flip_test)  # fmt: skip
 
     # ------------------------------------------------------------------ prediction
     def crops(self, image_rgb: np.ndarray, boxes_xywh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -306,7 +385,7 @@ class Predictor:
         if self.model.training:
             self.model.eval()
         images = images.to(self.device, non_blocking=True)
-        if not self.flip_test:
+        if not self.flip_test or self.network_flips:
             return self.model(images)
         both = self.model(torch.cat([images, images.flip(-1)]))
         n = images.shape[0]
@@ -373,12 +452,27 @@ def _codec_name(codec: Any) -> str:
     return "dark" if isinstance(codec, DarkHeatmap) else "msra"
 
 
-def to_coco_results(prediction: PosePrediction, image_id: int) -> list[dict]:
+def to_coco_results(
+    prediction: PosePrediction, image_id: int, track_ids: np.ndarray | Sequence[int] | None = None
+) -> list[dict]:
     """Official COCO-WholeBody results entries of one image (the metric's formatter; docs/conventions.md#results-json).
 
     Each entry has ``image_id``, ``category_id`` = 1, ``keypoints`` (17 x 3 flat ``[x, y, score]``),
     ``foot_kpts`` (6 x 3), ``face_kpts`` (68 x 3), ``lefthand_kpts`` (21 x 3), ``righthand_kpts`` (21 x 3) and the
-    instance ``score``.
+    instance ``score``; with ``track_ids`` (one per person, from pose tracking) also ``track_id``, which scorers
+    ignore.
     """
     image_ids = np.full(len(prediction), int(image_id), dtype=np.int64)
-    return build_results(image_ids, prediction.keypoints, prediction.keypoint_scores, prediction.scores)
+    results = build_results(image_ids, prediction.keypoints, prediction.keypoint_scores, prediction.scores)
+    if track_ids is not None:
+        ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
+        if len(ids) != len(results):
+            raise ValueError(f"expected {len(results)} track ids, got {len(ids)}")
+        for entry, track_id in zip(results, ids.tolist()):
+            entry["track_id"] = track_id
+    return results
+
+
+def is_onnx_file(path: str | os.PathLike) -> bool:
+    """Whether a model path names an ONNX file (``*.onnx``): those go to :meth:`Predictor.from_onnx`."""
+    return Path(path).suffix.lower() == ".onnx"

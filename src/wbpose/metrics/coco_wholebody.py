@@ -2,8 +2,15 @@
 
 Order of operations (docs/conventions.md#evaluation): gather the per-rank states (``cat``), drop duplicate
 instance ids (keep the first, which removes DistributedSampler padding), rescore, OKS-NMS per image, write the
-results json, run the six xtcocotools evaluations. Predictions are put in a canonical order (by instance id)
-before rescoring, so the numbers do not depend on how the instances were split across ranks or batches.
+results json (when ``outfile`` is set), run the six evaluations. Predictions are put in a canonical order (by
+instance id) before rescoring, so the numbers do not depend on how the instances were split across ranks or
+batches.
+
+Engines: ``"fast"`` (default) scores the kept predictions as arrays with :mod:`wbpose.metrics.cocoeval` (the
+xtcocotools numbers, bit for bit, with no Python object per prediction), against the ground truth as arrays (from
+the parsed-file cache when one is set: :mod:`wbpose.data.cache`); ``"xtcocotools"`` builds the result dicts and
+runs the reference. Without ``outfile`` no results json is written (``write_results=True`` writes one into a
+temporary folder, as before): at full size the file is 0.7 GB and writing it costs seconds every epoch.
 
 Under DDP every rank gathers all predictions and computes the same numbers (torchmetrics' ``sync_on_compute``);
 each rank writes the same results json atomically, and the default number of evaluation processes is the usable
@@ -23,11 +30,19 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities.data import dim_zero_cat
 from xtcocotools.coco import COCO
 
+from wbpose.data.coco_files import CocoArrays
 from wbpose.keypoints import NUM_KEYPOINTS
-from wbpose.metrics.evaluation import build_results, evaluate_results, load_coco_gt
+from wbpose.metrics.cocoeval import KeypointResults
+from wbpose.metrics.evaluation import (
+    ENGINES,
+    build_results,
+    evaluate_arrays,
+    evaluate_results,
+    load_coco_gt,
+    load_gt_arrays,
+)
 from wbpose.metrics.oks import select_people
 
 _ID_STATES = ("instance_ids", "image_ids")
@@ -36,7 +51,7 @@ _RESULTS_NAME = "results.keypoints.json"
 
 
 def _validated(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Check the ``update()`` shapes and that the float inputs are finite; return the floats as float64."""
+    """Check the ``update()`` shapes and that the float inputs are finite; return the floats (float32 or float64)."""
     n = tensors["instance_ids"].shape[0] if tensors["instance_ids"].ndim == 1 else -1
     expected = {
         "instance_ids": (n,),
@@ -52,7 +67,10 @@ def _validated(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
             "CocoWholeBodyMetric.update expects instance_ids (N,), image_ids (N,), keypoints (N, 133, 2), "
             f"keypoint_scores (N, 133), bbox_scores (N,), areas (N,); got {got}"
         )
-    floats = {k: tensors[k].detach().to(torch.float64) for k in _FLOAT_STATES}
+    # float32 inputs (a model's outputs) are kept as float32: lossless, and half the memory of float64; every
+    # computation in compute() is done in float64 from these exact values.
+    floats = {k: tensors[k].detach() for k in _FLOAT_STATES}
+    floats = {k: v if v.dtype in (torch.float32, torch.float64) else v.to(torch.float64) for k, v in floats.items()}
     finite = torch.stack(
         [torch.isfinite(v).flatten(1).all(1) if v.ndim > 1 else torch.isfinite(v) for v in floats.values()]
     )
@@ -66,6 +84,15 @@ def _validated(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     return floats
 
 
+def _cat_numpy(state: Tensor | list[Tensor]) -> np.ndarray:
+    """A ``cat`` state as one numpy array. numpy's concatenate, not ``torch.cat``: on a busy CPU, torch's
+    intra-op threads made the concatenation of ~100k predictions take seconds instead of 0.1 s."""
+    if isinstance(state, Tensor):
+        return state.detach().cpu().numpy()
+    parts = [t.detach().cpu().numpy() for t in state]
+    return np.concatenate([p.reshape(1) if p.ndim == 0 else p for p in parts])
+
+
 class CocoWholeBodyMetric(Metric):
     """Six-part COCO-WholeBody AP/AR of top-down predictions, with MMPose's rescoring and OKS-NMS.
 
@@ -77,9 +104,13 @@ class CocoWholeBodyMetric(Metric):
         keypoint_score_thr: Keypoints with a score above this count in the instance score.
         nms_thr: OKS-NMS threshold (a candidate is dropped if its OKS with a kept one is greater).
         use_area: ``COCOeval(..., use_area)``; MMPose uses True (the GT ``area``).
-        num_procs: Worker processes for the six evaluations (``None``: usable cores / local ranks, at most 6;
-            1: sequential).
+        num_procs: Worker processes for the six evaluations (``None``: the fast engine runs in this process, the
+            xtcocotools engine uses usable cores / local ranks, at most 6; 1: sequential).
         verbose: Print xtcocotools' summary tables.
+        engine: "fast" (numpy on arrays, the default) or "xtcocotools" (the reference); same numbers.
+        cache_dir: Parsed-file cache folder for the ground truth (``None``: the process default set by the
+            DataModule, if any, else parse the json).
+        write_results: Write the results json; ``None`` = only when ``outfile`` is given.
         **kwargs: Passed to ``torchmetrics.Metric`` (e.g. ``process_group``, ``sync_on_compute``).
 
     Example:
@@ -102,9 +133,17 @@ class CocoWholeBodyMetric(Metric):
         use_area: bool = True,
         num_procs: int | None = None,
         verbose: bool = False,
+        engine: str = "fast",
+        cache_dir: str | Path | None = None,
+        write_results: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.engine = engine
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
+        self.write_results = write_results
         self.ann_file = str(ann_file)
         self.prefix = prefix
         self.outfile = None if outfile is None else str(outfile)
@@ -115,6 +154,7 @@ class CocoWholeBodyMetric(Metric):
         self.verbose = verbose
         self.results_file: Path | None = None
         self._coco_gt: COCO | None = None
+        self._gt_arrays: CocoArrays | None = None
         self._tmpdir: str | None = None
         for name in (*_ID_STATES, *_FLOAT_STATES):
             self.add_state(name, default=[], dist_reduce_fx="cat")
@@ -122,7 +162,14 @@ class CocoWholeBodyMetric(Metric):
     # Ground truth and temporary folder are per process: never pickled or deep-copied with the states.
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        return {**state, "_coco_gt": None, "_tmpdir": None, "results_file": None}
+        return {**state, "_coco_gt": None, "_gt_arrays": None, "_tmpdir": None, "results_file": None}
+
+    @property
+    def gt_arrays(self) -> CocoArrays:
+        """The ground truth as arrays (fast engine), loaded on first use (memory-mapped from the cache if set)."""
+        if self._gt_arrays is None:
+            self._gt_arrays = load_gt_arrays(self.ann_file, self.cache_dir)
+        return self._gt_arrays
 
     @property
     def coco_gt(self) -> COCO:
@@ -184,7 +231,7 @@ class CocoWholeBodyMetric(Metric):
                 "areas": np.zeros(0),
             }
         else:
-            arrays = {n: dim_zero_cat(getattr(self, n)).cpu().numpy() for n in (*_ID_STATES, *_FLOAT_STATES)}
+            arrays = {n: _cat_numpy(getattr(self, n)) for n in (*_ID_STATES, *_FLOAT_STATES)}
         return arrays
 
     def _results_path(self) -> Path:
@@ -196,7 +243,7 @@ class CocoWholeBodyMetric(Metric):
         return Path(self._tmpdir) / _RESULTS_NAME
 
     def compute(self) -> dict[str, Tensor]:
-        """Deduplicate, rescore, OKS-NMS, write the results json and run the six evaluations.
+        """Deduplicate, rescore, OKS-NMS, write the results json (if asked) and run the six evaluations.
 
         Returns:
             ``{f"{prefix}/{part}_{stat}": float64 tensor}`` for part in body, foot, face, lefthand, righthand, hand,
@@ -216,13 +263,23 @@ class CocoWholeBodyMetric(Metric):
             keypoint_score_thr=self.keypoint_score_thr,
             nms_thr=self.nms_thr,
         )
-        results = build_results(
-            preds["image_ids"][keep], preds["keypoints"][keep], preds["keypoint_scores"][keep], scores
-        )
-        path = self._results_path()
-        metrics = evaluate_results(
-            self.coco_gt, results, self.ann_file, path, self.num_procs, self.use_area, self.verbose
-        )
+        write = self.outfile is not None if self.write_results is None else self.write_results
+        path = self._results_path() if write else None
+        if self.engine == "fast":
+            results = KeypointResults(
+                preds["image_ids"][keep], preds["keypoints"][keep], preds["keypoint_scores"][keep], scores
+            )
+            del preds
+            metrics = evaluate_arrays(
+                self.gt_arrays, results, self.ann_file, path, self.num_procs, self.use_area, self.verbose
+            )
+        else:
+            results = build_results(
+                preds["image_ids"][keep], preds["keypoints"][keep], preds["keypoint_scores"][keep], scores
+            )
+            metrics = evaluate_results(
+                self.coco_gt, results, self.ann_file, path, self.num_procs, self.use_area, self.verbose
+            )
         self.results_file = path
         sep = "/" if self.prefix else ""
         return {f"{self.prefix}{sep}{k}": torch.tensor(v, dtype=torch.float64) for k, v in metrics.items()}

@@ -150,6 +150,47 @@ def _greedy_block(oks: np.ndarray, valid: np.ndarray, thr: float) -> np.ndarray:
     return keep
 
 
+def _may_exceed(
+    boxes: tuple[np.ndarray, ...],
+    xs: np.ndarray,
+    ys: np.ndarray,
+    pi: np.ndarray,
+    pj: np.ndarray,
+    mean_area: np.ndarray,
+    variances: np.ndarray,
+    thr: float,
+) -> np.ndarray:
+    """Pairs whose OKS may be above ``thr``; the others certainly are not (their OKS need not be computed).
+
+    Two rigorous upper bounds, cheapest first: every point distance is at least the gap between the two
+    predictions' point boxes (``OKS <= exp(-gap^2 / max(var) / (area + eps) / 2)``); and the mean over all K
+    points is at most the mean with every point outside a subset S (every 4th point) counted as 1. A margin far
+    above rounding keeps every pair whose exact OKS could exceed ``thr``.
+
+    Shape:
+        boxes: x_lo, y_lo, x_hi, y_hi (N,); xs, ys: (N, K); pi, pj, mean_area: (P,) -> (P,) bool.
+    """
+    if not 0.0 < thr < 1.0:
+        return np.ones(len(pi), bool)
+    x_lo, y_lo, x_hi, y_hi = boxes
+    gx = np.maximum(0.0, np.maximum(x_lo[pj] - x_hi[pi], x_lo[pi] - x_hi[pj]))
+    gy = np.maximum(0.0, np.maximum(y_lo[pj] - y_hi[pi], y_lo[pi] - y_hi[pj]))
+    scale = mean_area + np.spacing(1)
+    need = (gx**2 + gy**2) / variances.max() / scale / 2 <= -np.log(thr) + 1e-6
+    rest = np.flatnonzero(need)
+    subset = np.arange(0, xs.shape[1], 4)
+    for s in range(0, len(rest), 1 << 15):
+        idx = rest[s : s + (1 << 15)]
+        a, b = pi[idx], pj[idx]
+        e = (xs[a][:, subset] - xs[b][:, subset]) ** 2 + (ys[a][:, subset] - ys[b][:, subset]) ** 2
+        e /= variances[subset]
+        e /= scale[idx][:, None]
+        e /= 2
+        upper = (np.exp(-e).sum(axis=1) + (xs.shape[1] - len(subset))) / xs.shape[1]
+        need[idx] = upper >= thr - 1e-9
+    return need
+
+
 def oks_nms(
     keypoints: np.ndarray,
     scores: np.ndarray,
@@ -189,6 +230,7 @@ def oks_nms(
     areas_sorted = np.asarray(areas, dtype=np.float64)[order]
     xs = np.ascontiguousarray(keypoints[order, :, 0])  # (N, K): contiguous rows for the gathers below
     ys = np.ascontiguousarray(keypoints[order, :, 1])
+    boxes = (xs.min(axis=1), ys.min(axis=1), xs.max(axis=1), ys.max(axis=1))
     for block in _group_blocks(counts[multi], k):
         groups = multi[block]
         m = int(counts[groups].max())
@@ -196,10 +238,13 @@ def oks_nms(
         valid = rank[None, :] < counts[groups][:, None]
         pos = np.where(valid, starts[groups][:, None] + rank[None, :], 0)  # (G, M) sorted positions; pads -> 0
         iu, ju = np.triu_indices(m, k=1)  # each pair (i < j) once
-        pi, pj = pos[:, iu], pos[:, ju]  # (G, P)
+        pi, pj = pos[:, iu].reshape(-1), pos[:, ju].reshape(-1)  # (G * P,)
         mean_area = (areas_sorted[pi] + areas_sorted[pj]) / 2
+        values = np.zeros(len(pi))
+        need = _may_exceed(boxes, xs, ys, pi, pj, mean_area, variances, thr)
+        values[need] = _pair_oks(xs[pi[need]], ys[pi[need]], xs[pj[need]], ys[pj[need]], mean_area[need], variances)
         oks = np.zeros((len(groups), m, m))
-        oks[:, iu, ju] = _pair_oks(xs[pi], ys[pi], xs[pj], ys[pj], mean_area, variances)
+        oks[:, iu, ju] = values.reshape(len(groups), -1)
         keep = _greedy_block(oks, valid, thr)
         kept[pos[keep]] = True
     return order[kept]
@@ -246,12 +291,13 @@ def select_people(
         image_ids, bbox_scores, areas, instance_ids: (N,); keypoints: (N, K, 2); keypoint_scores: (N, K);
         keep, scores: (N_kept,).
     """
-    if instance_ids is None:
-        rows = np.arange(len(image_ids))
+    ids = None if instance_ids is None else np.asarray(instance_ids)
+    if ids is None or (len(ids) and bool(np.all(ids[1:] > ids[:-1]))) or len(ids) == 0:
+        rows = np.arange(len(image_ids))  # already unique and in canonical order: no copies
+        take = lambda a: np.asarray(a)  # noqa: E731
     else:
-        _, rows = np.unique(np.asarray(instance_ids), return_index=True)  # first occurrence, ascending id
-    scores = rescore(np.asarray(keypoint_scores)[rows], np.asarray(bbox_scores)[rows], keypoint_score_thr)
-    kept = oks_nms(
-        np.asarray(keypoints)[rows], scores, np.asarray(areas)[rows], np.asarray(image_ids)[rows], nms_thr, sigmas
-    )
+        _, rows = np.unique(ids, return_index=True)  # first occurrence, ascending id
+        take = lambda a: np.asarray(a)[rows]  # noqa: E731
+    scores = rescore(take(keypoint_scores), take(bbox_scores), keypoint_score_thr)
+    kept = oks_nms(take(keypoints), scores, take(areas), take(image_ids), nms_thr, sigmas)
     return rows[kept].astype(np.int64, copy=False), scores[kept]

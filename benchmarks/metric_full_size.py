@@ -1,0 +1,232 @@
+"""The COCO-WholeBody metric at full val size: in-process ``compute()`` and scoring a results file, against
+MMPose's pipeline and other engines in the same run.
+
+Data: the full-size val stand-in (``python scripts/make_synthetic.py --full-size --out ROOT --splits val``: 5,000
+images, 11,004 people, 104,125 detector boxes). One prediction per detector box is simulated as a model gives it
+(the matched person's keypoints plus noise of a few OKS sigmas, float32 values, heatmap-like scores; boxes on
+nobody get a posed skeleton in the box and low scores); areas are the padded, aspect-fixed box areas.
+
+Rows:
+
+- ``compute()`` of ``CocoWholeBodyMetric`` (fast engine) on the 104,125 predictions: wall time, CPU time and peak
+  memory (tracemalloc peak of this process's allocations and the largest worker's maxrss);
+- the results file the metric writes (post OKS-NMS) scored by ``scripts/score_results.py``'s function (fast
+  engine; parse both files + six evaluations), by MMPose's way (``json.load`` of the results, ``loadRes``, six
+  sequential xtcocotools evaluations; the ground truth ``COCO`` is loaded first, untimed for both), and, when
+  importable (``--engines PATH`` adds a folder to ``sys.path``), by xthotcoco (hotcoco's Rust engine) and
+  faster-coco-eval's keypoint ``COCOeval_faster``;
+- every engine's 60 numbers are compared with xtcocotools' (max abs difference).
+
+Usage: ``python benchmarks/metric_full_size.py --root /tmp/wbpose_full [--skip-xtcocotools] [--engines DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wbpose.data.coco_files import parse_annotation_file, parse_detection_file
+from wbpose.keypoints import NUM_KEYPOINTS, sigmas_array
+from wbpose.metrics import CocoWholeBodyMetric
+from wbpose.metrics.evaluation import EVAL_PARTS, evaluate_results_file
+from wbpose.synthetic.full_size import LAYOUT, TEMPLATE
+
+
+def simulate_predictions(root: Path, seed: int = 0) -> dict[str, np.ndarray]:
+    """One model-like prediction per detector box (see the module docstring)."""
+    gt = parse_annotation_file(root / LAYOUT["ann"].format(split="val"))
+    dets = parse_detection_file(root / LAYOUT["det"])
+    rng = np.random.default_rng(seed)
+    n = len(dets.scores)
+    box = dets.bbox
+    # match each box to the most overlapping person with keypoints of its image (IoU > 0.5)
+    has_kp = (gt.num_keypoints > 0) & ~gt.iscrowd
+    people = np.flatnonzero(has_kp)
+    order = np.argsort(gt.ann_image_ids[people], kind="stable")
+    people = people[order]
+    p_img = gt.ann_image_ids[people]
+    lo, hi = np.searchsorted(p_img, dets.image_ids, "left"), np.searchsorted(p_img, dets.image_ids, "right")
+    match = np.full(n, -1)
+    best = np.zeros(n)
+    for k in range(int((hi - lo).max(initial=0))):
+        cand = lo + k < hi
+        idx = np.flatnonzero(cand)
+        g = people[lo[idx] + k]
+        gb = gt.bbox[g]
+        x1 = np.maximum(box[idx, 0], gb[:, 0])
+        y1 = np.maximum(box[idx, 1], gb[:, 1])
+        x2 = np.minimum(box[idx, 0] + box[idx, 2], gb[:, 0] + gb[:, 2])
+        y2 = np.minimum(box[idx, 1] + box[idx, 3], gb[:, 1] + gb[:, 3])
+        inter = np.maximum(0, x2 - x1) * np.maximum(0, y2 - y1)
+        iou = inter / (box[idx, 2] * box[idx, 3] + gb[:, 2] * gb[:, 3] - inter)
+        better = (iou > 0.5) & (iou > best[idx])
+        best[idx[better]], match[idx[better]] = iou[better], g[better]
+    xy = box[:, None, :2] + (TEMPLATE[None] + rng.normal(0, 0.04, (n, NUM_KEYPOINTS, 2))) * box[:, None, 2:]
+    matched = np.flatnonzero(match >= 0)
+    g = match[matched]
+    gkp = np.asarray(gt.keypoints[g])
+    scale = np.sqrt(np.maximum(gt.area[g], 1.0))[:, None, None]
+    c = rng.uniform(0.1, 0.8, (len(g), 1, 1))
+    noisy = gkp[..., :2] + rng.normal(0, 1, (len(g), NUM_KEYPOINTS, 2)) * c * 2 * sigmas_array()[None, :, None] * scale
+    xy[matched] = np.where(gkp[..., 2:] > 0, noisy, xy[matched])
+    scores = rng.beta(2, 5, (n, NUM_KEYPOINTS))
+    scores[matched] = rng.beta(6, 2, (len(g), NUM_KEYPOINTS))
+    w, h = box[:, 2], box[:, 3]
+    aspect = 192 / 256
+    w_fixed = np.where(w > aspect * h, w, h * aspect)
+    h_fixed = np.where(w > aspect * h, w / aspect, h)
+    return {
+        "instance_ids": np.arange(n, dtype=np.int64),
+        "image_ids": dets.image_ids.astype(np.int64),
+        "keypoints": xy.astype(np.float32).astype(np.float64),  # a model's float32 outputs
+        "keypoint_scores": scores.astype(np.float32).astype(np.float64),
+        "bbox_scores": dets.scores,
+        "areas": (w_fixed * 1.25) * (h_fixed * 1.25),
+    }
+
+
+def cpu_seconds() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed(fn):
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    out = fn()
+    return out, time.perf_counter() - wall, cpu_seconds() - cpu
+
+
+def make_metric(ann: Path, preds: dict, outfile: Path | None, batch: int = 256, **kw) -> CocoWholeBodyMetric:
+    metric = CocoWholeBodyMetric(ann, outfile=outfile, **kw)
+    _ = metric.gt_arrays  # loaded once per run (the ground truth of every epoch), as in training
+    for s in range(0, len(preds["instance_ids"]), batch):
+        metric.update(**{k: torch.as_tensor(v[s : s + batch]) for k, v in preds.items()})
+    return metric
+
+
+def mmpose_pipeline(ann: Path, results: Path) -> dict[str, np.ndarray]:
+    """MMPose 1.x ``CocoWholeBodyMetric._do_python_keypoint_eval`` after ``results2json``: load + six runs."""
+    from xtcocotools.coco import COCO
+    from xtcocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coco = COCO(str(ann))
+        start = time.perf_counter()
+        coco_dt = coco.loadRes(str(results))
+        out = {}
+        for part, sl in EVAL_PARTS.items():
+            ev = COCOeval(coco, coco_dt, f"keypoints_{part}", sigmas_array()[sl], use_area=True)
+            ev.params.useSegm = None
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            out[part] = np.asarray(ev.stats)
+    return out, time.perf_counter() - start
+
+
+def xthotcoco_pipeline(ann: Path, results: Path) -> tuple[dict[str, np.ndarray], float]:
+    import xthotcoco
+
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coco = xthotcoco.COCO(str(ann))
+        start = time.perf_counter()
+        dt = coco.loadRes(str(results))
+        out = {}
+        for part, sl in EVAL_PARTS.items():
+            iou_type = "keypoints" if part == "body" else f"keypoints_{part}"  # its name for the body part
+            ev = xthotcoco.COCOeval(coco, dt, iou_type, sigmas_array()[sl], use_area=True)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            out[part] = np.asarray(ev.stats)
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("/tmp/wbpose_full"))
+    parser.add_argument("--skip-xtcocotools", action="store_true", help="skip the (slow) MMPose pipeline")
+    parser.add_argument("--engines", type=Path, default=None, help="folder with xthotcoco/hotcoco installed")
+    args = parser.parse_args()
+    if args.engines is not None:
+        sys.path.append(str(args.engines))
+    ann = args.root / LAYOUT["ann"].format(split="val")
+    preds = simulate_predictions(args.root)
+    n = len(preds["instance_ids"])
+    print(f"### Full-size val metric: {n} predictions on {len(np.unique(preds['image_ids']))} images; "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        rows = []
+        # 1. in-process compute(), without and with the results json
+        for label, outfile in (("compute() (no results json, the val metric)", None),
+                               ("compute() + results json (the test metric)", tmp / "results.json")):  # fmt: skip
+            metric = make_metric(ann, preds, outfile)
+            metrics, wall, cpu = timed(metric.compute)
+            rows.append((label, wall, cpu))
+        kept = len(json.loads((tmp / "results.json").read_bytes()))
+        metric = make_metric(ann, preds, None)
+        tracemalloc.start()
+        metric.compute()
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        metric1 = make_metric(ann, preds, None, num_procs=1)
+        _, wall1, cpu1 = timed(metric1.compute)
+        rows.append(("compute(), one process (num_procs=1)", wall1, cpu1))
+
+        # 2. the results file
+        results = tmp / "results.json"
+        size = results.stat().st_size / 2**20
+        fast, wall, cpu = timed(lambda: evaluate_results_file(ann, results, engine="fast"))
+        rows.append((f"score_results.py, fast engine (parse {size:.0f} MB + GT + six evaluations)", wall, cpu))
+        fast_stats = {p: np.array([fast[f"{p}_{s}"] for s in STATS]) for p in EVAL_PARTS}
+        compare = {}
+        if not args.skip_xtcocotools:
+            ref, wall_ref = mmpose_pipeline(ann, results)
+            rows.append(("MMPose: loadRes(json.load) + six sequential xtcocotools runs", wall_ref, None))
+            compare["fast engine"] = max(np.abs(fast_stats[p] - ref[p]).max() for p in EVAL_PARTS)
+            in_process = {k.split("/", 1)[1]: float(v) for k, v in metrics.items()}
+            compare["compute()"] = max(abs(in_process[f"{p}_{s}"] - ref[p][i]) for p in EVAL_PARTS
+                                       for i, s in enumerate(STATS))  # fmt: skip
+            try:
+                hot, wall_hot = xthotcoco_pipeline(ann, results)
+                rows.append(("xthotcoco 0.1 (hotcoco 1.3 Rust engine): load + six runs", wall_hot, None))
+                compare["xthotcoco"] = max(np.abs(hot[p] - ref[p]).max() for p in EVAL_PARTS)
+            except Exception as err:  # noqa: BLE001 - an optional comparison must not lose the run
+                print(f"(xthotcoco failed or is not importable: {err!r})")
+    print(f"results file: {kept} results after OKS-NMS, {size:.0f} MB; peak traced memory of compute(): "
+          f"{peak:.0f} MiB (this process; workers fork from it)")  # fmt: skip
+    print("| step | wall s | CPU s (incl. workers) |")
+    print("|---|---:|---:|")
+    for label, wall, cpu in rows:
+        print(f"| {label} | {wall:.2f} | {'' if cpu is None else f'{cpu:.2f}'} |")
+    if not args.skip_xtcocotools:
+        ref_wall = next(w for lbl, w, _ in rows if lbl.startswith("MMPose"))
+        fast_wall = next(w for lbl, w, _ in rows if lbl.startswith("score_results"))
+        print(f"score_results (fast) vs MMPose's pipeline, same run: {ref_wall / fast_wall:.1f}x faster")
+        for name, diff in compare.items():
+            print(f"max |{name} - xtcocotools| over the 60 numbers: {diff:.3g}")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"maxrss: this process {rss:.0f} MiB (includes the MMPose pipeline), largest worker {kids:.0f} MiB")
+
+
+STATS = ("ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "ar75", "arm", "arl")
+
+if __name__ == "__main__":
+    main()

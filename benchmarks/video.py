@@ -1,0 +1,163 @@
+"""Frames/s of the video path (read -> boxes -> pose -> tracking -> draw -> encode) next to the network-only floor.
+
+A synthetic video (``wbpose.inference.synthetic_video``: 2 people per frame, 480x640, moving and overlapping) goes
+through ``wbpose.inference.pipeline.run`` exactly as ``scripts/predict.py --source video.mp4 --boxes TRUE_BOXES
+--track --det-every 5`` runs it (frames read in a background thread, drawing and encoding in another), with the flip
+test, on CPU with ``torch.set_num_threads(2)``. In the same run, the *network-only floor* runs the same crops (the
+crops the pipeline cut, prepared beforehand) through ``Predictor.heatmaps`` (the forward pass with the mirrored crops
+and the flip averaging) and nothing else. Overhead = pipeline time / floor time - 1: reading, decoding the video,
+boxes, crops, decoding the heatmaps, tracking, results, drawing and encoding that the network did not hide; the
+target is < 15 %.
+
+Pipeline and floor alternate ``--reps`` times and the fastest of each is kept (this machine is shared and noisy).
+
+Models: the tiny HRNet at 128x96 (the demo checkpoint ``outputs/demo/checkpoints/best_epoch029.ckpt`` when it
+exists, else random BN-calibrated weights) and HRNet-W32 at 256x192 (random BN-calibrated weights: speed does not
+depend on the values, and calibrated statistics keep them free of denormals and overflow); ``tiny-onnx`` and
+``w32-onnx`` run the same networks exported to ONNX (flip test folded in) in ONNX Runtime.
+
+Usage:
+    python benchmarks/video.py [--archs tiny w32 tiny-onnx w32-onnx] [--frames 30 10] [--reps 2] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared test helpers
+
+from inference.fakes import calibrated_model, mmpose_file  # noqa: E402
+from wbpose.inference import Predictor, make_codec  # noqa: E402
+from wbpose.inference.boxes import DetectionFile  # noqa: E402
+from wbpose.inference.pipeline import run  # noqa: E402
+from wbpose.inference.sources import VideoFile  # noqa: E402
+from wbpose.inference.synthetic_video import make_synthetic_video  # noqa: E402
+from wbpose.inference.tracking import PoseTracker  # noqa: E402
+
+DEMO_CKPT = Path(__file__).resolve().parents[1] / "outputs/demo/checkpoints/best_epoch029.ckpt"
+SIZES = {"tiny": (128, 96), "w32": (256, 192)}
+ARCHS = ("tiny", "w32", "tiny-onnx", "w32-onnx")
+
+
+def build_predictor(arch: str, folder: Path) -> tuple[Predictor, str]:
+    """The model of a row; ``<arch>-onnx`` is the same network exported (flip test folded in), in ONNX Runtime."""
+    base, onnx = arch.removesuffix("-onnx"), arch.endswith("-onnx")
+    if base == "tiny" and DEMO_CKPT.is_file():
+        predictor, weights = Predictor.from_checkpoint(DEMO_CKPT, device="cpu"), "demo checkpoint"
+        source = DEMO_CKPT
+    else:
+        hw = SIZES[base]
+        codec = make_codec("dark" if base == "tiny" else "msra", hw)
+        model = calibrated_model(base, hw=hw)
+        predictor, weights = Predictor(model, codec, codec.input_wh, device="cpu"), "random, BN-calibrated"
+        name = f"hrnet_{base}_coco_wholebody_{hw[0]}x{hw[1]}.pth" if base != "tiny" else "tiny_dark.pth"
+        source = mmpose_file(model, folder / name)
+    if not onnx:
+        return predictor, weights
+    from wbpose.inference.export import export_onnx
+
+    hw = None if source == DEMO_CKPT else SIZES[base]
+    codec = None if source == DEMO_CKPT else ("dark" if base == "tiny" else "msra")
+    path = export_onnx(source, folder / f"{arch}.onnx", flip_test=True, image_hw=hw, codec=codec, verify=False).path
+    return Predictor.from_onnx(path), weights + ", ONNX Runtime (flip folded in)"
+
+
+def pipeline_once(predictor: Predictor, video, out: Path, det_every: int) -> tuple[float, dict, int, list]:
+    """One run of the video path; returns (seconds, timings, people, per-frame crops for the floor).
+
+    ``timings["network"]`` is the time the pipeline spent in ``Predictor.heatmaps`` (the network with the flip
+    test), measured inside the run.
+    """
+    crops: list[np.ndarray] = []
+    network = [0.0]
+    original_crops, original_heatmaps = predictor.crops, predictor.heatmaps
+
+    def recording_crops(image, boxes):  # keep each frame's crops for the floor (outside the timed floor)
+        result = original_crops(image, boxes)
+        crops.append(result[0].copy())
+        return result
+
+    def timed_heatmaps(images):
+        start = time.perf_counter()
+        out = original_heatmaps(images)
+        network[0] += time.perf_counter() - start
+        return out
+
+    predictor.crops, predictor.heatmaps = recording_crops, timed_heatmaps  # type: ignore[method-assign]
+    try:
+        tracker = PoseTracker(DetectionFile(video.boxes), det_every=det_every)
+        result = run(predictor, VideoFile(video.video), tracker, out, progress=False)
+    finally:
+        del predictor.crops, predictor.heatmaps
+    return result.seconds, {**result.timings, "network": network[0]}, result.people, crops
+
+
+def floor_once(predictor: Predictor, crops: list[np.ndarray]) -> float:
+    """The network alone on the same crops, frame by frame: forward (with the mirrored crops) + flip averaging."""
+    tensors = [torch.from_numpy(c) for c in crops]
+    start = time.perf_counter()
+    for x in tensors:
+        if len(x):
+            predictor.heatmaps(x)
+    return time.perf_counter() - start
+
+
+def bench(arch: str, frames: int, reps: int, det_every: int, folder: Path) -> dict:
+    (folder / arch).mkdir(parents=True, exist_ok=True)
+    video = make_synthetic_video(folder / arch, num_frames=frames, frame_hw=(480, 640), num_people=2, seed=7)
+    predictor, weights = build_predictor(arch, folder)
+    pipeline_once(predictor, video, folder / f"{arch}_warm", det_every)  # warm-up (allocator, kernels, files)
+    best_pipe, best_floor, timings, people = np.inf, np.inf, {}, 0
+    for _ in range(reps):
+        seconds, t, people, crops = pipeline_once(predictor, video, folder / f"{arch}_out", det_every)
+        if seconds < best_pipe:
+            best_pipe, timings = seconds, t
+        best_floor = min(best_floor, floor_once(predictor, crops))
+    size = "x".join(map(str, SIZES[arch.removesuffix("-onnx")]))
+    return {"arch": arch, "weights": weights, "input": size, "frames": frames, "people": people,
+            "pipe_s": best_pipe, "floor_s": best_floor, "timings": timings}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--archs", nargs="+", default=["tiny", "w32"], choices=ARCHS)
+    parser.add_argument("--frames", nargs="+", type=int, default=[30, 10], help="frames per arch (same order)")
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--det-every", type=int, default=5)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    frames = dict(zip(args.archs, args.frames + args.frames[-1:] * len(args.archs)))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in args.archs:
+            rows.append(bench(arch, frames[arch], args.reps, args.det_every, Path(tmp)))
+    print(f"\nvideo path, CPU, {args.threads} threads, 480x640 synthetic video, 2 people per frame, flip test, "
+          f"tracking (true boxes every {args.det_every} frames), drawing + mp4v encoding on")  # fmt: skip
+    load = os.getloadavg()[0]
+    print(f"load average at the end: {load:.1f} (2 cores; above ~2 other jobs share the cores and timings scatter)")
+    print("| model | weights | frames | pipeline frames/s | network-only floor frames/s | overhead vs floor | "
+          "network share of the pipeline's wall time | main thread (s): read wait / boxes / pose (network) / track / "
+          "write wait | writer thread busy (s) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        t = r["timings"]
+        split = " / ".join(f"{t[k]:.2f}" for k in ("wait_read", "boxes"))
+        split += f" / {t['pose']:.2f} ({t['network']:.2f}) / {t['track']:.2f} / {t['wait_write']:.2f}"
+        overhead = r["pipe_s"] / r["floor_s"] - 1
+        print(f"| {r['arch']} {r['input']} | {r['weights']} | {r['frames']} ({r['people']} people) | "
+              f"{r['frames'] / r['pipe_s']:.2f} | {r['frames'] / r['floor_s']:.2f} | {100 * overhead:+.1f} % "
+              f"{'(< 15 %: met)' if overhead < 0.15 else '(>= 15 %: NOT met)'} | "
+              f"{100 * t['network'] / r['pipe_s']:.0f} % | {split} | {t.get('draw_write', 0):.2f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

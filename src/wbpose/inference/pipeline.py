@@ -1,0 +1,302 @@
+"""Frames in, poses, an annotated video (or PNGs) and one results json out: the loop behind ``scripts/predict.py``.
+
+:func:`run` reads the frames of a :class:`~wbpose.inference.sources.FrameSource` in a background thread
+(:func:`~wbpose.inference.sources.prefetch`), asks a :class:`~wbpose.inference.boxes.BoxSource` (or a
+:class:`~wbpose.inference.tracking.PoseTracker`) for person boxes, predicts the poses with a
+:class:`~wbpose.inference.Predictor`, and hands drawing and encoding to another background thread
+(:class:`~wbpose.inference.writers.BackgroundWorker`), so the network never waits on I/O. A progress bar shows
+frames/s.
+
+Outputs, in ``out``:
+
+- a video or webcam: ``<input stem>.mp4`` (or ``video_path``), same fps and size as the input, every frame with its
+  skeletons, boxes and (tracking) track ids; images: ``<image stem>.png`` per image;
+- ``results.json``: every pose in the official COCO-WholeBody results format (MMPose's), ``image_id`` = frame
+  index for a video (one file for the whole video), for images the number of a COCO file name, else the
+  ``image_id`` of its detections, else its position; with tracking each entry also has ``track_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from wbpose.inference.boxes import BoxSource, DetectionFile, WholeImage
+from wbpose.inference.predictor import PosePrediction, Predictor, to_coco_results
+from wbpose.inference.sources import Frame, FrameSource, coco_image_id, open_source, prefetch
+from wbpose.inference.tracking import PoseTracker
+from wbpose.inference.writers import FOURCC_BY_SUFFIX, BackgroundWorker, ImageSink, VideoSink
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RunResult", "draw_frame", "make_boxes", "predict_source", "run"]
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` did.
+
+    Attributes:
+        frames: frames (images) processed.
+        people: poses written.
+        seconds: wall time of the loop (reading to the last frame written).
+        results_path: the results json.
+        video_path: the annotated video (videos, webcams), else ``None``.
+        image_folder: the folder of PNGs (images), else ``None``.
+        frames_without_people: frames where no pose was predicted.
+        track_ids: distinct track ids (tracking), else 0.
+        timings: seconds spent in each main-thread step (``boxes``, ``pose``, ``track``, ``wait_read``,
+            ``wait_write``) and the writer thread's busy time (``draw_write``).
+    """
+
+    frames: int
+    people: int
+    seconds: float
+    results_path: Path
+    video_path: Path | None = None
+    image_folder: Path | None = None
+    frames_without_people: int = 0
+    track_ids: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(self.seconds, 1e-9)
+
+
+def draw_frame(
+    image_rgb: np.ndarray, prediction: PosePrediction, track_ids: np.ndarray | None, score_thr: float
+) -> np.ndarray:
+    """The frame with its skeletons, boxes (white) and track ids."""
+    from wbpose.visualize import draw_caption, draw_pose
+
+    drawn = draw_pose(image_rgb, prediction.keypoints, prediction.keypoint_scores, score_thr,
+                      boxes_xywh=prediction.boxes)  # fmt: skip
+    if track_ids is not None:
+        scale = max(0.35, max(image_rgb.shape[:2]) / 1200)
+        for (x, y, _, _), tid in zip(prediction.boxes.tolist(), np.asarray(track_ids).tolist()):
+            draw_caption(drawn, f"id {tid}", (int(x) + 3, max(int(y) + int(22 * scale), 12)), font_scale=scale)
+    return drawn
+
+
+def _video_path(out: Path, source: FrameSource, video_path: str | os.PathLike | None) -> Path:
+    if video_path is not None:
+        return Path(video_path)
+    stem, suffix = Path(source.name).stem, Path(source.name).suffix.lower()
+    return out / f"{stem}{suffix if suffix in FOURCC_BY_SUFFIX else '.mp4'}"
+
+
+def _progress(enabled: bool, total: int | None, label: str):
+    """A rich progress bar on stderr with frames/s, or ``None``."""
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:.1f} frames/s"),
+        TimeElapsedColumn(),
+        console=Console(file=sys.stderr),
+        transient=False,
+    )
+    progress.add_task(label, total=total, fps=0.0)
+    return progress
+
+
+def run(
+    predictor: Predictor,
+    source: FrameSource,
+    boxes: BoxSource,
+    out: str | os.PathLike,
+    *,
+    video_path: str | os.PathLike | None = None,
+    fourcc: str | None = None,
+    score_thr: float = 0.3,
+    draw: bool = True,
+    progress: bool = True,
+    results_name: str = "results.json",
+    prefetch_depth: int = 4,
+) -> RunResult:
+    """Predict on every frame of ``source`` and write the drawn frames and the results json into ``out``.
+
+    Args:
+        predictor: the pose model.
+        source: frames (images, a video or a webcam).
+        boxes: person boxes per frame; a :class:`PoseTracker` also gives each pose a ``track_id``.
+        out: output folder.
+        video_path: the annotated video (videos and webcams; default ``out/<input stem>.mp4``).
+        fourcc: video codec (default: the container's, see :mod:`wbpose.inference.writers`).
+        score_thr: keypoints with a score above this are drawn.
+        draw: write the annotated video / PNGs (else only the results json).
+        progress: show a progress bar with frames/s on stderr.
+        results_name: file name of the results json in ``out``.
+        prefetch_depth: frames read ahead.
+
+    Raises:
+        ValueError: boxes that cannot belong to the source (e.g. detections of another video), a video
+            container/codec the writer cannot open; read errors of the source, naming the file.
+    """
+    from wbpose.metrics.evaluation import write_results
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    boxes.check_source(source)
+    tracker = boxes if isinstance(boxes, PoseTracker) else None
+    is_video = source.kind in ("video", "webcam")
+    sink: VideoSink | ImageSink | None = None
+    if draw and is_video:
+        sink = VideoSink(_video_path(out, source, video_path), source.fps or 30.0, source.frame_wh, fourcc)
+    elif draw:
+        sink = ImageSink(out)
+    writer = BackgroundWorker(depth=prefetch_depth) if sink is not None else None
+    results: list[dict] = []
+    timings = dict.fromkeys(("wait_read", "boxes", "pose", "track", "wait_write"), 0.0)
+    frames = people = empty = 0
+    seen_ids: set[int] = set()
+    start = last = time.perf_counter()
+    bar = _progress(progress, source.num_frames, Path(source.name).name or source.kind)
+    frame_iter = prefetch(source, depth=prefetch_depth)
+    try:
+        with bar if bar is not None else nullcontext():
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    frame: Frame = next(frame_iter)
+                except StopIteration:
+                    break
+                t1 = time.perf_counter()
+                person_boxes = boxes(frame)
+                t2 = time.perf_counter()
+                prediction = predictor.predict(frame.image, person_boxes.xywh, person_boxes.scores)
+                t3 = time.perf_counter()
+                track_ids = None
+                if tracker is not None:
+                    keep, track_ids = tracker.update(frame, prediction)
+                    prediction = prediction.take(keep)
+                    seen_ids.update(track_ids.tolist())
+                t4 = time.perf_counter()
+                if is_video:
+                    image_id = frame.index
+                else:
+                    image_id = person_boxes.image_id
+                    if image_id is None and frame.path is not None:
+                        image_id = coco_image_id(frame.path)
+                    image_id = frame.index if image_id is None else image_id
+                results += to_coco_results(prediction, image_id, track_ids)
+                people += len(prediction)
+                empty += int(len(prediction) == 0)
+                frames += 1
+                if writer is not None:
+                    writer.put(_draw_task(sink, frame, prediction, track_ids, score_thr, is_video))
+                t5 = time.perf_counter()
+                for key, dt in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                    timings[key] += dt
+                if bar is not None and (t5 - last > 0.25 or frames == source.num_frames):
+                    bar.update(bar.task_ids[0], completed=frames, fps=frames / max(t5 - start, 1e-9))
+                    last = t5
+    except KeyboardInterrupt:
+        if source.kind != "webcam":
+            raise
+        log.info("stopped after %d webcam frames", frames)
+    finally:
+        frame_iter.close()
+        source.close()
+        if writer is not None:
+            t = time.perf_counter()
+            try:
+                writer.close()
+            finally:
+                sink.close()  # type: ignore[union-attr]
+            timings["wait_write"] += time.perf_counter() - t
+            timings["draw_write"] = writer.busy_s
+    seconds = time.perf_counter() - start
+    results_path = write_results(out / results_name, results)
+    return RunResult(
+        frames=frames,
+        people=people,
+        seconds=seconds,
+        results_path=results_path,
+        video_path=sink.path if isinstance(sink, VideoSink) else None,
+        image_folder=out if isinstance(sink, ImageSink) else None,
+        frames_without_people=empty,
+        track_ids=len(seen_ids),
+        timings=timings,
+    )
+
+
+def _draw_task(sink, frame: Frame, prediction: PosePrediction, track_ids, score_thr: float, is_video: bool):
+    def task() -> None:
+        drawn = draw_frame(frame.image, prediction, track_ids, score_thr)
+        if is_video:
+            sink.write(drawn)
+        else:
+            sink.write(drawn, frame.name)
+
+    return task
+
+
+def make_boxes(boxes: BoxSource | str | os.PathLike | None, box_thr: float = 0.3, **detector_options) -> BoxSource:
+    """A box source from what a caller has: ``None`` (the whole image), a detections ``.json``, a detector ``.onnx``
+    (``detector_options`` go to :class:`~wbpose.inference.detector.OnnxPersonDetector`), or a box source."""
+    if boxes is None:
+        return WholeImage()
+    if isinstance(boxes, BoxSource):
+        return boxes
+    path = Path(boxes)
+    if path.suffix.lower() == ".onnx":
+        from wbpose.inference.detector import OnnxPersonDetector
+
+        return OnnxPersonDetector(path, **detector_options)
+    return DetectionFile(path, box_thr)
+
+
+def predict_source(
+    predictor: Predictor,
+    source: FrameSource | str | int | os.PathLike,
+    boxes: BoxSource | str | os.PathLike | None = None,
+    out: str | os.PathLike = "outputs/predict",
+    *,
+    track: bool = False,
+    det_every: int = 5,
+    max_frames: int | None = None,
+    box_thr: float = 0.3,
+    **options,
+) -> RunResult:
+    """The Python form of ``scripts/predict.py``: any source, any box source, optional tracking.
+
+    Example::
+
+        predictor = Predictor.from_checkpoint("model.onnx")      # or a .ckpt / MMPose .pth
+        result = predict_source(predictor, "dance.mp4", "yolox_m_person.onnx", "out", track=True)
+        result.video_path, result.results_path
+
+    Args:
+        predictor: the pose model.
+        source: an image, folder, glob, video file or webcam index (:func:`~wbpose.inference.sources.open_source`),
+            or a frame source.
+        boxes: ``None`` (whole image), a detections json, an ONNX person detector, or a box source.
+        out: output folder.
+        track: pose tracking (videos, webcams): ``boxes`` every ``det_every`` frames, track ids in the results.
+        det_every: detection interval with ``track``.
+        max_frames: stop a video or webcam after this many frames.
+        box_thr: smallest score of a detections-file box.
+        options: further :func:`run` arguments (``video_path``, ``fourcc``, ``score_thr``, ``draw``, ``progress``).
+    """
+    frames = source if isinstance(source, FrameSource) else open_source(source, max_frames)
+    box_source = make_boxes(boxes, box_thr)
+    if track:
+        if frames.kind == "images":
+            frames.close()
+            raise ValueError("tracking follows people through a video or webcam; the source is images")
+        box_source = PoseTracker(box_source, det_every=det_every)
+    return run(predictor, frames, box_source, out, **options)

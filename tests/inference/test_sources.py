@@ -1,0 +1,127 @@
+"""Frame sources: images, folders, globs, videos, webcams; read-ahead; writers; clear errors naming the input."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from wbpose.inference.sources import Frame, ImageFiles, VideoFile, Webcam, open_source, prefetch
+from wbpose.inference.writers import BackgroundWorker, ImageSink, VideoSink
+
+
+def _video(path: Path, frames: int = 6, wh: tuple[int, int] = (64, 48), fps: float = 12.0) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, wh)
+    for i in range(frames):
+        writer.write(np.full((wh[1], wh[0], 3), (20 * i, 100, 200), np.uint8))
+    writer.release()
+    return path
+
+
+def test_images_folder_glob(tmp_path: Path) -> None:
+    for name in ("b.png", "a.jpg", "c.txt"):
+        (tmp_path / name).write_bytes(b"")
+    for name in ("b.png", "a.jpg"):
+        cv2.imwrite(str(tmp_path / name), np.full((10, 12, 3), (0, 0, 255), np.uint8))  # BGR red
+    folder = open_source(tmp_path)
+    assert isinstance(folder, ImageFiles) and folder.kind == "images" and folder.num_frames == 2
+    frames = list(folder)
+    assert [f.name for f in frames] == ["a.jpg", "b.png"] and [f.index for f in frames] == [0, 1]
+    assert frames[1].image.shape == (10, 12, 3) and tuple(frames[1].image[0, 0]) == (255, 0, 0)  # RGB
+    assert [f.name for f in open_source(str(tmp_path / "*.png"))] == ["b.png"]
+    assert open_source(tmp_path / "a.jpg").num_frames == 1
+    with pytest.raises(FileNotFoundError, match=r"no images .* match '.*\*\.gif'"):
+        open_source(str(tmp_path / "*.gif"))
+    with pytest.raises(FileNotFoundError, match="missing_dir"):
+        open_source(tmp_path / "missing_dir")
+
+
+def test_video_frames_fps_and_limits(tmp_path: Path) -> None:
+    path = _video(tmp_path / "clip.mp4")
+    source = open_source(str(path))
+    assert isinstance(source, VideoFile) and source.kind == "video"
+    assert (source.num_frames, source.fps, source.frame_wh) == (6, 12.0, (64, 48))
+    frames = list(source)
+    assert [f.index for f in frames] == list(range(6)) and frames[0].name == "clip.mp4#0" and frames[0].path is None
+    assert frames[0].image.shape == (48, 64, 3)
+    # BGR (0, 100, 200) was written: RGB (200, 100, 0) comes back (up to the codec)
+    np.testing.assert_allclose(frames[0].image[24, 32], (200, 100, 0), atol=12)
+    assert len(list(open_source(path, max_frames=4))) == 4
+
+
+def test_unreadable_video_and_webcam_errors(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    with pytest.raises(ValueError, match=r"cannot read video .*broken\.mp4.*expected a video file"):
+        open_source(broken)
+    with pytest.raises(FileNotFoundError, match="video not found: .*nope.mp4"):
+        VideoFile(tmp_path / "nope.mp4")
+    odd = tmp_path / "notes.xyz"
+    odd.write_text("hello")
+    with pytest.raises(ValueError, match=r"cannot read .*notes\.xyz: neither an image .* nor a video"):
+        open_source(odd)
+    with pytest.raises(ValueError, match=r"cannot open webcam 57 .*cv2\.VideoCapture\(57\).*expected the index"):
+        open_source("57")
+    with pytest.raises(ValueError, match="webcam 58"):
+        Webcam(58)
+
+
+def test_prefetch_order_errors_and_early_stop() -> None:
+    assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("cannot read image frame7.jpg")
+
+    got = []
+    with pytest.raises(ValueError, match="frame7.jpg"):
+        for item in prefetch(failing()):
+            got.append(item)
+    assert got == [1]
+    before = threading.active_count()
+    gen = prefetch(iter(range(10_000)), depth=2)
+    assert next(gen) == 0
+    gen.close()  # stops the reader thread
+    assert threading.active_count() <= before
+
+
+def test_video_sink_and_errors(tmp_path: Path) -> None:
+    sink = VideoSink(tmp_path / "out.avi", 7.0, (64, 48))
+    assert sink.fourcc == "MJPG"
+    for i in range(5):
+        sink.write(np.full((48, 64, 3), 30 * i, np.uint8))
+    with pytest.raises(ValueError, match="frame of size 10x10"):
+        sink.write(np.zeros((10, 10, 3), np.uint8))
+    sink.close()
+    cap = cv2.VideoCapture(str(tmp_path / "out.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(7.0)
+    with pytest.raises(ValueError, match=r"out\.xyz.*unknown container '\.xyz'"):
+        VideoSink(tmp_path / "out.xyz", 7.0, (64, 48))
+    with pytest.raises(ValueError, match=r"cannot write video .*out\.mp4 with codec 'ZZZZ'.*try an \.mp4"):
+        VideoSink(tmp_path / "out.mp4", 7.0, (64, 48), fourcc="ZZZZ")
+
+
+def test_background_worker_runs_in_order_and_reports_errors(tmp_path: Path) -> None:
+    done: list[int] = []
+    worker = BackgroundWorker(depth=2)
+    for i in range(20):
+        worker.put(lambda i=i: done.append(i))
+    worker.close()
+    assert done == list(range(20))
+
+    def boom() -> None:
+        raise OSError("could not write PNG to x.png")
+
+    worker = BackgroundWorker()
+    worker.put(boom)
+    with pytest.raises(OSError, match="x.png"):
+        for _ in range(100):  # surfaces on a later put or on close
+            worker.put(lambda: None)
+        worker.close()
+    sink = ImageSink(tmp_path / "pngs")
+    path = sink.write(np.zeros((4, 4, 3), np.uint8), "frame 1.jpg")
+    assert path.name == "frame 1.png" and path.is_file()
+    assert isinstance(Frame(0, np.zeros((1, 1, 3), np.uint8), "x"), Frame)

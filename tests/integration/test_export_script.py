@@ -1,0 +1,60 @@
+"""scripts/export.py: an MMPose-format tiny model to ONNX, verified, then used by scripts/predict.py; clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers.paths import REPO_ROOT
+
+pytest.importorskip("onnxruntime")
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+export, predict = _load("export"), _load("predict")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from inference.fakes import calibrated_model, mmpose_file
+
+    return mmpose_file(calibrated_model("tiny"), tmp_path_factory.mktemp("ckpt") / "tiny_pose.pth", "1.x")
+
+
+def test_export_then_predict_with_onnx_runtime(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "tiny_flip.onnx"
+    argv = [str(checkpoint), "--format", "onnx", "--flip-test", "--image-hw", "128", "96", "--codec", "dark",
+            "--out", str(out)]  # fmt: skip
+    assert export.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"-> {out}" in printed and "opset 18, dynamic batch" in printed and "flip test folded in" in printed
+    diff = float(printed.split("max |heatmap diff| ")[1].split()[0])
+    assert diff <= 1e-4
+    from wbpose.inference.synthetic_video import make_synthetic_video
+
+    video = make_synthetic_video(tmp_path / "video", num_frames=6, num_people=2, seed=4)
+    run = tmp_path / "run"
+    argv = [str(out), "--source", str(video.video), "--boxes", str(video.boxes), "--out", str(run), "--no-progress"]
+    assert predict.main(argv) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert sorted({r["image_id"] for r in results}) == list(range(6)) and len(results) == 12
+
+
+def test_export_errors(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    assert export.main([str(tmp_path / "missing.pth")]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert export.main([str(checkpoint), "--out", str(tmp_path / "x.onnx")]) == 1  # no recipe in the name
+    err = capsys.readouterr().err
+    assert "tiny_pose.pth" in err and "--image-hw H W --codec NAME" in err
+    with pytest.raises(SystemExit):
+        export.main([str(checkpoint), "--format", "torchscript"])
+    assert "invalid choice: 'torchscript'" in capsys.readouterr().err

@@ -1,0 +1,221 @@
+"""The fast engine (wbpose.metrics.cocoeval) against xtcocotools, run as MMPose runs it on the same files.
+
+Every case the reference treats specially is in the data: crowd people (matched again, ignored), people without
+keypoints (ignored; OKS by distance to the doubled box), parts unlabelled for some people, duplicated people (OKS
+ties between two ground truths), tied result scores, images with more than 20 results (the maxDets cut), images
+without ground truth and images without results, results whose part scores are all <= 0 (dropped for that part),
+``<part>_score`` fields (each part ranks by its own), small/medium/large people, ``use_area=False``, and the real
+4-image sample. The numbers must agree to 1e-12 (they are in fact identical).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from xtcocotools.coco import COCO
+from xtcocotools.cocoeval import COCOeval
+
+from helpers.annotations import coco_wholebody, image_record, make_wholebody_gt, person, write_json
+from helpers.predictions import detector_like_predictions, gt_as_predictions
+from wbpose.data.coco_files import parse_annotation_file
+from wbpose.keypoints import NUM_KEYPOINTS, PART_SLICES, sigmas_array
+from wbpose.metrics.cocoeval import EVAL_PARTS, KeypointResults, evaluate_parts
+from wbpose.metrics.evaluation import (
+    dumps_results_arrays,
+    evaluate_results_file,
+    read_results_arrays,
+    summarize_parts,
+)
+
+TOL = 1e-12
+
+
+def reference(ann_file: Path, results_file: Path, use_area: bool = True) -> dict[str, np.ndarray]:
+    """The six xtcocotools runs exactly as MMPose does them, from the files."""
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coco_gt = COCO(str(ann_file))
+        coco_dt = coco_gt.loadRes(str(results_file))
+        for part, sl in EVAL_PARTS.items():
+            ev = COCOeval(coco_gt, coco_dt, f"keypoints_{part}", sigmas_array()[sl], use_area=use_area)
+            ev.params.useSegm = None
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            out[part] = np.asarray(ev.stats, dtype=np.float64)
+    return out
+
+
+def assert_same(ours: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> None:
+    for part in EVAL_PARTS:
+        diff = np.abs(np.asarray(ours[part]) - ref[part]).max()
+        assert diff <= TOL, f"{part}: ours {ours[part]} vs xtcocotools {ref[part]}"
+
+
+def results_of(preds: dict[str, np.ndarray], rows: np.ndarray | None = None) -> KeypointResults:
+    rows = np.arange(len(preds["image_ids"])) if rows is None else rows
+    return KeypointResults(
+        preds["image_ids"][rows],
+        preds["keypoints"][rows],
+        preds["keypoint_scores"][rows],
+        preds["bbox_scores"][rows] * preds["keypoint_scores"][rows].mean(1),
+    )
+
+
+def hard_case(seed: int) -> tuple[dict, KeypointResults]:
+    """Ground truth and results with every special case of the module docstring."""
+    gt = make_wholebody_gt(num_images=10, people_per_image=4, seed=seed)
+    anns = gt["annotations"]
+    next_id = max(a["id"] for a in anns) + 1
+    first = gt["images"][0]["id"]
+    zeros = np.zeros((NUM_KEYPOINTS, 3))
+    # a crowd region, a person without keypoints, a person with only the face labelled, a duplicated person
+    anns.append(person(next_id, first, [0, 0, 300, 200], zeros, iscrowd=1, num_keypoints=0, area=40000.0))
+    anns.append(person(next_id + 1, first, [300, 200, 120, 200], zeros, num_keypoints=0, area=15000.0))
+    face_only = np.array(anns[1]["keypoints"] + anns[1]["foot_kpts"] + anns[1]["face_kpts"] + [0.0] * 126)
+    face_only = face_only.reshape(NUM_KEYPOINTS, 3)
+    face_only[PART_SLICES["body"]] = 0.0
+    face_only[PART_SLICES["foot"]] = 0.0
+    anns.append(person(next_id + 2, first, anns[1]["bbox"], face_only, area=anns[1]["area"], num_keypoints=0))
+    dup = dict(anns[2], id=next_id + 3)
+    anns.append(dup)
+    # an image without ground truth (predictions there are false positives) and one without predictions
+    gt["images"].append(image_record(5000, (640, 480)))
+    gt["images"].append(image_record(5001, (640, 480)))
+    anns.append(person(next_id + 4, 5001, [50, 50, 200, 300], area=30000.0))
+
+    preds = detector_like_predictions({**gt, "annotations": [a for a in anns if a["image_id"] != 5001]}, seed)
+    rng = np.random.default_rng(seed)
+    n = len(preds["image_ids"])
+    preds["image_ids"][rng.choice(n, 3, replace=False)] = 5000
+    # more than 20 results on one image (copies of its people, jittered), and tied scores
+    on_first = np.flatnonzero(preds["image_ids"] == first)
+    extra = rng.choice(on_first, 25)
+    for key in preds:
+        preds[key] = np.concatenate([preds[key], preds[key][extra]])
+    preds["keypoints"][n:] += rng.normal(0, 2.0, (25, NUM_KEYPOINTS, 2))
+    results = results_of(preds)
+    results.scores[n : n + 10] = 0.5
+    results.scores[rng.choice(n, 8, replace=False)] = 0.5
+    # results whose hand scores are all <= 0 (dropped for the hands) and one with no positive score at all
+    results.keypoint_scores[:4, PART_SLICES["lefthand"]] = 0.0
+    results.keypoint_scores[4:6, PART_SLICES["righthand"]] = -0.3
+    results.keypoint_scores[6] = -1.0
+    return gt, results
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_equal_to_xtcocotools_on_every_special_case(tmp_path, seed):
+    gt, results = hard_case(seed)
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    res_file = tmp_path / "res.json"
+    res_file.write_bytes(dumps_results_arrays(results))
+    ref = reference(ann_file, res_file)
+    assert_same(evaluate_parts(parse_annotation_file(ann_file), results), ref)
+    assert_same(evaluate_parts(parse_annotation_file(ann_file), read_results_arrays(res_file)), ref)
+    assert 0.05 < ref["wholebody"][0] < 0.95 and min(ref[p][3] for p in EVAL_PARTS) >= 0  # non-trivial, APm defined
+    file_metrics = evaluate_results_file(ann_file, res_file, num_procs=2)
+    assert file_metrics == pytest.approx(summarize_parts(ref), abs=TOL)
+
+
+def test_use_area_false(tmp_path):
+    gt, results = hard_case(7)
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    res_file = tmp_path / "res.json"
+    res_file.write_bytes(dumps_results_arrays(results))
+    assert_same(
+        evaluate_parts(parse_annotation_file(ann_file), results, use_area=False), reference(ann_file, res_file, False)
+    )
+
+
+def test_part_scores_rank_each_part(tmp_path):
+    gt = make_wholebody_gt(6, 4, seed=9)
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    results = results_of(detector_like_predictions(gt, seed=9))
+    entries = json.loads(dumps_results_arrays(results))
+    rng = np.random.default_rng(0)
+    for i, entry in enumerate(entries):  # some results carry part scores, others not (fallback to "score")
+        if i % 3:
+            entry.update({f"{p}_score": float(rng.uniform()) for p in ("foot", "face", "lefthand", "wholebody")})
+    res_file = write_json(tmp_path / "res.json", entries)
+    parsed = read_results_arrays(res_file)
+    assert set(parsed.part_scores) == {"foot_score", "face_score", "lefthand_score", "wholebody_score"}
+    assert np.isnan(parsed.part_scores["face_score"][0]) and not np.isnan(parsed.part_scores["face_score"][1])
+    assert_same(evaluate_parts(parse_annotation_file(ann_file), parsed), reference(ann_file, res_file))
+
+
+def test_perfect_and_empty_results(tmp_path):
+    gt = make_wholebody_gt(5, 3, seed=2, missing_parts=("lefthand",))
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    arrays = parse_annotation_file(ann_file)
+    perfect = results_of(gt_as_predictions(gt))
+    res_file = tmp_path / "res.json"
+    res_file.write_bytes(dumps_results_arrays(perfect))
+    ours = evaluate_parts(arrays, perfect)
+    assert_same(ours, reference(ann_file, res_file))
+    assert ours["body"][0] == 1.0 and (ours["lefthand"] == -1).all()
+    empty = KeypointResults(np.zeros(0, np.int64), np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS)),
+                            np.zeros(0))  # fmt: skip
+    zero = evaluate_parts(arrays, empty)
+    assert all(((zero[p] == 0) | (zero[p] == -1)).all() for p in EVAL_PARTS) and zero["body"][0] == 0
+
+
+def test_results_json_round_trip_is_exact(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 7
+    results = KeypointResults(
+        rng.integers(1, 9, n),
+        rng.uniform(-5, 700, (n, NUM_KEYPOINTS, 2)) / 3,
+        rng.uniform(0, 1, (n, NUM_KEYPOINTS)) ** 7,
+        rng.uniform(0, 1, n),
+    )
+    results.keypoints[0, 0] = [1e-5, 3.0]
+    path = tmp_path / "r.json"
+    path.write_bytes(dumps_results_arrays(results))
+    entries = json.loads(path.read_text())
+    assert set(entries[0]) == {"image_id", "category_id", "keypoints", "foot_kpts", "face_kpts", "lefthand_kpts",
+                               "righthand_kpts", "score"}  # fmt: skip
+    back = read_results_arrays(path)
+    for name in ("image_ids", "keypoints", "keypoint_scores", "scores"):
+        assert np.array_equal(getattr(back, name), getattr(results, name)), name
+
+
+@pytest.mark.data
+def test_real_sample_equal_to_xtcocotools(tmp_path):
+    sample = os.environ.get("WBPOSE_SAMPLE_DATA")
+    if not sample:
+        pytest.skip("WBPOSE_SAMPLE_DATA is not set")
+    ann_file = Path(sample) / "test_coco_wholebody.json"
+    real = json.loads(ann_file.read_text())
+    for seed in range(3):
+        results = results_of(detector_like_predictions(real, seed=seed, noise=0.2))
+        res_file = tmp_path / f"res{seed}.json"
+        res_file.write_bytes(dumps_results_arrays(results))
+        assert_same(evaluate_parts(parse_annotation_file(ann_file), results), reference(ann_file, res_file))
+    assert_same(
+        evaluate_parts(parse_annotation_file(ann_file), results_of(gt_as_predictions(real))),
+        {p: v for p, v in reference_perfect(ann_file, real, tmp_path).items()},
+    )
+
+
+def reference_perfect(ann_file: Path, real: dict, tmp_path: Path) -> dict[str, np.ndarray]:
+    res_file = tmp_path / "perfect.json"
+    res_file.write_bytes(dumps_results_arrays(results_of(gt_as_predictions(real))))
+    return reference(ann_file, res_file)
+
+
+def test_wrapper_forms_of_coco_images_and_categories(tmp_path):
+    """Images listed twice keep the last record, as xtcocotools' dict does; no categories: everything -1."""
+    gt = make_wholebody_gt(3, 2, seed=4)
+    no_cats = coco_wholebody(gt["images"], gt["annotations"])
+    del no_cats["categories"]
+    ann_file = write_json(tmp_path / "nocat.json", no_cats)
+    results = results_of(gt_as_predictions(gt))
+    stats = evaluate_parts(parse_annotation_file(ann_file), results)
+    assert all((stats[p] == -1).all() for p in EVAL_PARTS)
