@@ -21,8 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+# As scripts/predict.py: idle OpenMP workers sleep instead of spinning (on this shared 2-core machine spinning
+# workers made every timing scatter by 10x); a value in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared test helpers
 
@@ -84,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
             rows.append((batch, best, diff))
     load = os.getloadavg()
     print(f"\nHRNet-{args.arch} {h}x{w} forward, CPU, {args.threads} threads; exported + verified in {export_s:.1f} s "
-          f"(max |heatmap diff| {report.max_abs_diff:.1e}); load average {load[0]:.1f}")  # fmt: skip
+          f"(max |heatmap diff| {report.max_abs_diff:.1e}); OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+          f"ONNX Runtime without spinning; load average {load[0]:.1f}")  # fmt: skip
     print("| batch | torch NCHW img/s | torch NHWC img/s | ONNX Runtime img/s | ORT / torch NCHW | ORT / torch NHWC "
           "| max abs diff |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")

@@ -33,141 +33,14 @@ above ``--score-thr``); for a video or webcam ``<input stem>.mp4`` (or ``--out-v
 at the input's fps and size; and ``results.json`` with every prediction in the official COCO-WholeBody results
 format. The image id of a result is the frame index for a video, else the number of a COCO-style file name, else
 the ``image_id`` of its detections, else the image's position in the sorted listing.
+
+The script sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment has a value: torch's idle OpenMP workers then
+sleep instead of spinning, so the frame reader and writer threads (and other jobs) get the cores.
 """
 
-from __future__ import annotations
-
-import argparse
-import logging
 import sys
-from pathlib import Path
 
-from wbpose.inference.boxes import DetectionFile, read_detections  # noqa: F401  (re-exported for callers)
-from wbpose.inference.sources import IMAGE_SUFFIXES, coco_image_id, open_source  # noqa: F401
-
-log = logging.getLogger("predict")
-
-
-def make_box_source(args: argparse.Namespace, source_kind: str):
-    """The person-box source the arguments ask for (a tracker around it with ``--track``)."""
-    from wbpose.inference.boxes import WholeImage
-
-    if args.boxes is not None and args.detector is not None:
-        raise ValueError("give either --boxes (a detections file) or --detector (an ONNX detector), not both")
-    if args.boxes is not None:
-        boxes = DetectionFile(Path(args.boxes), args.box_thr)
-    elif args.detector is not None:
-        from wbpose.inference.detector import OnnxPersonDetector
-
-        boxes = OnnxPersonDetector(Path(args.detector), family=args.det_family, score_thr=args.det_score_thr,
-                                   nms_thr=args.det_nms_thr, threads=args.threads)  # fmt: skip
-    else:
-        boxes = WholeImage()
-    if args.track:
-        if source_kind == "images":
-            raise ValueError("--track follows people through a video or webcam; the source is images")
-        from wbpose.inference.tracking import PoseTracker
-
-        boxes = PoseTracker(boxes, det_every=args.det_every, match=args.track_match)
-    return boxes
-
-
-def run(args: argparse.Namespace) -> dict:
-    """Predict on every frame and write the drawn frames and ``results.json``; returns a summary."""
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    if args.source is not None and args.images is not None:
-        raise ValueError(f"give the input once: IMAGES ({args.images}) or --source ({args.source})")
-    spec = args.source if args.source is not None else args.images
-    if spec is None:
-        raise ValueError("no input: give --source (image, folder, glob, video or webcam index) or IMAGES")
-    source = open_source(spec, max_frames=args.max_frames)
-    try:
-        boxes = make_box_source(args, source.kind)
-        boxes.check_source(source)  # e.g. detections of another video: fail before loading the model
-        # Imported after the input checks, so that a mistyped path fails without waiting for torch.
-        import torch
-
-        from wbpose.inference import Predictor
-        from wbpose.inference.pipeline import run as run_pipeline
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        predictor = Predictor.from_checkpoint(
-            checkpoint,
-            device=args.device,
-            flip_test=not args.no_flip,
-            image_hw=args.image_hw,
-            codec=args.codec,
-            batch_size=args.batch_size,
-        )
-        log.info("%r; boxes: %r", predictor, boxes)
-        result = run_pipeline(predictor, source, boxes, args.out, video_path=args.out_video, fourcc=args.fourcc,
-                              score_thr=args.score_thr, progress=not args.no_progress)  # fmt: skip
-    finally:
-        source.close()
-    if result.frames_without_people and args.boxes is not None and source.kind == "images":
-        log.warning("%d of %d images had no person box with score >= %g", result.frames_without_people,
-                    result.frames, args.box_thr)  # fmt: skip
-    drawn = result.video_path if result.video_path is not None else f"{args.out}/*.png"
-    unit = "images" if source.kind == "images" else "frames"
-    tracks = f", {result.track_ids} track ids" if args.track else ""
-    print(f"{result.frames} {unit}, {result.people} people{tracks} in {result.seconds:.1f} s "
-          f"({result.fps:.1f} frames/s) -> {drawn}, {result.results_path}")  # fmt: skip
-    return {"images": result.frames, "frames": result.frames, "people": result.people, "seconds": result.seconds,
-            "out": str(args.out), "video": str(result.video_path) if result.video_path else None,
-            "results": str(result.results_path), "track_ids": result.track_ids}  # fmt: skip
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("checkpoint", help="Lightning .ckpt, MMPose .pth, or .onnx from scripts/export.py")
-    parser.add_argument("images", nargs="?", default=None, help="an image file or a folder (older form of --source)")
-    parser.add_argument("--source", default=None, help="image, folder, quoted glob, video file or webcam index")
-    parser.add_argument("--boxes", default=None, help="COCO detection results json (default: whole image)")
-    parser.add_argument("--detector", default=None, help="ONNX RTMDet/YOLOX person detector (MMDeploy end2end)")
-    parser.add_argument("--det-family", choices=("rtmdet", "yolox"), default=None,
-                        help="detector normalisation (default: from the detector's file name)")  # fmt: skip
-    parser.add_argument("--det-score-thr", type=float, default=0.3, help="detector boxes with a score >= this")
-    parser.add_argument("--det-nms-thr", type=float, default=0.45, help="IoU of the detector's box NMS")
-    parser.add_argument("--track", action="store_true", help="pose tracking (videos): track ids, fewer detections")
-    parser.add_argument("--det-every", type=int, default=5, help="with --track: boxes from the source every N frames")
-    parser.add_argument("--track-match", choices=("iou", "oks"), default="iou", help="with --track: matching")
-    parser.add_argument("--out", default="outputs/predict", help="output folder (default: outputs/predict)")
-    parser.add_argument("--out-video", default=None, help="annotated video path (default: OUT/<input stem>.mp4)")
-    parser.add_argument("--fourcc", default=None, help="video codec FourCC (default: mp4v for .mp4, MJPG for .avi)")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop a video or webcam after N frames")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--score-thr", type=float, default=0.3, help="draw keypoints with a score above this")
-    parser.add_argument("--box-thr", type=float, default=0.3, help="use detections with a score >= this")
-    parser.add_argument("--no-flip", action="store_true", help="disable the flip test")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
-    parser.add_argument("--image-hw", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="network input size (default: the checkpoint's config or released recipe)")  # fmt: skip
-    parser.add_argument("--codec", choices=("msra", "dark"), default=None,
-                        help="heatmap decoding (default: the checkpoint's config or released recipe)")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=32, help="crops per forward pass")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch / ONNX Runtime")
-    return parser.parse_intermixed_args(argv)  # positionals may follow options (MODEL --source X IMAGES)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (1 with a message on a bad input)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        run(args)
-    except (FileNotFoundError, ValueError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
-
+from wbpose.app.predict import coco_image_id, main  # noqa: F401  (the same as the ``wbpose-predict`` command)
 
 if __name__ == "__main__":
     sys.exit(main())

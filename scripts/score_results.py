@@ -16,41 +16,9 @@ righthand, hand, wholebody and stat in ap, ap50, ap75, apm, apl, ar, ar50, ar75,
 (no ground truth for that part or area range), as xtcocotools reports it. Bad input exits with status 1.
 """
 
-from __future__ import annotations
-
-import argparse
-import json
 import sys
-from pathlib import Path
 
-from wbpose.metrics.evaluation import ENGINES, evaluate_results_file
-from wbpose.metrics.tables import format_table
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, score, print the table row and optionally write the json; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("annotations", type=Path, help="COCO-WholeBody annotation json")
-    parser.add_argument("results", type=Path, help="keypoint results json")
-    parser.add_argument("--out", type=Path, default=None, help="write all numbers to this json file")
-    parser.add_argument("--num-procs", type=int, default=None, help="evaluation processes (1 = sequential)")
-    parser.add_argument("--verbose", action="store_true", help="print xtcocotools' tables")
-    parser.add_argument("--engine", choices=ENGINES, default="fast", help="evaluation engine (same numbers)")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="parsed-annotation cache folder")
-    args = parser.parse_args(argv)
-    try:
-        metrics = evaluate_results_file(
-            args.annotations, args.results, args.num_procs, args.verbose, args.engine, args.cache_dir
-        )
-    except (ValueError, FileNotFoundError, json.JSONDecodeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(format_table(metrics))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(metrics, indent=2) + "\n")
-    return 0
-
+from wbpose.app.score import main
 
 if __name__ == "__main__":
     sys.exit(main())

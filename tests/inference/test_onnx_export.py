@@ -33,6 +33,16 @@ from wbpose.keypoints import FLIP_INDICES  # noqa: E402
 BOXES = np.array([[40, 30, 60, 150], [130, 40, 70, 150], [200, 60, 70, 130], [100, 90, 120, 110]], float)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch (and ONNX Runtime) thread: these small networks gain nothing from two, and on a busy machine
+    spinning OpenMP workers make them 10x slower (the thread count is restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _scene() -> np.ndarray:
     import cv2
 
@@ -126,7 +136,7 @@ def test_mmpose_file_export_and_metadata(tmp_path: Path) -> None:
     _same_predictions(a, b)
 
 
-@pytest.mark.slow  # ~30-60 s on two busy cores: tracing a 28 M parameter HRNet-W32 dominates
+@pytest.mark.slow  # 12-90 s on two cores (load-dependent): tracing a 28 M parameter HRNet-W32 dominates
 def test_mmpose_w32_export(tmp_path: Path) -> None:
     """A W32 256x192 file in MMPose 0.x layout under its released name: recipe from the name, flip folded in."""
     name = "hrnet_w32_coco_wholebody_256x192-853765cd_20200918.pth"

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from inference.fakes import random_model
 from wbpose.inference import Predictor, make_codec, predict_source
@@ -17,6 +18,16 @@ from wbpose.inference.pipeline import make_boxes, run
 from wbpose.inference.sources import Frame, FrameSource
 from wbpose.inference.synthetic_video import make_synthetic_video
 from wbpose.inference.tracking import PoseTracker
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch (and ONNX Runtime) thread: these small networks gain nothing from two, and on a busy machine
+    spinning OpenMP workers make them 10x slower (the thread count is restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

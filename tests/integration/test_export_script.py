@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers.paths import REPO_ROOT
 
@@ -21,6 +22,16 @@ def _load(name: str):
 
 
 export, predict = _load("export"), _load("predict")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch (and ONNX Runtime) thread: these small networks gain nothing from two, and on a busy machine
+    spinning OpenMP workers make them 10x slower (the thread count is restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

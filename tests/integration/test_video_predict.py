@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from helpers.paths import REPO_ROOT
 from wbpose.inference.synthetic_video import make_synthetic_video
@@ -32,6 +33,16 @@ def _load(name: str):
 
 
 predict, score_results = _load("predict"), _load("score_results")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch (and ONNX Runtime) thread: these small networks gain nothing from two, and on a busy machine
+    spinning OpenMP workers make them 10x slower (the thread count is restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
