@@ -244,20 +244,25 @@ def dumps_results(results: list[dict]) -> bytes:
     return json.dumps(results, separators=(",", ":")).encode()
 
 
-def write_results(path: str | Path, results: list[dict]) -> Path:
-    """Write the results json atomically (temporary file in the same folder, then ``os.replace``)."""
+def _write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` atomically (temporary file in the same folder, then ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(dumps_results(results))
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
+
+
+def write_results(path: str | Path, results: list[dict]) -> Path:
+    """Write the results json atomically (temporary file in the same folder, then ``os.replace``)."""
+    return _write_atomic(path, dumps_results(results))
 
 
 def load_results(coco_gt: COCO, results: list[dict]) -> COCO:
@@ -412,18 +417,7 @@ def dumps_results_arrays(results: KeypointResults) -> bytes:
 
 def write_results_arrays(path: str | Path, results: KeypointResults) -> Path:
     """Write the results json of arrays atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(dumps_results_arrays(results))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return _write_atomic(path, dumps_results_arrays(results))
 
 
 class _Result(msgspec.Struct):
