@@ -163,6 +163,12 @@ def val_protocol(root: Path, arch: str, image_hw, heatmap_hw, sigma, batch, work
     return timings
 
 
+def add(rows: list[tuple[str, str]], label: str, value: str) -> None:
+    """Keep a row for the final table and print it at once (a run cut short still shows what it measured)."""
+    rows.append((label, value))
+    print(f"{label}: {value}", flush=True)
+
+
 def smoke_root(tmp: Path) -> Path:
     from wbpose.synthetic.full_size import generate_full_size
 
@@ -191,32 +197,31 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str]]:
             compiles, workers = [False, True], args.workers
         cache_dir = tmp / "cache"
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-        rows.append(("device", f"{name}, torch {torch.__version__}, {os.cpu_count()} CPU cores"))
-        for arch, (inp, (image_hw, heatmap_hw, sigma, batch)) in itertools.product(archs, inputs.items()):
-            for bf16, cl, comp in itertools.product([False, True], [False, True], compiles):
-                label = f"train {arch} {inp} b{batch} {'bf16' if bf16 else 'fp32'} cl={int(cl)} compile={int(comp)}"
-                if time.perf_counter() - t0 > args.budget:
-                    rows.append((label, "skipped (time budget)"))
-                    continue
-                step = Step(arch, device, bf16, cl, comp)
-                ips = images_per_s(step, memory_batches(batch, image_hw, heatmap_hw, device), warmup, iters, device)
-                rows.append((label + " memory", f"{ips:.0f} img/s"))
-                if arch == archs[0] and inp == next(iter(inputs)) and cl and bf16 == (device.type == "cuda"):
-                    data = loader_batches(root, image_hw, heatmap_hw, sigma, batch, workers, cache_dir, device)
-                    ips_l = images_per_s(step, data, warmup, iters, device)
-                    rows.append((label + f" loader ({workers} workers)", f"{ips_l:.0f} img/s"))
-                del step
+        add(rows, "device", f"{name}, torch {torch.__version__}, {os.cpu_count()} CPU cores")
+        # Cheap, decisive rows first (decoding numerics, the val protocol), then the training grid without
+        # torch.compile, then the compiled variants (each compile costs about a minute) while the budget lasts.
         image_hw, heatmap_hw, sigma, batch = next(iter(inputs.values()))
         cuda_px, bf16_px = decode_checks(device, image_hw, heatmap_hw, sigma)
-        rows.append(("decode DARK: max |device - CPU| px", f"{cuda_px:.2e} ({'ok' if cuda_px <= 1e-3 else 'FAIL'})"))
-        rows.append(("decode DARK: max |bf16 - fp32| px", f"{bf16_px:.3f} ({'ok' if bf16_px <= 0.05 else 'FAIL'})"))
-        if time.perf_counter() - t0 > args.budget:
-            rows.append(("val protocol", "skipped (time budget)"))
-        else:
-            t = val_protocol(root, archs[0], image_hw, heatmap_hw, sigma, 2 * batch, workers, cache_dir, device)
-            rows.append((f"val protocol {archs[0]} flip DARK, {t['boxes']} boxes: wall s",
-                         f"{t['total']:.1f} (loading {t['loading']:.1f}, metric {t['metric']:.1f})"))  # fmt: skip
-    rows.append(("benchmark wall s", f"{time.perf_counter() - t0:.0f}"))
+        add(rows, "decode DARK: max |device - CPU| px", f"{cuda_px:.2e} ({'ok' if cuda_px <= 1e-3 else 'FAIL'})")
+        add(rows, "decode DARK: max |bf16 - fp32| px", f"{bf16_px:.3f} ({'ok' if bf16_px <= 0.05 else 'FAIL'})")
+        t = val_protocol(root, archs[0], image_hw, heatmap_hw, sigma, 2 * batch, workers, cache_dir, device)
+        add(rows, f"val protocol {archs[0]} flip DARK, {t['boxes']} boxes: wall s",
+            f"{t['total']:.1f} (loading {t['loading']:.1f}, metric {t['metric']:.1f})")  # fmt: skip
+        grid = itertools.product(compiles, archs, inputs.items(), [False, True], [False, True])
+        for comp, arch, (inp, (image_hw, heatmap_hw, sigma, batch)), bf16, cl in grid:
+            label = f"train {arch} {inp} b{batch} {'bf16' if bf16 else 'fp32'} cl={int(cl)} compile={int(comp)}"
+            if time.perf_counter() - t0 > args.budget:
+                add(rows, label, "skipped (time budget)")
+                continue
+            step = Step(arch, device, bf16, cl, comp)
+            ips = images_per_s(step, memory_batches(batch, image_hw, heatmap_hw, device), warmup, iters, device)
+            add(rows, label + " memory", f"{ips:.0f} img/s")
+            if not comp and arch == archs[0] and inp == next(iter(inputs)) and cl and bf16 == (device.type == "cuda"):
+                data = loader_batches(root, image_hw, heatmap_hw, sigma, batch, workers, cache_dir, device)
+                ips_l = images_per_s(step, data, warmup, iters, device)
+                add(rows, label + f" loader ({workers} workers)", f"{ips_l:.0f} img/s")
+            del step
+    add(rows, "benchmark wall s", f"{time.perf_counter() - t0:.0f}")
     print("| check | result |\n|---|---|")
     for label, value in rows:
         print(f"| {label} | {value} |")

@@ -158,6 +158,21 @@ def test_batched_fetch_equals_single_fetch(root: Path) -> None:
             torch.testing.assert_close(a[key], b[key])
 
 
+def test_each_image_decoded_once_per_batch(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = _det(root)
+    image_rows = ds.instances.image_index.tolist()
+    assert len(set(image_rows)) < len(image_rows), "the fixture needs two boxes on one image"
+    expected = [ds[i] for i in range(len(ds))]
+    calls: list[int] = []
+    original = CocoWholeBodyDataset.read_image
+    monkeypatch.setattr(CocoWholeBodyDataset, "read_image", lambda self, i: calls.append(i) or original(self, i))
+    batch = ds.__getitems__(list(range(len(ds))))
+    assert len(calls) == len(set(image_rows))
+    for a, b in zip(batch, expected):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key])
+
+
 def test_augmentation_is_seeded_by_torch(root: Path) -> None:
     def draw(seed: int) -> torch.Tensor:
         torch.manual_seed(seed)

@@ -24,13 +24,12 @@ import shutil
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from xtcocotools.coco import COCO
 
 from wbpose.data.coco_files import CocoArrays
 from wbpose.keypoints import NUM_KEYPOINTS
@@ -44,6 +43,9 @@ from wbpose.metrics.evaluation import (
     load_gt_arrays,
 )
 from wbpose.metrics.oks import select_people
+
+if TYPE_CHECKING:  # the reference engine's ground truth (the fast engine works on arrays without xtcocotools)
+    from xtcocotools.coco import COCO
 
 _ID_STATES = ("instance_ids", "image_ids")
 _FLOAT_STATES = ("keypoints", "keypoint_scores", "bbox_scores", "areas")

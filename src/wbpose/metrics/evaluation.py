@@ -50,18 +50,20 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 import orjson
-from xtcocotools.coco import COCO
-from xtcocotools.cocoeval import COCOeval
 
 from wbpose.data import cache
 from wbpose.data.coco_files import CocoArrays, load_coco, parse_annotation_file
 from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES, sigmas_array
 from wbpose.metrics import cocoeval
 from wbpose.metrics.cocoeval import KeypointResults
+
+if TYPE_CHECKING:  # the reference engine's objects; xtcocotools is imported where that engine runs
+    from xtcocotools.coco import COCO
 
 try:  # optional fast encoder; the output parses to exactly the same floats as json.dumps
     from pydantic_core import to_json as _fast_to_json
@@ -120,6 +122,8 @@ def evaluate_part(coco_gt: COCO, coco_dt: COCO, part: str, use_area: bool = True
         The ten ``stats`` (float64) and the text ``summarize()`` printed.
     """
     with _quiet() as out:
+        from xtcocotools.cocoeval import COCOeval
+
         coco_eval = COCOeval(coco_gt, coco_dt, f"keypoints_{part}", sigmas_array()[EVAL_PARTS[part]], use_area)
         coco_eval.params.useSegm = None
         coco_eval.evaluate()
