@@ -3,15 +3,18 @@ MMPose's pipeline and other engines in the same run.
 
 Data: the full-size val stand-in (``python scripts/make_synthetic.py --full-size --out ROOT --splits val``: 5,000
 images, 11,004 people, 104,125 detector boxes). One prediction per detector box is simulated as a model gives it
-(the matched person's keypoints plus noise of a few OKS sigmas, float32 values, heatmap-like scores; boxes on
-nobody get a posed skeleton in the box and low scores); areas are the padded, aspect-fixed box areas.
+(the matched person's keypoints plus noise of a few OKS sigmas, heatmap-like scores; boxes on nobody get a posed
+skeleton in the box and low scores), keypoints and scores as float32 tensors (what the engine passes to
+``update()``), in batches of 256; areas are the padded, aspect-fixed box areas.
 
 Rows:
 
-- ``compute()`` of ``CocoWholeBodyMetric`` (fast engine) on the 104,125 predictions: wall time, CPU time and peak
-  memory (tracemalloc peak of this process's allocations and the largest worker's maxrss);
+- ``compute()`` of ``CocoWholeBodyMetric`` (fast engine) on the 104,125 predictions, without and with the results
+  json, with the default ``num_procs`` (one thread) and ``num_procs=2``: wall time, CPU time (this process and its
+  workers) and peak memory (tracemalloc peak of this process's allocations);
 - the results file the metric writes (post OKS-NMS) scored by ``scripts/score_results.py``'s function (fast
-  engine; parse both files + six evaluations), by MMPose's way (``json.load`` of the results, ``loadRes``, six
+  engine; parse both files + six evaluations; by default the results file is parsed in two processes, also shown
+  with ``num_procs=1``), by MMPose's way (``json.load`` of the results, ``loadRes``, six
   sequential xtcocotools evaluations; the ground truth ``COCO`` is loaded first, untimed for both), and, when
   importable (``--engines PATH`` adds a folder to ``sys.path``), by xthotcoco (hotcoco's Rust engine) and
   faster-coco-eval's keypoint ``COCOeval_faster``;
@@ -25,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import resource
 import sys
@@ -41,7 +43,7 @@ import torch
 from wbpose.data.coco_files import parse_annotation_file, parse_detection_file
 from wbpose.keypoints import NUM_KEYPOINTS, sigmas_array
 from wbpose.metrics import CocoWholeBodyMetric
-from wbpose.metrics.evaluation import EVAL_PARTS, evaluate_results_file
+from wbpose.metrics.evaluation import EVAL_PARTS, evaluate_results_file, read_results_arrays
 from wbpose.synthetic.full_size import LAYOUT, TEMPLATE
 
 
@@ -91,8 +93,8 @@ def simulate_predictions(root: Path, seed: int = 0) -> dict[str, np.ndarray]:
     return {
         "instance_ids": np.arange(n, dtype=np.int64),
         "image_ids": dets.image_ids.astype(np.int64),
-        "keypoints": xy.astype(np.float32).astype(np.float64),  # a model's float32 outputs
-        "keypoint_scores": scores.astype(np.float32).astype(np.float64),
+        "keypoints": xy.astype(np.float32),  # a model's outputs: float32, as the engine passes them to update()
+        "keypoint_scores": scores.astype(np.float32),
         "bbox_scores": dets.scores,
         "areas": (w_fixed * 1.25) * (h_fixed * 1.25),
     }
@@ -173,27 +175,35 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         rows = []
-        # 1. in-process compute(), without and with the results json
-        for label, outfile in (("compute() (no results json, the val metric)", None),
-                               ("compute() + results json (the test metric)", tmp / "results.json")):  # fmt: skip
-            metric = make_metric(ann, preds, outfile)
-            metrics, wall, cpu = timed(metric.compute)
+        # 1. in-process compute(), without and with the results json, with the default (1) and 2 workers
+        cases = (("compute() (no results json, the val metric)", None, None),
+                 ("compute(), num_procs=2 (OKS + matching on 2 threads)", None, 2),
+                 ("compute() + results json (the test metric)", tmp / "results.json", None),
+                 ("compute() + results json, num_procs=2 (json written by a forked worker meanwhile)",
+                  tmp / "results2.json", 2))  # fmt: skip
+        outputs = []
+        for label, outfile, procs in cases:
+            metric = make_metric(ann, preds, outfile, num_procs=procs)
+            out, wall, cpu = timed(metric.compute)
+            outputs.append({k: float(v) for k, v in out.items()})
             rows.append((label, wall, cpu))
-        kept = len(json.loads((tmp / "results.json").read_bytes()))
+        metrics = outputs[0]
+        same_numbers = all(o == metrics for o in outputs)
+        kept = len(read_results_arrays(tmp / "results.json"))
+        same_json = (tmp / "results.json").read_bytes() == (tmp / "results2.json").read_bytes()
         metric = make_metric(ann, preds, None)
         tracemalloc.start()
         metric.compute()
         peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-        metric1 = make_metric(ann, preds, None, num_procs=1)
-        _, wall1, cpu1 = timed(metric1.compute)
-        rows.append(("compute(), one process (num_procs=1)", wall1, cpu1))
 
         # 2. the results file
         results = tmp / "results.json"
         size = results.stat().st_size / 2**20
         fast, wall, cpu = timed(lambda: evaluate_results_file(ann, results, engine="fast"))
         rows.append((f"score_results.py, fast engine (parse {size:.0f} MB + GT + six evaluations)", wall, cpu))
+        fast1, wall1, cpu1 = timed(lambda: evaluate_results_file(ann, results, num_procs=1, engine="fast"))
+        rows.append(("score_results.py, fast engine, num_procs=1 (the parse in one process)", wall1, cpu1))
         fast_stats = {p: np.array([fast[f"{p}_{s}"] for s in STATS]) for p in EVAL_PARTS}
         compare = {}
         if not args.skip_xtcocotools:
@@ -209,8 +219,10 @@ def main() -> None:
                 compare["xthotcoco"] = max(np.abs(hot[p] - ref[p]).max() for p in EVAL_PARTS)
             except Exception as err:  # noqa: BLE001 - an optional comparison must not lose the run
                 print(f"(xthotcoco failed or is not importable: {err!r})")
-    print(f"results file: {kept} results after OKS-NMS, {size:.0f} MB; peak traced memory of compute(): "
-          f"{peak:.0f} MiB (this process; workers fork from it)")  # fmt: skip
+    print(f"results file: {kept} results after OKS-NMS, {size:.0f} MB (the same bytes with num_procs=2: "
+          f"{same_json}); peak traced memory of compute(): {peak:.0f} MiB (this process)")  # fmt: skip
+    print(f"the four compute() runs give the same numbers: {same_numbers}; score_results with num_procs=1 too: "
+          f"{fast1 == fast}; load at the end {os.getloadavg()[0]:.1f}")  # fmt: skip
     print("| step | wall s | CPU s (incl. workers) |")
     print("|---|---:|---:|")
     for label, wall, cpu in rows:

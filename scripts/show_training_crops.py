@@ -19,7 +19,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap
 from wbpose.data.augment import build_train_augmentations
@@ -62,8 +61,7 @@ def main() -> None:
     codec = (MSRAHeatmap if args.codec == "msra" else DarkHeatmap)((h, w), (h // 4, w // 4), sigma)
     ann_file, img_dir = resolve(args.data_root, args.split, args.ann_file, args.img_dir)
     transforms = build_train_augmentations() if args.split == "train" else None
-    dataset = CocoWholeBodyDataset(ann_file, img_dir, (w, h), codec=codec, transforms=transforms)
-    torch.manual_seed(args.seed)
+    dataset = CocoWholeBodyDataset(ann_file, img_dir, (w, h), codec=codec, transforms=transforms, seed=args.seed)
     order = np.random.default_rng(args.seed).permutation(max(args.n, len(dataset)))[: args.n] % len(dataset)
     samples = [dataset.transform(dataset.load_sample(int(i)), index=int(i)) for i in order]
     save_png(args.out, draw_training_samples(samples, args.scale))

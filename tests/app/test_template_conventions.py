@@ -47,14 +47,15 @@ def test_loggers(logger: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("callbacks", "expected"),
     [
-        ("default", {"ModelCheckpoint", "RichModelSummary", "RichProgressBar", "LearningRateMonitor"}),
+        ("default", {"ModelCheckpoint", "LastCheckpoint", "RichModelSummary", "RichProgressBar",
+                     "LearningRateMonitor"}),
         ("early_stopping", {"EarlyStopping"}),
-        ("model_checkpoint", {"ModelCheckpoint"}),
+        ("model_checkpoint", {"ModelCheckpoint", "LastCheckpoint"}),
         ("model_summary", {"RichModelSummary"}),
         ("rich_progress_bar", {"RichProgressBar"}),
         ("learning_rate_monitor", {"LearningRateMonitor"}),
-        ("tqdm", {"ModelCheckpoint", "RichModelSummary", "TQDMProgressBar", "LearningRateMonitor"}),
-        ("[default,early_stopping]", {"ModelCheckpoint", "RichModelSummary", "RichProgressBar",
+        ("tqdm", {"ModelCheckpoint", "LastCheckpoint", "RichModelSummary", "TQDMProgressBar", "LearningRateMonitor"}),
+        ("[default,early_stopping]", {"ModelCheckpoint", "LastCheckpoint", "RichModelSummary", "RichProgressBar",
                                       "LearningRateMonitor", "EarlyStopping"}),
     ],
 )  # fmt: skip

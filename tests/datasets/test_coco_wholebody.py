@@ -173,18 +173,26 @@ def test_each_image_decoded_once_per_batch(root: Path, monkeypatch: pytest.Monke
             torch.testing.assert_close(a[key], b[key])
 
 
-def test_augmentation_is_seeded_by_torch(root: Path) -> None:
-    def draw(seed: int) -> torch.Tensor:
-        torch.manual_seed(seed)
-        ds = _train(root, transforms=build_train_augmentations())
-        return torch.stack([ds[i % len(ds)]["scale_wh"] for i in range(8)])
+def test_augmentation_is_seeded_by_seed_epoch_and_index(root: Path) -> None:
+    """Augmentation is a function of (seed, epoch, index): not of torch's RNG, the call order or the batch."""
 
-    torch.testing.assert_close(draw(0), draw(0))
-    assert not torch.equal(draw(0), draw(1))
+    def draw(seed: int, epoch: int = 0) -> torch.Tensor:
+        ds = _train(root, transforms=build_train_augmentations(), seed=seed)
+        return torch.stack([ds[(epoch, i % len(ds))]["scale_wh"] for i in range(8)])
+
     torch.manual_seed(0)
+    first = draw(0)
+    torch.manual_seed(1)  # torch's RNG plays no part
+    torch.testing.assert_close(draw(0), first, rtol=0, atol=0)
+    assert not torch.equal(draw(0), draw(1))
+    assert not torch.equal(draw(0, epoch=0), draw(0, epoch=1))  # a new draw each epoch
     ds = _train(root, transforms=build_train_augmentations())
-    first, second = ds[0]["scale_wh"], ds[0]["scale_wh"]  # the stream continues: a new draw each epoch
-    assert not torch.equal(first, second)
+    torch.testing.assert_close(ds[0]["scale_wh"], ds[0]["scale_wh"], rtol=0, atol=0)  # no stream carried over
+    reversed_batch = ds.__getitems__([(1, 2), (1, 1), (1, 0)])[::-1]
+    ds.set_epoch(1)  # plain indices take the dataset's epoch
+    for a, b in zip(reversed_batch, [ds[i] for i in range(3)]):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
 def test_codec_rules(root: Path) -> None:

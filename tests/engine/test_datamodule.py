@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DistributedSampler, SequentialSampler
 
 from helpers.annotations import write_root
 from wbpose.codecs import MSRAHeatmap
+from wbpose.data.sampling import EpochBatchSampler, ResumableDataLoader
 from wbpose.engine.datamodule import UnpaddedDistributedSampler, WholeBodyDataModule
 
 CODEC = MSRAHeatmap((64, 48), (16, 12), 1.0)
@@ -34,9 +35,12 @@ def test_loaders_yield_batches(tmp_path: Path) -> None:
     val = list(dm.val_dataloader())
     assert [b["image"].shape[0] for b in val] == [2, 1]  # 3 person detections, batch 2
     assert torch.cat([b["instance_id"] for b in val]).tolist() == [0, 2, 3]
-    assert set(val[0]) == {"image", "center_xy", "scale_wh", "instance_id", "image_id", "bbox_score"}
+    assert set(val[0]) == {"image", "center_xy", "scale_wh", "instance_id", "image_id", "bbox_score", "bad_index"}
+    assert val[0]["bad_index"].tolist() == [-1, -1]  # no bad image (data.bad_images)
     assert dm.val_ann_file == str(tmp_path / "annotations/coco_wholebody_val_v1.0.json")
-    assert isinstance(dm.train_dataloader().sampler, RandomSampler)
+    train = dm.train_dataloader()  # one process: a shuffled shard of one, from a loader that saves its place
+    assert isinstance(train, ResumableDataLoader) and isinstance(train.batch_sampler, EpochBatchSampler)
+    assert train.batch_sampler.sampler.shuffle and train.batch_sampler.sampler.num_replicas == 1
     assert isinstance(dm.val_dataloader().sampler, SequentialSampler)
     assert len(list(dm.test_dataloader())) == 2
 
@@ -71,9 +75,10 @@ def test_ddp_samplers(tmp_path: Path) -> None:
     val = dm.val_dataloader()
     assert isinstance(val.sampler, UnpaddedDistributedSampler)  # a DistributedSampler: Lightning keeps it
     assert list(val.sampler) == [1] and val.sampler.rank == 1
-    train = dm.train_dataloader()
+    train = dm.train_dataloader().batch_sampler
+    assert isinstance(train, EpochBatchSampler)
     assert isinstance(train.sampler, DistributedSampler) and train.sampler.shuffle
-    assert train.sampler.num_replicas == 2 and len(train.sampler) == 2
+    assert train.sampler.num_replicas == 2 and train.sampler.rank == 1 and len(train.sampler) == 2
 
 
 def test_synthetic_root_is_generated_when_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,3 +127,20 @@ def test_photometric_option(tmp_path: Path) -> None:
     dm.setup("fit")
     assert dm.train_dataset.photometric is not None
     assert next(iter(dm.train_dataloader()))["image"].shape == (3, 3, 64, 48)
+
+
+def test_evaluation_prepares_the_val_files_only(tmp_path: Path) -> None:
+    from wbpose.data import cache
+
+    write_root(tmp_path)
+    folder = tmp_path / "cache"
+    dm = make_dm(tmp_path, cache_dir=folder)
+    dm.prepare_train = False  # as wbpose.app.evaluate sets it
+    try:
+        dm.prepare_data()
+        entries = sorted(p.name.split(".")[0] for p in folder.iterdir() if p.is_dir())
+        assert entries == ["COCO_val2017_detections_AP_H_56_person", "coco_wholebody_val_v1"]
+        make_dm(tmp_path, cache_dir=folder).prepare_data()  # training caches the train file as well
+        assert len([p for p in folder.iterdir() if p.is_dir()]) == 3
+    finally:
+        cache.set_cache_dir(None)

@@ -268,3 +268,37 @@ def test_channels_last_auto_resolves_on_the_trainer_device(tmp_path, setting) ->
 def test_channels_last_rejects_other_values() -> None:
     with pytest.raises(ValueError, match="channels_last"):
         TopdownPoseModule(build_pose_model("tiny"), None, KeypointMSELoss(), torch.optim.Adam, channels_last="yes")
+
+
+class BadRowSet(FakeSet):
+    """FakeSet whose samples carry ``bad_index`` (as a dataset with ``on_bad_image`` set): ``bad`` are the indices
+    whose image "failed"."""
+
+    def __init__(self, n: int, bad: set[int]) -> None:
+        super().__init__(n)
+        self.bad = bad
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {**super().__getitem__(i), "bad_index": torch.tensor(i if i in self.bad else -1)}
+
+
+def test_bad_images_are_counted_without_a_datamodule(tmp_path, caplog) -> None:
+    """Plain loaders (no datamodule, no file names): training counts distinct bad indices, names them by index and
+    has no budget to enforce (a fraction of an unknown set); evaluation drops their rows from the metric."""
+    module = make_module()
+    trainer = tiny_trainer(tmp_path, max_epochs=2, limit_val_batches=0)
+    with caplog.at_level("WARNING", logger="wbpose.engine.module"):
+        trainer.fit(module, DataLoader(BadRowSet(8, {1, 6}), batch_size=4))
+    assert float(trainer.callback_metrics["train/bad_images"]) == 2  # two epochs, the same two images
+    assert caplog.text.count("instance index 1 (no dataset to name its file)") == 1
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    restored = make_module()
+    restored.on_load_checkpoint(checkpoint)
+    assert restored._bad_train == {1: 1, 6: 6}  # a resumed run keeps counting towards the same budget
+
+    metric = RecordingMetric()
+    module = make_module(metric=metric)
+    out = tiny_trainer(tmp_path).validate(module, DataLoader(BadRowSet(6, {2, 4, 5}), batch_size=4), verbose=False)
+    assert out[0]["val/bad_images"] == 3 and out[0]["val/wholebody_ap"] == 0.5
+    assert [c[0].tolist() for c in metric.calls] == [[0, 1, 3]]  # batch 2 (rows 4, 5) is all bad: no update

@@ -28,7 +28,6 @@ def test_augment_photometric_config_changes_pixels_only(tmp_path: Path) -> None:
         if augment == "photometric":
             assert [t["type"] for t in cfg.data.photometric][0] == "RandomBrightnessContrast"
             assert dm.train_dataset.photometric is not None
-        dm.train_dataset._rng_seed = None
         batches[augment] = dm.train_dataset.__getitems__(list(range(len(dm.train_dataset))))
     plain, photo = batches["none"], batches["photometric"]
     changed = 0

@@ -51,3 +51,49 @@ class RaiseOnRank(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
         if trainer.global_rank == self.rank and trainer.global_step >= self.step:
             raise RuntimeError(f"rank {self.rank} failed on purpose at step {trainer.global_step}")
+
+
+class SigkillAtStep(pl.Callback):
+    """A job killed by its scheduler: once ``global_step`` reaches ``step`` (before that step's checkpoint: Lightning
+    runs checkpoint callbacks last), global rank 0 sends SIGKILL to its process group -- itself, the DDP ranks
+    Lightning launched and every loader worker -- when it leads the group (start it with ``start_new_session=True``),
+    else to itself only. Nothing is flushed or saved."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        import os
+        import signal
+
+        if trainer.global_rank == 0 and trainer.global_step >= self.step:
+            if os.getpgrp() == os.getpid():
+                os.killpg(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RecordBatches(pl.Callback):
+    """Appends ``<global_step> <instance ids>`` of every training batch to ``<path>.rank<r>`` (flushed per line, so
+    what a killed run trained on is on disk)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, *args) -> None:
+        ids = " ".join(str(int(i)) for i in batch["instance_id"].tolist())
+        with open(f"{self.path}.rank{trainer.global_rank}", "a") as f:
+            f.write(f"{trainer.global_step} {ids}\n")
+
+
+class SaveWeightsAtEnd(pl.Callback):
+    """Saves ``{"global_step", "state_dict"}`` of the module to ``path`` when training ends (global rank 0)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        import torch
+
+        if trainer.global_rank == 0:
+            state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+            torch.save({"global_step": trainer.global_step, "state_dict": state}, self.path)

@@ -89,5 +89,5 @@ def test_errors_in_the_reader_thread_reach_the_caller(predictor: Predictor, tmp_
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), np.zeros((20, 20, 3), np.uint8))
     (folder / "b.png").write_bytes(b"broken")
-    with pytest.raises(ValueError, match=r"cannot read image .*b\.png"):
-        predict_source(predictor, folder, out=tmp_path / "o", progress=False)
+    with pytest.raises(ValueError, match=r"cannot read image .*b\.png"):  # strict: skipping is the default
+        predict_source(predictor, folder, out=tmp_path / "o", progress=False, strict=True)

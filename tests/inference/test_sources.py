@@ -125,3 +125,48 @@ def test_background_worker_runs_in_order_and_reports_errors(tmp_path: Path) -> N
     path = sink.write(np.zeros((4, 4, 3), np.uint8), "frame 1.jpg")
     assert path.name == "frame 1.png" and path.is_file()
     assert isinstance(Frame(0, np.zeros((1, 1, 3), np.uint8), "x"), Frame)
+
+
+def test_folder_skips_unreadable_images_and_lists_them(tmp_path: Path, caplog) -> None:
+    rng = np.random.default_rng(0)
+    for name in ("a.jpg", "c.jpg", "d.png"):
+        cv2.imwrite(str(tmp_path / name), rng.integers(0, 256, (30, 40, 3), np.uint8))
+    (tmp_path / "b.jpg").write_bytes(b"garbage, not an image")
+    data = (tmp_path / "c.jpg").read_bytes()
+    (tmp_path / "c.jpg").write_bytes(data[: len(data) // 2])  # truncated: OpenCV alone would decode it
+    source = open_source(tmp_path)
+    with caplog.at_level("WARNING", logger="wbpose.inference.sources"):
+        frames = list(source)
+    assert [(f.index, f.name) for f in frames] == [(0, "a.jpg"), (3, "d.png")]  # positions kept
+    assert len(source.skipped) == 2
+    assert "b.jpg: cannot read image" in source.skipped[0] and "c.jpg: cannot read image" in source.skipped[1]
+    assert "truncated JPEG" in source.skipped[1]
+    assert "b.jpg" in caplog.text and "c.jpg" in caplog.text
+    with pytest.raises(ValueError, match=r"cannot read image .*b\.jpg"):
+        list(open_source(tmp_path, strict=True))
+    with pytest.raises(ValueError, match=r"cannot read image .*b\.jpg"):
+        list(open_source(tmp_path / "b.jpg"))  # one image given alone: an error, not an empty run
+    for name in ("a.jpg", "d.png"):
+        (tmp_path / name).unlink()
+    with pytest.raises(ValueError, match=r"none of the 2 images of .* reads:\n  .*b\.jpg.*\n  .*c\.jpg"):
+        list(open_source(tmp_path))
+
+
+def test_video_skips_an_undecodable_frame(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "clip.avi"  # Motion-JPEG: every frame is a JPEG inside the container
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for i in range(8):
+        writer.write(np.full((48, 64, 3), (20 * i, 100, 200), np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    assert len(starts) == 8
+    data[starts[3] : starts[3] + 200] = bytes(200)  # frame 3's JPEG header wiped
+    path.write_bytes(bytes(data))
+    source = open_source(path)
+    with caplog.at_level("WARNING", logger="wbpose.inference.sources"):
+        frames = list(source)
+    assert [f.index for f in frames] == [0, 1, 2, 4, 5, 6, 7]  # the frame index stays the position in the video
+    assert source.skipped == ["clip.avi#3: cannot decode the frame (corrupt)"] and "clip.avi#3" in caplog.text
+    with pytest.raises(ValueError, match=r"cannot decode frame 3 of video clip\.avi"):
+        list(open_source(path, strict=True))

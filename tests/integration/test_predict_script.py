@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,25 @@ def test_single_image_whole_box_and_file_name_matching(data_root: Path, checkpoi
     assert predict.main([str(checkpoint), str(image), "--boxes", str(boxes), "--out", str(out2), *SMALL]) == 0
     (result,) = json.loads((out2 / "results.json").read_text())
     assert result["image_id"] == 42
+
+
+def test_folder_with_an_unreadable_image(checkpoint: Path, tmp_path: Path, capsys, caplog) -> None:
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "000000000785.jpg"), np.full((90, 120, 3), 128, np.uint8))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 cut short")
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING", logger="wbpose.inference.sources"):
+        assert predict.main([str(checkpoint), "--source", str(folder), "--out", str(out), "--no-progress", *SMALL]) == 0
+    printed = capsys.readouterr().out
+    assert "1 images (1 unreadable, skipped), 1 people" in printed
+    assert re.search(r"skipped 1 unreadable images .*\n  \S*broken\.jpg: cannot read image .*truncated JPEG", printed)
+    assert "broken.jpg" in caplog.text  # the warning names it as it happens
+    assert [r["image_id"] for r in json.loads((out / "results.json").read_text())] == [785]
+    assert sorted(p.name for p in out.glob("*.png")) == ["000000000785.png"]
+    strict = [str(checkpoint), "--source", str(folder), "--out", str(tmp_path / "o2"), "--strict", *SMALL]
+    assert predict.main(strict) == 1
+    assert "broken.jpg" in capsys.readouterr().err
 
 
 def test_coco_image_ids() -> None:

@@ -32,7 +32,7 @@ def short_run(make_cfg, synthetic_root, tmp_path) -> tuple[Path, dict]:
     return Path(cfg.paths.output_dir), objects
 
 
-def test_short_run_then_eval_from_checkpoint_alone(short_run, tmp_path) -> None:
+def test_short_run_then_eval_from_checkpoint_alone(short_run, tmp_path, capsys) -> None:
     run_dir, objects = short_run
     ckpt = Path(objects["validated_checkpoint"])
     assert ckpt.name.startswith("best_epoch000") and (run_dir / "checkpoints" / "last.ckpt").is_file()
@@ -49,6 +49,14 @@ def test_short_run_then_eval_from_checkpoint_alone(short_run, tmp_path) -> None:
     assert (tmp_path / "eval" / "metrics.json").is_file()
     results = json.loads((tmp_path / "eval" / "results_keypoints.json").read_text())
     assert results and len(results[0]["face_kpts"]) == 68 * 3
+    # the printed time split: every stage measured, network and metric really timed, the stages add up
+    timings = eval_objects["timings"]
+    assert set(timings) == {"loading", "crops", "network", "decode", "metric", "other"}
+    assert min(timings.values()) >= 0 and timings["network"] > 0 and timings["metric"] > 0 and timings["decode"] > 0
+    out = capsys.readouterr().out
+    assert "time split (s): loading" in out and f"total {sum(timings.values()):.1f}" in out
+    assert "Testing DataLoader 0: 100%" in out  # not a terminal: the plain TQDM bar, readable in a log file
+    assert eval_objects["module"].model.forward.__func__ is type(eval_objects["module"].model).forward  # unwrapped
 
     gt_cfg = compose_config("eval", [f"ckpt_path={ckpt}", "bbox_source=gt"], output_dir=tmp_path / "eval_gt")
     gt_metrics, _ = evaluate(gt_cfg, overrides=["bbox_source=gt", "module.flip_test=false"])

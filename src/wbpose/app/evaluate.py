@@ -18,6 +18,8 @@ Which config is used:
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 from wbpose.app.config import CONFIG_DIR, parse_override
 from wbpose.app.extras import apply_extras, task_wrapper
@@ -33,6 +36,7 @@ from wbpose.build import build_codec, build_datamodule, build_loggers, build_mod
 from wbpose.checkpoints.io import LoadedCheckpoint, check_same_arch, load_checkpoint, load_state_dict_checked
 from wbpose.checkpoints.recipes import Recipe
 from wbpose.data.layout import ensure_dataset
+from wbpose.engine.timing import StageTimer, format_split
 from wbpose.metrics.tables import metrics_table, write_metrics_json
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,8 @@ __all__ = ["build_eval_config", "evaluate", "recipe_nodes"]
 
 #: Config groups that a checkpoint's embedded config provides (and the command line may override).
 MODEL_GROUPS = ("model", "input", "data", "codec", "module")
+#: Progress-bar refresh (batches) when the output is not a terminal: a plain TQDM line every 20 batches.
+LOG_REFRESH_BATCHES = 20
 #: Groups a weights-only checkpoint needs from its recipe or the command line.
 RECIPE_GROUPS = ("model", "input", "codec")
 
@@ -124,7 +130,8 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, 
 
     Returns:
         ``(metrics, objects)``: metric name -> value (``test/body_ap`` ...), and ``cfg``, ``module``,
-        ``datamodule``, ``trainer``.
+        ``datamodule``, ``trainer``, ``timings`` (seconds per stage: :data:`wbpose.engine.timing.STAGES`, also
+        printed as one line after the table).
     """
     apply_extras(cfg)
     loaded = load_checkpoint(cfg.ckpt_path)
@@ -143,7 +150,17 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, 
         module.test_metric.outfile = None
     load_state_dict_checked(module.model, loaded.state_dict, loaded.source)
     loggers = build_loggers(final)
-    trainer: pl.Trainer = instantiate(final.trainer, logger=loggers or False, callbacks=[])
+    timer = StageTimer()
+    callbacks: list[pl.Callback] = [timer]
+    if final.trainer.get("enable_progress_bar", True) and not sys.stdout.isatty():
+        # Lightning's default bar (rich) draws only once at the end when the output is a log file
+        callbacks.append(TQDMProgressBar(refresh_rate=LOG_REFRESH_BATCHES))
+    trainer: pl.Trainer = instantiate(final.trainer, logger=loggers or False, callbacks=callbacks)
+    datamodule.prepare_train = False  # evaluation reads the val split only: never parse the train json
+    start = time.perf_counter()
+    datamodule.prepare_data()  # parse (or read the cache of) the annotation and detector files, timed apart
+    datamodule.setup("test")
+    timer.seconds["loading"] = time.perf_counter() - start
     results = trainer.test(module, datamodule=datamodule, verbose=False)  # loggers closed by the task wrapper
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if trainer.is_global_zero:
@@ -157,4 +174,6 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, 
         )
         OmegaConf.save(final, out / "eval_config.yaml")
         print(f"{loaded.source} ({final.bbox_source} boxes):\n{metrics_table({model_arch(final) or 'model': metrics})}")
-    return metrics, {"cfg": final, "module": module, "datamodule": datamodule, "trainer": trainer}
+        print(format_split(timer.seconds, boxes=len(datamodule.val_dataset)))
+    objects = {"cfg": final, "module": module, "datamodule": datamodule, "trainer": trainer, "timings": timer.seconds}
+    return metrics, objects

@@ -34,6 +34,10 @@ at the input's fps and size; and ``results.json`` with every prediction in the o
 format. The image id of a result is the frame index for a video, else the number of a COCO-style file name, else
 the ``image_id`` of its detections, else the image's position in the sorted listing.
 
+An unreadable image of a folder or glob (missing, truncated, corrupt) or an undecodable frame inside a video is
+skipped with a warning naming it, and counted and listed in the summary; ``--strict`` stops at the first one with
+an error instead. A single image given alone that does not read is always an error.
+
 The script sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment has a value: torch's idle OpenMP workers then
 sleep instead of spinning, so the frame reader and writer threads (and other jobs) get the cores.
 """
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> dict:
     spec = args.source if args.source is not None else args.images
     if spec is None:
         raise ValueError("no input: give --source (image, folder, glob, video or webcam index) or IMAGES")
-    source = open_source(spec, max_frames=args.max_frames)
+    source = open_source(spec, max_frames=args.max_frames, strict=args.strict)
     try:
         boxes = make_box_source(args, source.kind)
         boxes.check_source(source)  # e.g. detections of another video: fail before loading the model
@@ -117,11 +121,16 @@ def run(args: argparse.Namespace) -> dict:
     drawn = result.video_path if result.video_path is not None else f"{args.out}/*.png"
     unit = "images" if source.kind == "images" else "frames"
     tracks = f", {result.track_ids} track ids" if args.track else ""
-    print(f"{result.frames} {unit}, {result.people} people{tracks} in {result.seconds:.1f} s "
+    skipped = f" ({len(result.skipped)} unreadable, skipped)" if result.skipped else ""
+    print(f"{result.frames} {unit}{skipped}, {result.people} people{tracks} in {result.seconds:.1f} s "
           f"({result.fps:.1f} frames/s) -> {drawn}, {result.results_path}")  # fmt: skip
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} unreadable {unit} (--strict stops at the first):")
+        print("\n".join(f"  {line}" for line in result.skipped))
     return {"images": result.frames, "frames": result.frames, "people": result.people, "seconds": result.seconds,
             "out": str(args.out), "video": str(result.video_path) if result.video_path else None,
-            "results": str(result.results_path), "track_ids": result.track_ids}  # fmt: skip
+            "results": str(result.results_path), "track_ids": result.track_ids,
+            "skipped": list(result.skipped)}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -145,6 +154,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fourcc", default=None, help="video codec FourCC (default: mp4v for .mp4, MJPG for .avi)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop a video or webcam after N frames")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at an unreadable image or video frame (default: skip it, warn)")  # fmt: skip
     parser.add_argument("--score-thr", type=float, default=0.3, help="draw keypoints with a score above this")
     parser.add_argument("--box-thr", type=float, default=0.3, help="use detections with a score >= this")
     parser.add_argument("--no-flip", action="store_true", help="disable the flip test")

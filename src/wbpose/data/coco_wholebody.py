@@ -15,14 +15,14 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from wbpose.data.annotations import BBoxSource, InstanceTable, load_instances
+from wbpose.data.bad_images import read_image_file
 from wbpose.data.errors import DataError
 from wbpose.data.transforms import (
     Compose,
@@ -71,6 +71,12 @@ class CocoWholeBodyDataset(Dataset):
         zero_outside_crop: make keypoints outside the crop invisible before encoding (see ``GenerateTarget``).
         bbox_padding: box -> scale padding (1.25).
         tune_malloc: call :func:`keep_freed_memory` once in every process that loads samples (glibc only).
+        seed: augmentation seed: sample ``index`` of epoch ``epoch`` draws from
+            ``numpy.random.default_rng([seed, epoch, index])`` (:meth:`sample_rng`).
+        on_bad_image: what a sample whose image is missing, truncated, corrupt or of the wrong size becomes:
+            "raise" (``DataError``, the default), "replace" (training: the next instance, in index order, whose
+            image reads) or "drop" (evaluation: a blank crop, for no prediction). With "replace" and "drop" every
+            sample also carries ``bad_index`` int64: the instance index whose image failed, -1 otherwise.
 
     A sample is a dict of tensors: ``image`` float32 (3, H, W) normalised RGB; ``center_xy`` float32 (2,);
     ``scale_wh`` float32 (2,) (padded, aspect-fixed, after augmentation); ``instance_id`` int64; ``image_id``
@@ -92,6 +98,8 @@ class CocoWholeBodyDataset(Dataset):
         zero_outside_crop: bool = True,
         bbox_padding: float = 1.25,
         tune_malloc: bool = True,
+        on_bad_image: Literal["raise", "replace", "drop"] = "raise",
+        seed: int = 0,
     ) -> None:
         self.ann_file = str(ann_file)
         self.img_dir = str(img_dir)
@@ -113,9 +121,14 @@ class CocoWholeBodyDataset(Dataset):
         self.target = GenerateTarget(codec, zero_outside_crop) if codec is not None else None
         self.codec = codec
         self.bbox_source = bbox_source
-        self._rng: np.random.Generator | None = None
-        self._rng_seed: int | None = None
+        self.seed = int(seed)
+        #: The epoch of plain integer indices (a loader's ``(epoch, index)`` pairs carry their own).
+        self.epoch = 0
         self.tune_malloc = tune_malloc
+        if on_bad_image not in ("raise", "replace", "drop"):
+            raise ValueError(f"on_bad_image must be 'raise', 'replace' or 'drop', got {on_bad_image!r}")
+        self.on_bad_image = on_bad_image
+        self._bad_rows: set[int] = set()  # image rows found bad in this process (not read again)
         self._tuned_pid: int | None = None
         self.instances: InstanceTable = load_instances(
             self.ann_file, bbox_source=bbox_source, det_file=det_file, det_score_thr=det_score_thr, padding=bbox_padding
@@ -155,51 +168,143 @@ class CocoWholeBodyDataset(Dataset):
         )
 
     def read_image(self, index: int) -> np.ndarray:
-        """Decode the image of instance ``index`` (BGR uint8, as ``cv2.imread``), checking its size."""
+        """Decode the image of instance ``index`` (BGR uint8, as ``cv2.imread``), checking its size.
+
+        Raises:
+            DataError: the file is missing, truncated (a JPEG without its end marker,
+                :func:`wbpose.data.bad_images.read_image_file`), corrupt, or not of the annotated size; the message
+                names the file and the record.
+        """
         path = self.image_path(index)
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        image, why = read_image_file(path)
         w, h = self.instances.image_wh[self.instances.image_index[index]].tolist()
         if image is None or image.shape[0] != h or image.shape[1] != w:
-            self._raise_bad_image(index, path, image)
+            self._raise_bad_image(index, path, image, why)
         return image
 
-    def _raise_bad_image(self, index: int, path: str, image: np.ndarray | None) -> None:
+    def _raise_bad_image(self, index: int, path: str, image: np.ndarray | None, why: str | None = None) -> None:
         inst = self.instances
         what = f"image_id {int(inst.image_ids[index])}, instance_id {int(inst.instance_ids[index])} ({self.ann_file})"
-        if image is None and not os.path.exists(path):
+        if image is None and (why == "missing" or not os.path.exists(path)):
             raise DataError(f"missing image file {path} for {what}; check img_dir / data.data_root")
+        if why == "truncated":
+            raise DataError(
+                f"cannot decode image {path} for {what}: truncated JPEG (no end-of-image marker; a partial copy "
+                "or download)"
+            )
         if image is None:
-            raise DataError(f"cannot decode image {path} for {what}: corrupt or not an image (cv2.imread gave None)")
+            raise DataError(f"cannot decode image {path} for {what}: {why or 'corrupt'} (not an image OpenCV decodes)")
         w, h = inst.image_wh[inst.image_index[index]].tolist()
         raise DataError(
             f"image {path} decodes to {image.shape[1]}x{image.shape[0]} but the annotation file says {w}x{h} "
             f"for {what} (wrong file, or an EXIF-rotated JPEG)"
         )
 
-    def sample_rng(self) -> np.random.Generator:
-        """The augmentation generator of this process, seeded from its torch seed.
+    # ------------------------------------------------------------------ bad images (``on_bad_image``)
+    @property
+    def num_images(self) -> int:
+        """Distinct images holding at least one instance (what a fractional bad-image budget is a fraction of)."""
+        return int(np.unique(self.instances.image_index).size)
 
-        A loader worker's torch seed is ``base_seed + worker_id`` (drawn anew from the main process's torch RNG
-        for every epoch's workers, and re-seeded by Lightning's ``worker_init_fn`` under
-        ``seed_everything(workers=True)``); in the main process it is the ``seed_everything`` seed. The generator
-        is rebuilt whenever that seed changes and otherwise continues its stream, so a run is reproducible,
-        workers draw independent streams, and persistent workers still see new augmentations every epoch.
-        (One generator per process gives the same guarantees as seeding one per sample, without paying for a
-        ``SeedSequence`` per sample.)
+    def _try_read_image(self, index: int) -> np.ndarray | None:
+        """:meth:`read_image`, or ``None`` for a bad image (remembered: this process does not try it again)."""
+        row = int(self.instances.image_index[index])
+        if row in self._bad_rows:
+            return None
+        try:
+            return self.read_image(index)
+        except DataError:
+            self._bad_rows.add(row)
+            return None
+
+    def replacement_index(
+        self, index: int, decoded: dict[int, np.ndarray | None] | None = None, max_reads: int = 1000
+    ) -> tuple[int, np.ndarray]:
+        """The instance standing in for ``index`` in training when its image is bad, with its decoded image.
+
+        It is the next instance in index order (wrapping around) on another image that reads, so a rerun builds the
+        same batches. ``decoded`` (image row -> image) reuses images already decoded for the batch.
+
+        Raises:
+            DataError: none of the next ``max_reads`` images tried reads (the image folder looks broken).
         """
-        seed = torch.initial_seed()
-        if self._rng is None or seed != self._rng_seed:
-            self._rng, self._rng_seed = np.random.default_rng(seed), seed
-        return self._rng
+        rows = self.instances.image_index
+        bad_row, n, reads = int(rows[index]), len(self), 0
+        for step in range(1, n):
+            j = (index + step) % n
+            row = int(rows[j])
+            if row == bad_row or row in self._bad_rows:
+                continue
+            image = decoded.get(row) if decoded is not None else None
+            if image is None:
+                image, reads = self._try_read_image(j), reads + 1
+            if image is not None:
+                return j, image
+            if reads >= max_reads:
+                break
+        raise DataError(
+            f"no readable image to stand in for the bad image {self.image_path(index)} (instance index {index}): "
+            f"{reads} other images of {self.ann_file} failed to read in a row; check {self.img_dir}"
+        )
 
-    def _augment_rng(self, rng: np.random.Generator | None) -> np.random.Generator | None:
+    def _stand_in(
+        self, sample: TopdownSample, index: int, rng: np.random.Generator | None, decoded: dict[int, np.ndarray | None]
+    ) -> TopdownSample:
+        """The sample that takes the place of ``index``, whose image is bad: the replacement instance, prepared
+        with ``rng`` ("replace"), or the same geometry on a blank image, for no prediction ("drop")."""
+        if self.on_bad_image == "drop":
+            w, h = self.instances.image_wh[self.instances.image_index[index]].tolist()
+            sample.image = np.zeros((int(h), int(w), 3), np.uint8)
+            return sample
+        j, image = self.replacement_index(index, decoded)
+        decoded.setdefault(int(self.instances.image_index[j]), image)
+        stand_in = self.prepare(self.load_sample(j, read_image=False), rng)
+        stand_in.image = image
+        return stand_in
+
+    def describe_bad_image(self, index: int) -> str:
+        """``<path> (image_id .., instance_id ..): <what is wrong>`` for instance ``index`` (reads the file again)."""
+        inst = self.instances
+        path = self.image_path(index)
+        image, why = read_image_file(path)
+        if image is not None:
+            w, h = inst.image_wh[inst.image_index[index]].tolist()
+            why = (
+                f"decodes to {image.shape[1]}x{image.shape[0]}, the annotation file says {w}x{h}"
+                if image.shape[:2] != (h, w)
+                else "failed to read in a loader worker (reads now)"
+            )
+        return f"{path} (image_id {int(inst.image_ids[index])}, instance_id {int(inst.instance_ids[index])}): {why}"
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose augmentation plain integer indices get (``(epoch, index)`` pairs carry their own)."""
+        self.epoch = int(epoch)
+
+    def sample_rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
+        """The augmentation generator of sample ``index`` in ``epoch`` (default :attr:`epoch`):
+        ``numpy.random.default_rng([seed, epoch, index])``.
+
+        A function of (seed, epoch, index) only, so a sample's augmentation does not depend on the process, the
+        worker or the batch that builds it, and a resumed run draws what the uninterrupted one drew
+        (docs/conventions.md#training-order-and-resume). Seeding costs about 12 us per sample.
+        """
+        return np.random.default_rng([self.seed, self.epoch if epoch is None else int(epoch), int(index)])
+
+    def _augment_rng(
+        self, rng: np.random.Generator | None, index: int | None, epoch: int | None = None
+    ) -> np.random.Generator | None:
         if rng is None and (self.transforms is not None or self.photometric is not None):
-            rng = self.sample_rng()
+            if index is None:
+                raise ValueError("augmenting a sample needs its generator (rng=) or its dataset index (index=)")
+            rng = self.sample_rng(index, epoch)
         return rng
 
-    def prepare(self, sample: TopdownSample, rng: np.random.Generator | None = None) -> TopdownSample:
-        """The annotation half of the pipeline: augmentations, crop geometry and target (no pixels needed)."""
-        rng = self._augment_rng(rng)
+    def prepare(
+        self, sample: TopdownSample, rng: np.random.Generator | None = None, index: int | None = None
+    ) -> TopdownSample:
+        """The annotation half of the pipeline: augmentations, crop geometry and target (no pixels needed).
+        The augmentation draws from ``rng``, else from :meth:`sample_rng` of ``index``."""
+        rng = self._augment_rng(rng, index)
         if self.transforms is not None:
             sample = self.transforms(sample, rng)
         sample = self.affine.set_geometry(sample)
@@ -217,23 +322,29 @@ class CocoWholeBodyDataset(Dataset):
             sample.image = self.read_image(index)
         sample = self.affine.warp_image(sample)
         if self.photometric is not None:
-            sample = self.photometric(sample, self._augment_rng(rng))
+            sample = self.photometric(sample, self._augment_rng(rng, index))
         return self.normalize(sample)
 
     def transform(
         self, sample: TopdownSample, rng: np.random.Generator | None = None, index: int | None = None
     ) -> TopdownSample:
-        """Run the whole pipeline on a sample from :meth:`load_sample` (:meth:`prepare`, then :meth:`finish`)."""
-        rng = self._augment_rng(rng)
+        """Run the whole pipeline on a sample from :meth:`load_sample` (:meth:`prepare`, then :meth:`finish`);
+        without ``rng`` the augmentation draws from :meth:`sample_rng` of ``index``."""
+        rng = self._augment_rng(rng, index)
         return self.finish(self.prepare(sample, rng), rng, index)
 
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+    def __getitems__(self, indices: Sequence[int | tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
         """Build a batch of samples stage by stage (the DataLoader calls this with a batch's indices).
+
+        An index is a dataset index, or an ``(epoch, index)`` pair (what
+        :class:`wbpose.data.sampling.EpochBatchSampler` yields): the epoch picks the augmentation
+        (:meth:`sample_rng`); plain indices use :attr:`epoch`.
 
         First the annotation half for every sample (augmentation, geometry, target), then for each sample its
         decode, warp and normalisation. Decoding a JPEG evicts the CPU caches; running the annotation steps
         back to back, before any decode, keeps their code and data hot, which makes them cheaper (figures:
-        ``benchmarks/data_pipeline.py``). The random draws are the same as sample by sample.
+        ``benchmarks/data_pipeline.py``). Each sample draws from its own generator, so the draws are the same as
+        sample by sample.
 
         Each image is decoded once per batch however many of its instances the batch holds: validation boxes come
         grouped by image (104,125 detector boxes on 5,000 val images, about 21 per image), so a val batch decodes
@@ -243,19 +354,29 @@ class CocoWholeBodyDataset(Dataset):
         if self.tune_malloc and self._tuned_pid != os.getpid():
             keep_freed_memory()
             self._tuned_pid = os.getpid()
-        indices = [int(i) for i in indices]
-        rng = self._augment_rng(None)
-        samples = [self.prepare(self.load_sample(i, read_image=False), rng) for i in indices]
-        decoded: dict[int, np.ndarray] = {}
+        keys = [(int(i[0]), int(i[1])) if isinstance(i, tuple | list) else (self.epoch, int(i)) for i in indices]
+        indices = [i for _, i in keys]
+        rngs = [self._augment_rng(None, i, epoch) for epoch, i in keys]
+        samples = [self.prepare(self.load_sample(i, read_image=False), r) for i, r in zip(indices, rngs)]
+        decoded: dict[int, np.ndarray | None] = {}
         image_index = self.instances.image_index
-        for sample, i in zip(samples, indices):
+        bad = [-1] * len(indices)
+        for n, i in enumerate(indices):
             key = int(image_index[i])
             if key not in decoded:
-                decoded[key] = self.read_image(i)
-            sample.image = decoded[key]
-        return [pack_sample(self.finish(s, rng, i)) for s, i in zip(samples, indices)]
+                decoded[key] = self.read_image(i) if self.on_bad_image == "raise" else self._try_read_image(i)
+            if decoded[key] is not None:
+                samples[n].image = decoded[key]
+            else:  # a bad image, not strict: a stand-in sample (``on_bad_image``)
+                bad[n] = i
+                samples[n] = self._stand_in(samples[n], i, rngs[n], decoded)
+        out = [pack_sample(self.finish(s, r, i)) for s, r, i in zip(samples, rngs, indices)]
+        if self.on_bad_image != "raise":
+            for sample, b in zip(out, bad):
+                sample["bad_index"] = torch.tensor(b, dtype=torch.int64)
+        return out
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         return self.__getitems__([index])[0]
 
     def __repr__(self) -> str:

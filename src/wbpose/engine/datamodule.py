@@ -8,12 +8,14 @@ Layout of a dataset root (real or synthetic, identical; ``docs/ARCHITECTURE.md``
 
 Distributed evaluation: validation and test use :class:`UnpaddedDistributedSampler` (rank r takes
 indices ``r::world``, no padding, like MMPose 1.x ``DefaultSampler(round_up=False)``), so every instance is scored
-exactly once; samples still carry ``instance_id`` so the metric can drop duplicates should any appear. Training
-uses a shuffling ``DistributedSampler`` built here. Both are ``DistributedSampler`` instances, which Lightning
-(2.x, ``_requires_distributed_sampler``) never replaces, so the app may leave ``Trainer(use_distributed_sampler)``
-at its default. Because ranks then run different numbers of validation batches, the LightningModule must not do
-collective calls per validation step (no ``self.log(..., sync_dist=True)`` in ``validation_step``); the metric
-syncs once in ``compute()`` (docs/conventions.md#distributed-evaluation).
+exactly once; samples still carry ``instance_id`` so the metric can drop duplicates should any appear. Lightning
+(2.x, ``_requires_distributed_sampler``) never replaces a ``DistributedSampler``. Training shards and shuffles
+itself, in an :class:`~wbpose.data.sampling.EpochBatchSampler` (a ``DistributedSampler`` inside, one rank without
+DDP) read by a :class:`~wbpose.data.sampling.ResumableDataLoader` whose place in the epoch goes into the
+checkpoints; Lightning must not rebuild that loader, so ``Trainer(use_distributed_sampler=False)``
+(``conf/trainer/default.yaml``). Because ranks run different numbers of validation batches, the LightningModule
+must not do collective calls per validation step (no ``self.log(..., sync_dist=True)`` in ``validation_step``);
+the metric syncs once in ``compute()`` (docs/conventions.md#distributed-evaluation).
 
 Annotation cache (``cache_dir``, :mod:`wbpose.data.cache`): ``prepare_data`` (once per node: Lightning calls it on
 local rank 0 only) parses every annotation and detection json into arrays on disk, or fully verifies the arrays
@@ -26,7 +28,7 @@ for it), so their memory stays flat over an epoch. Without ``cache_dir`` every r
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -35,8 +37,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker
 
 from wbpose.data import cache
 from wbpose.data.augment import PhotometricAugment, build_train_augmentations
+from wbpose.data.bad_images import BadImagePolicy, note_bad_rows
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
 from wbpose.data.layout import DET_FILE, LAYOUT_HINT, TRAIN_ANN, VAL_ANN
+from wbpose.data.sampling import EpochBatchSampler, ResumableDataLoader
 from wbpose.synthetic import generate_dataset
 
 
@@ -110,6 +114,9 @@ class WholeBodyDataModule(pl.LightningDataModule):
         zero_outside_crop: keypoints warped outside the crop get weight 0.
         drop_last: drop the last incomplete training batch.
         cache_dir: folder of the parsed-annotation cache (``None``: parse the json files in every process).
+        bad_images: ``{"strict", "budget"}`` (:class:`~wbpose.data.bad_images.BadImagePolicy`, ``None``: its
+            defaults): what a missing, truncated, corrupt or wrongly sized image does; kept as :attr:`bad_images`,
+            which the LightningModule reads to count and enforce the budget.
     """
 
     def __init__(
@@ -142,6 +149,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
         zero_outside_crop: bool = True,
         drop_last: bool = False,
         cache_dir: str | os.PathLike | None = None,
+        bad_images: BadImagePolicy | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if data_root is None:
@@ -175,6 +183,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
         self.photometric = photometric
         self.zero_outside_crop, self.drop_last = zero_outside_crop, drop_last
         self.cache_dir = None if cache_dir is None else str(cache_dir)
+        self.bad_images = BadImagePolicy.from_config(bad_images)
         self.train_dataset: CocoWholeBodyDataset | None = None
         self.val_dataset: CocoWholeBodyDataset | None = None
 
@@ -186,6 +195,9 @@ class WholeBodyDataModule(pl.LightningDataModule):
     def _path(self, p: str | os.PathLike) -> str:
         return os.path.join(self.data_root, os.fspath(p))
 
+    #: ``prepare_data`` caches the train annotations too (evaluation sets it False: only val is read).
+    prepare_train = True
+
     def prepare_data(self) -> None:
         """Generate the synthetic dataset when configured and absent; build or verify the annotation cache."""
         if self.synthetic is not None and not (
@@ -193,7 +205,8 @@ class WholeBodyDataModule(pl.LightningDataModule):
         ):
             generate_dataset(self.data_root, **self.synthetic)
         if self.cache_dir is not None:
-            anns = [p for p in (self.train_ann_file, self.val_ann_file) if os.path.isfile(p)]
+            splits = (self.train_ann_file, self.val_ann_file) if self.prepare_train else (self.val_ann_file,)
+            anns = [p for p in splits if os.path.isfile(p)]
             dets = [self.det_file] if self.val_bbox_source == "det" and os.path.isfile(self.det_file) else []
             cache.prepare(self.cache_dir, anns, dets)
 
@@ -220,6 +233,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
                 bbox_source="gt",
                 photometric=photometric,
                 zero_outside_crop=self.zero_outside_crop,
+                on_bad_image="raise" if self.bad_images.strict else "replace",
             )
         if stage in ("fit", "validate", "test", None) and self.val_dataset is None:
             det = self.val_bbox_source == "det"
@@ -231,6 +245,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
                 bbox_source=self.val_bbox_source,
                 det_file=self.det_file if det else None,
                 det_score_thr=self.det_score_thr,
+                on_bad_image="raise" if self.bad_images.strict else "drop",
             )
 
     def _dist(self) -> dict[str, int] | None:
@@ -246,21 +261,40 @@ class WholeBodyDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         dist = self._dist()
-        sampler = None
-        if dist is not None and train:
-            seed = int(os.getenv("PL_GLOBAL_SEED", 0))
-            sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=False, **dist)
-        elif dist is not None:
-            sampler = UnpaddedDistributedSampler(dataset, **dist)
+        if train:
+            return self._train_loader(dataset, batch_size, dist)
+        sampler = UnpaddedDistributedSampler(dataset, **dist) if dist is not None else None
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train and sampler is None,
+            shuffle=False,
             sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            drop_last=train and self.drop_last,
+            drop_last=False,
+            worker_init_fn=cached_worker_init if self.cache_dir is not None and self.num_workers > 0 else None,
+        )
+
+    def _train_loader(self, dataset: Dataset, batch_size: int, dist: dict[str, int] | None) -> ResumableDataLoader:
+        """Training batches in an order of (seed, epoch) (this rank's shard under DDP), each index with its epoch so
+        the augmentation is one of (seed, epoch, index), from a loader whose place in the epoch is saved in the
+        checkpoints (``wbpose.data.sampling``; docs/conventions.md#training-order-and-resume). The seed is the
+        run's (``seed_everything``), 0 without one. ``Trainer(overfit_batches)`` keeps index order."""
+        seed = int(os.getenv("PL_GLOBAL_SEED", 0))
+        if isinstance(dataset, CocoWholeBodyDataset):
+            dataset.seed = seed
+        trainer = getattr(self, "trainer", None)
+        overfit = getattr(trainer, "overfit_batches", 0) > 0
+        sampler = EpochBatchSampler(
+            dataset, batch_size, shuffle=not overfit, seed=seed, drop_last=self.drop_last, **(dist or {})
+        )
+        return ResumableDataLoader(
+            dataset,
+            sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
             worker_init_fn=cached_worker_init if self.cache_dir is not None and self.num_workers > 0 else None,
         )
 
@@ -277,3 +311,8 @@ class WholeBodyDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         """COCO-WholeBody has no public test split: testing scores the validation set (as MMPose)."""
         return self.val_dataloader()
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Note the rows whose image was bad while the batch is on the host (``wbpose.data.bad_images``), for the
+        LightningModule to count without waiting for the device."""
+        return note_bad_rows(batch)

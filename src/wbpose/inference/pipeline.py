@@ -52,6 +52,8 @@ class RunResult:
         image_folder: the folder of PNGs (images), else ``None``.
         frames_without_people: frames where no pose was predicted.
         track_ids: distinct track ids (tracking), else 0.
+        skipped: ``"<file or frame>: <why>"`` of each image or video frame skipped as unreadable (not in
+            ``frames``; ``FrameSource.skipped``).
         timings: seconds spent in each main-thread step (``boxes``, ``pose``, ``track``, ``wait_read``,
             ``wait_write``) and the writer thread's busy time (``draw_write``).
     """
@@ -65,6 +67,7 @@ class RunResult:
     frames_without_people: int = 0
     track_ids: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -231,6 +234,7 @@ def run(
         frames_without_people=empty,
         track_ids=len(seen_ids),
         timings=timings,
+        skipped=list(getattr(source, "skipped", None) or []),
     )
 
 
@@ -270,6 +274,7 @@ def predict_source(
     det_every: int = 5,
     max_frames: int | None = None,
     box_thr: float = 0.3,
+    strict: bool = False,
     **options,
 ) -> RunResult:
     """The Python form of ``scripts/predict.py``: any source, any box source, optional tracking.
@@ -290,9 +295,11 @@ def predict_source(
         det_every: detection interval with ``track``.
         max_frames: stop a video or webcam after this many frames.
         box_thr: smallest score of a detections-file box.
+        strict: raise on an unreadable image of a folder or an undecodable video frame instead of skipping it
+            (:func:`~wbpose.inference.sources.open_source`).
         options: further :func:`run` arguments (``video_path``, ``fourcc``, ``score_thr``, ``draw``, ``progress``).
     """
-    frames = source if isinstance(source, FrameSource) else open_source(source, max_frames)
+    frames = source if isinstance(source, FrameSource) else open_source(source, max_frames, strict=strict)
     box_source = make_boxes(boxes, box_thr)
     if track:
         if frames.kind == "images":

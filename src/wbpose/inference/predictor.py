@@ -39,6 +39,7 @@ from torch import nn
 from wbpose.checkpoints.io import load_checkpoint
 from wbpose.checkpoints.recipes import RECIPES
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap, flip_test_average
+from wbpose.data.bad_images import read_image_file
 from wbpose.data.transforms import MEAN_RGB, STD_RGB, Normalize, TopdownAffine, TopdownSample
 from wbpose.geometry import bbox_xywh_to_xyxy, bbox_xyxy_to_center_scale, crop_to_image
 from wbpose.keypoints import FLIP_INDICES, NUM_KEYPOINTS
@@ -94,14 +95,17 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: OpenCV cannot decode it.
+        ValueError: OpenCV cannot decode it, or it is a truncated JPEG (no end-of-image marker; OpenCV would fill
+            the missing rows with grey: :func:`wbpose.data.bad_images.read_image_file`).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    bgr, why = read_image_file(str(path))
+    if why == "truncated":
+        raise ValueError(f"cannot read image {path}: truncated JPEG (no end-of-image marker; a partial copy)")
     if bgr is None:
-        raise ValueError(f"cannot read image {path}: corrupt or not an image format OpenCV decodes")
+        raise ValueError(f"cannot read image {path}: {why or 'corrupt'}, or not an image format OpenCV decodes")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

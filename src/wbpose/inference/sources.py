@@ -15,11 +15,14 @@ Every source yields :class:`Frame` records (RGB uint8 images). Video frames keep
 GIL), so the network never waits for the disk or the decoder; errors raised there reach the caller.
 
 Bad input raises ``FileNotFoundError``/``ValueError`` naming the file (or webcam index) and what was expected.
+A bad file among several (a folder or glob: missing, truncated, corrupt) or an undecodable frame inside a video
+is skipped instead, with a warning naming it, and listed in the source's ``skipped`` (``strict=True``: raise).
 """
 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import queue
 import threading
@@ -30,6 +33,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -89,6 +94,8 @@ class FrameSource:
     fps: float | None = None
     frame_wh: tuple[int, int] | None = None
     num_frames: int | None = None
+    #: ``"<name>: <why>"`` of every image or frame skipped as unreadable so far (see the module docstring).
+    skipped: list[str]
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -104,20 +111,38 @@ class FrameSource:
 
 
 class ImageFiles(FrameSource):
-    """Image files in the given order; each is decoded when its frame is reached."""
+    """Image files in the given order; each is decoded when its frame is reached.
+
+    A file that does not read (missing, truncated, corrupt) is skipped with a warning and listed in ``skipped``;
+    with ``strict`` its ``FileNotFoundError``/``ValueError`` is raised instead. A skipped file keeps its position:
+    the next frame's ``index`` is its place in ``paths``. When no file reads at all, ``ValueError`` lists them.
+    """
 
     kind = "images"
 
-    def __init__(self, paths: list[Path], name: str) -> None:
+    def __init__(self, paths: list[Path], name: str, strict: bool = False) -> None:
         self.paths = list(paths)
         self.name = name
         self.num_frames = len(self.paths)
+        self.strict = strict
+        self.skipped = []
 
     def __iter__(self) -> Iterator[Frame]:
         from wbpose.inference.predictor import read_image
 
         for index, path in enumerate(self.paths):
-            yield Frame(index, read_image(path), path.name, path)
+            try:
+                image = read_image(path)
+            except (FileNotFoundError, ValueError) as err:
+                if self.strict:
+                    raise
+                log.warning("skipping an unreadable image: %s", err)
+                self.skipped.append(f"{path}: {err}")
+                continue
+            yield Frame(index, image, path.name, path)
+        if self.paths and len(self.skipped) == len(self.paths):
+            listing = "\n".join(f"  {line}" for line in self.skipped)
+            raise ValueError(f"none of the {len(self.paths)} images of {self.name} reads:\n{listing}")
 
 
 @contextmanager
@@ -139,10 +164,19 @@ class _Capture(FrameSource):
     """A ``cv2.VideoCapture`` whose first frame is read on opening (a device or file that opens but gives no frame
     is refused there, not half-way through a run)."""
 
-    def __init__(self, capture: cv2.VideoCapture, name: str, max_frames: int | None) -> None:
+    #: Undecodable frames in a row after which a video is taken to have ended (the container's frame count is not
+    #: always right, so a failed read cannot tell a corrupt frame from the end until a later frame decodes).
+    max_bad_run = 25
+
+    def __init__(
+        self, capture: cv2.VideoCapture, name: str, max_frames: int | None, skip_bad_frames: bool = False
+    ) -> None:
         self._capture = capture
         self.name = name
         self.max_frames = max_frames
+        self.skip_bad_frames = skip_bad_frames
+        self.strict = False
+        self.skipped = []
         ok, first = capture.read()
         if not ok or first is None:
             capture.release()
@@ -159,14 +193,35 @@ class _Capture(FrameSource):
     def _frame_name(self, index: int) -> str:
         return f"{self.name}#{index}"
 
+    def _read_skipping(self, index: int) -> tuple[int, np.ndarray | None]:
+        """The next decodable frame from ``index`` on: ``(its index, BGR)``, or ``(index, None)`` at the end.
+
+        A frame that fails to decode, followed by one that decodes, is skipped (warning, ``skipped``; ``strict``:
+        ``ValueError``); failures up to the end of the video (or ``max_bad_run`` in a row) are the end."""
+        failed: list[int] = []
+        while self.max_frames is None or index < self.max_frames:
+            ok, bgr = self._capture.read()
+            if ok and bgr is not None:
+                for bad in failed:
+                    if self.strict:
+                        raise ValueError(f"cannot decode frame {bad} of video {self.name} (corrupt); later frames read")
+                    log.warning("skipping an undecodable frame: %s", self._frame_name(bad))
+                    self.skipped.append(f"{self._frame_name(bad)}: cannot decode the frame (corrupt)")
+                return index, bgr
+            if not self.skip_bad_frames or len(failed) >= self.max_bad_run:
+                break
+            failed.append(index)
+            index += 1
+        return index, None
+
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         while self.max_frames is None or index < self.max_frames:
             if self._first is not None:
                 bgr, self._first = self._first, None
             else:
-                ok, bgr = self._capture.read()
-                if not ok or bgr is None:
+                index, bgr = self._read_skipping(index)
+                if bgr is None:
                     break
             if bgr.ndim == 2:
                 bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
@@ -183,7 +238,7 @@ class VideoFile(_Capture):
 
     kind = "video"
 
-    def __init__(self, path: str | os.PathLike, max_frames: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, max_frames: int | None = None, strict: bool = False) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"video not found: {self.path}")
@@ -194,7 +249,8 @@ class VideoFile(_Capture):
                 f"cannot read video {self.path}: OpenCV (FFmpeg backend) cannot open it; expected a video file in a "
                 f"container/codec it decodes ({', '.join(VIDEO_SUFFIXES[:6])}, ...), not a corrupt or partial file"
             )
-        super().__init__(capture, self.path.name, max_frames)
+        super().__init__(capture, self.path.name, max_frames, skip_bad_frames=True)
+        self.strict = strict
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.num_frames = count if count > 0 else None
         if self.num_frames is not None and max_frames is not None:
@@ -230,12 +286,14 @@ def _is_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
-def open_source(source: str | int | os.PathLike, max_frames: int | None = None) -> FrameSource:
+def open_source(source: str | int | os.PathLike, max_frames: int | None = None, strict: bool = False) -> FrameSource:
     """The frame source a user means by ``source`` (see the module docstring).
 
     Args:
         source: an image, a folder of images, a glob of images, a video file, or a webcam index.
         max_frames: stop a video or webcam after this many frames.
+        strict: raise on an unreadable image of a folder or glob, or an undecodable video frame, instead of
+            skipping it with a warning (a single image file given alone always raises).
 
     Raises:
         FileNotFoundError: nothing at that path, an empty folder or a glob without images.
@@ -249,17 +307,17 @@ def open_source(source: str | int | os.PathLike, max_frames: int | None = None) 
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
-        return ImageFiles(files, str(path))
+        return ImageFiles(files, str(path), strict=strict)
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in VIDEO_SUFFIXES:
-            return VideoFile(path, max_frames)
+            return VideoFile(path, max_frames, strict=strict)
         if suffix in IMAGE_SUFFIXES:
-            return ImageFiles([path], str(path))
+            return ImageFiles([path], str(path), strict=True)
         if cv2.haveImageReader(str(path)):
-            return ImageFiles([path], str(path))
+            return ImageFiles([path], str(path), strict=True)
         try:
-            return VideoFile(path, max_frames)
+            return VideoFile(path, max_frames, strict=strict)
         except ValueError:
             raise ValueError(
                 f"cannot read {path}: neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a video OpenCV decodes "
@@ -272,7 +330,7 @@ def open_source(source: str | int | os.PathLike, max_frames: int | None = None) 
             videos = [p for p in matches if p.suffix.lower() in VIDEO_SUFFIXES]
             hint = f" ({len(videos)} videos match: give one video at a time)" if videos else ""
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) match {text!r}{hint}")
-        return ImageFiles(files, text)
+        return ImageFiles(files, text, strict=strict)
     raise FileNotFoundError(f"image, folder, glob, video or webcam index not found: {text}")
 
 
