@@ -9,6 +9,14 @@ and the flip averaging) and nothing else. Overhead = pipeline time / floor time 
 boxes, crops, decoding the heatmaps, tracking, results, drawing and encoding that the network did not hide; the
 target is < 15 %.
 
+Where the tiny row's overhead goes (2 cores, ms of CPU per frame, measured with per-thread CPU clocks): video
+decoding 0.5-0.8, two crops 0.5-0.7, DARK decoding of 2 x 133 maps 1.7-1.8 (numpy/torch call overhead on tiny
+arrays), drawing 1.1 (the rasterising itself: one ``cv2.polylines`` per colour run, one ``cv2.circle`` per point,
+drawn straight onto the BGR frame the encoder takes), MPEG-4 encoding 1.7-2.0, tracking and results < 0.2; the
+network takes ~17-20 ms. Decoding and tracking sit on the main thread between two forward passes (the next boxes
+need this frame's poses), and the reader and writer threads need CPU, not just waiting, so on two cores that are
+also busy with other jobs these ~7-8 ms show up almost in full.
+
 Pipeline and floor alternate ``--reps`` times and the fastest of each is kept (this machine is shared and noisy);
 the load average is printed: figures taken at a load above ~2 (other jobs on the two cores) scatter widely.
 

@@ -32,6 +32,28 @@ _LINKS = np.asarray(SKELETON, dtype=np.int64)
 _LINK_COLORS = [_link_color(int(i), int(j)) for i, j in _LINKS]
 
 
+def _color_runs() -> list[tuple[int, int, tuple[int, int, int]]]:
+    """``(lo, hi, colour)`` of each run of consecutive skeleton links with one colour (four runs: body, foot, hands).
+
+    One ``cv2.polylines`` call draws a run: each link is a two-point polyline, which OpenCV rasterises exactly as
+    ``cv2.line`` (the same thick-line routine with both end caps), in the same order, so the pixels are those of
+    one ``cv2.line`` call per link.
+    """
+    runs: list[tuple[int, int, tuple[int, int, int]]] = []
+    for i, color in enumerate(_LINK_COLORS):
+        if runs and runs[-1][2] == color:
+            runs[-1] = (runs[-1][0], i + 1, color)
+        else:
+            runs.append((i, i + 1, color))
+    return runs
+
+
+_LINK_RUNS = _color_runs()
+_KPT_COLOR_TUPLES = [tuple(int(c) for c in color) for color in _KPT_COLORS]
+#: Pixel coordinates are clipped to this before drawing (OpenCV takes 32-bit points; such points are off-image).
+_COORD_LIMIT = 2**30
+
+
 def draw_pose(
     image_rgb: np.ndarray,
     keypoints: np.ndarray,
@@ -40,20 +62,28 @@ def draw_pose(
     radius: int | None = None,
     thickness: int | None = None,
     boxes_xywh: np.ndarray | None = None,
+    *,
+    bgr: bool = False,
+    in_place: bool = False,
 ) -> np.ndarray:
-    """Draw whole-body skeletons on a copy of an image.
+    """Draw whole-body skeletons on a copy of an image (or on the image itself with ``in_place``).
+
+    Each person's links are drawn in skeleton order, then its keypoints, people in order, boxes first.
 
     Args:
-        image_rgb: the image, RGB uint8.
+        image_rgb: the image, RGB uint8 (BGR with ``bgr``).
         keypoints: keypoints in image pixels, one row of 133 per person.
         scores: per-keypoint scores or visibilities; points at or below ``score_thr`` are not drawn.
         score_thr: drawing threshold.
         radius: point radius in pixels (default: scaled with the image size).
         thickness: link thickness in pixels (default: scaled with the image size).
         boxes_xywh: optional boxes drawn in white.
+        bgr: the image is BGR (as OpenCV reads and writes video): the part colours are given in that order, so the
+            written file looks the same as an RGB drawing converted to BGR.
+        in_place: draw into ``image_rgb`` itself (C-contiguous uint8) instead of a copy.
 
     Returns:
-        The drawn image (RGB uint8).
+        The drawn image (RGB uint8, BGR with ``bgr``).
 
     Shape:
         image_rgb: (H, W, 3); keypoints: (N, 133, 2) or (133, 2); scores: (N, 133) or (133,)
@@ -66,7 +96,12 @@ def draw_pose(
     if kpts.ndim != 3 or kpts.shape[1:] != (NUM_KEYPOINTS, 2):
         raise ValueError(f"expected keypoints of shape (N, {NUM_KEYPOINTS}, 2), got {np.shape(keypoints)}")
     sc = np.ones(kpts.shape[:2]) if scores is None else np.asarray(scores, dtype=np.float64).reshape(kpts.shape[:2])
-    out = np.ascontiguousarray(image_rgb.copy())
+    if in_place:
+        if image_rgb.dtype != np.uint8 or not image_rgb.flags.c_contiguous or not image_rgb.flags.writeable:
+            raise ValueError("in_place drawing needs a writeable, C-contiguous uint8 image")
+        out = image_rgb
+    else:
+        out = np.ascontiguousarray(image_rgb.copy())
     size = max(out.shape[:2])
     r = radius if radius is not None else max(1, round(size / 320))
     t = thickness if thickness is not None else max(1, round(size / 400))
@@ -74,13 +109,18 @@ def draw_pose(
         for x, y, w, h in np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4):
             cv2.rectangle(out, (round(x), round(y)), (round(x + w), round(y + h)), (255, 255, 255), t)
     ok = (sc > score_thr) & np.isfinite(kpts).all(-1)
-    pts = np.round(kpts).astype(np.int64)
-    for n in range(kpts.shape[0]):  # drawing is per person; cv2 has no batched primitive
-        valid_links = ok[n, _LINKS[:, 0]] & ok[n, _LINKS[:, 1]]
-        for (i, j), color in zip(_LINKS[valid_links], np.asarray(_LINK_COLORS)[valid_links]):
-            cv2.line(out, tuple(pts[n, i]), tuple(pts[n, j]), tuple(int(c) for c in color), t, cv2.LINE_AA)
-        for k in np.flatnonzero(ok[n]):
-            cv2.circle(out, tuple(pts[n, k]), r, tuple(int(c) for c in _KPT_COLORS[k]), -1, cv2.LINE_AA)
+    pts = np.round(np.clip(np.where(ok[..., None], kpts, 0.0), -_COORD_LIMIT, _COORD_LIMIT)).astype(np.int32)
+    kpt_colors = [c[::-1] for c in _KPT_COLOR_TUPLES] if bgr else _KPT_COLOR_TUPLES
+    link_ok = ok[:, _LINKS[:, 0]] & ok[:, _LINKS[:, 1]]
+    for n in range(kpts.shape[0]):  # people in order; one polylines call per colour run, one circle per point
+        segments = pts[n][_LINKS]  # (links, 2, 2): each link a two-point polyline
+        for lo, hi, color in _LINK_RUNS:
+            valid = link_ok[n, lo:hi]
+            if valid.any():
+                cv2.polylines(out, segments[lo:hi][valid], False, color[::-1] if bgr else color, t, cv2.LINE_AA)
+        index = np.flatnonzero(ok[n])
+        for k, center in zip(index.tolist(), pts[n][index].tolist()):
+            cv2.circle(out, center, r, kpt_colors[k], -1, cv2.LINE_AA)
     return out
 
 

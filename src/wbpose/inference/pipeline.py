@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from wbpose.inference.boxes import BoxSource, DetectionFile, WholeImage
@@ -75,13 +76,23 @@ class RunResult:
 
 
 def draw_frame(
-    image_rgb: np.ndarray, prediction: PosePrediction, track_ids: np.ndarray | None, score_thr: float
+    image_rgb: np.ndarray,
+    prediction: PosePrediction,
+    track_ids: np.ndarray | None,
+    score_thr: float,
+    *,
+    bgr: bool = False,
+    in_place: bool = False,
 ) -> np.ndarray:
-    """The frame with its skeletons, boxes (white) and track ids."""
+    """The frame with its skeletons, boxes (white) and track ids.
+
+    ``bgr``: the image is BGR (colours given in that order); ``in_place``: draw on it instead of a copy
+    (:func:`wbpose.visualize.draw_pose`).
+    """
     from wbpose.visualize import draw_caption, draw_pose
 
     drawn = draw_pose(image_rgb, prediction.keypoints, prediction.keypoint_scores, score_thr,
-                      boxes_xywh=prediction.boxes)  # fmt: skip
+                      boxes_xywh=prediction.boxes, bgr=bgr, in_place=in_place)  # fmt: skip
     if track_ids is not None:
         scale = max(0.35, max(image_rgb.shape[:2]) / 1200)
         for (x, y, _, _), tid in zip(prediction.boxes.tolist(), np.asarray(track_ids).tolist()):
@@ -239,12 +250,19 @@ def run(
 
 
 def _draw_task(sink, frame: Frame, prediction: PosePrediction, track_ids, score_thr: float, is_video: bool):
+    """Drawing and encoding of one frame, for the writer thread.
+
+    It draws in OpenCV's BGR order on the one BGR copy of the frame that the writer needs anyway, so the frame is
+    converted once and not copied again (the pixels are those of an RGB drawing converted to BGR).
+    """
+
     def task() -> None:
-        drawn = draw_frame(frame.image, prediction, track_ids, score_thr)
+        canvas = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+        draw_frame(canvas, prediction, track_ids, score_thr, bgr=True, in_place=True)
         if is_video:
-            sink.write(drawn)
+            sink.write_bgr(canvas)
         else:
-            sink.write(drawn, frame.name)
+            sink.write_bgr(canvas, frame.name)
 
     return task
 

@@ -63,11 +63,20 @@ class VideoSink:
             )
 
     def write(self, image_rgb: np.ndarray) -> None:
-        h, w = image_rgb.shape[:2]
+        """Append an RGB frame."""
+        self._check_size(image_rgb)
+        self.write_bgr(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+
+    def write_bgr(self, image_bgr: np.ndarray) -> None:
+        """Append a BGR frame (OpenCV's order: no conversion)."""
+        self._check_size(image_bgr)
+        self._writer.write(image_bgr)
+        self.frames += 1
+
+    def _check_size(self, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
         if (w, h) != self.frame_wh:
             raise ValueError(f"{self.path}: frame of size {w}x{h}, the video is {self.frame_wh[0]}x{self.frame_wh[1]}")
-        self._writer.write(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
-        self.frames += 1
 
     def close(self) -> None:
         self._writer.release()
@@ -82,8 +91,13 @@ class ImageSink:
         self.frames = 0
 
     def write(self, image_rgb: np.ndarray, name: str) -> Path:
+        """Write an RGB image as ``<stem of name>.png``."""
+        return self.write_bgr(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), name)
+
+    def write_bgr(self, image_bgr: np.ndarray, name: str) -> Path:
+        """Write a BGR image (OpenCV's order: no conversion) as ``<stem of name>.png``."""
         path = self.folder / f"{Path(name).stem}.png"
-        if not cv2.imwrite(str(path), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)):
+        if not cv2.imwrite(str(path), image_bgr):
             raise OSError(f"could not write PNG to {path}")
         self.frames += 1
         return path
