@@ -16,6 +16,7 @@ import wbpose.data.cache as cache
 from helpers.annotations import make_wholebody_gt, write_json, write_root
 from wbpose.data.annotations import load_instances
 from wbpose.data.coco_files import _plain_annotation_arrays, parse_annotation_file
+from wbpose.data.errors import DataError
 from wbpose.synthetic.full_size import generate_full_size
 
 
@@ -152,3 +153,33 @@ def test_datamodule_prepares_and_maps_the_cache(root, tmp_path):
         assert batch["image"].shape[0] == 2
     finally:
         cache.set_cache_dir(None)
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_streaming_parser_zero_fields_crowd_rows_and_bad_fields(tmp_path, compact):
+    """All-zero keypoint fields (recognised by their text, in each writer's spelling) read as zeros, ``-0.0`` keeps
+    its sign, a crowd region with missing or short fields gets a zero row, and a person with a null field is named
+    by the plain path's error; everything equal to the plain json path."""
+    gt = make_wholebody_gt(4, 3, seed=5)
+    anns = gt["annotations"]
+    anns[0]["face_kpts"] = [0] * 204  # integers
+    anns[1]["lefthand_kpts"] = [0.0] * 63
+    anns[2]["righthand_kpts"] = [-0.0] * 63  # not the zero text: parsed, the sign kept
+    anns[3]["face_kpts"] = [0.0] * 203 + [7.5]
+    anns[4].update(iscrowd=1, num_keypoints=0)
+    for field in ("keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts"):
+        del anns[4][field]
+    anns[5].update(iscrowd=1, num_keypoints=0, foot_kpts=[1.0, 2.0, 2.0])  # short: the whole row is zero
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(gt, separators=(",", ":")) if compact else json.dumps(gt, indent=1))
+    fast, plain = parse_annotation_file(path), _plain_annotation_arrays(str(path), False)
+    for name, value in vars(fast).items():
+        if isinstance(value, np.ndarray):
+            assert np.array_equal(value, getattr(plain, name), equal_nan=value.dtype.kind == "f"), name
+    kp = fast.keypoints.reshape(len(anns), -1)
+    assert (kp[0, 69:273] == 0).all() and np.signbit(kp[2, -63:]).all() and kp[3, 272] == 7.5
+    assert (kp[4] == 0).all() and (kp[5] == 0).all() and kp[6].any()
+    anns[6]["face_kpts"] = None
+    path.write_text(json.dumps(gt))
+    with pytest.raises(DataError, match="face_kpts"):
+        parse_annotation_file(path)

@@ -24,7 +24,8 @@ from helpers.annotations import coco_wholebody, image_record, make_wholebody_gt,
 from helpers.predictions import detector_like_predictions, gt_as_predictions
 from wbpose.data.coco_files import parse_annotation_file
 from wbpose.keypoints import NUM_KEYPOINTS, PART_SLICES, sigmas_array
-from wbpose.metrics.cocoeval import EVAL_PARTS, KeypointResults, evaluate_parts
+from wbpose.metrics import evaluation
+from wbpose.metrics.cocoeval import EVAL_PARTS, REC_THRS, KeypointResults, _accumulate, evaluate_parts
 from wbpose.metrics.evaluation import (
     dumps_results_arrays,
     evaluate_results_file,
@@ -219,3 +220,73 @@ def test_wrapper_forms_of_coco_images_and_categories(tmp_path):
     results = results_of(gt_as_predictions(gt))
     stats = evaluate_parts(parse_annotation_file(ann_file), results)
     assert all((stats[p] == -1).all() for p in EVAL_PARTS)
+
+
+def xtcocotools_accumulate_row(dtm: np.ndarray, dt_ignored: np.ndarray, num_pos: int) -> tuple[np.ndarray, float]:
+    """xtcocotools ``accumulate()`` for one threshold, area range and category, transcribed (its loops)."""
+    tps = np.logical_and(dtm, np.logical_not(dt_ignored))
+    fps = np.logical_and(np.logical_not(dtm), np.logical_not(dt_ignored))
+    tp = np.cumsum(tps).astype(dtype=float)
+    fp = np.cumsum(fps).astype(dtype=float)
+    nd = len(tp)
+    rc = tp / num_pos
+    pr = tp / (fp + tp + np.spacing(1))
+    q = np.zeros(len(REC_THRS))
+    recall = rc[-1] if nd else 0
+    pr, q = pr.tolist(), q.tolist()
+    for i in range(nd - 1, 0, -1):
+        if pr[i] > pr[i - 1]:
+            pr[i - 1] = pr[i]
+    inds = np.searchsorted(rc, REC_THRS, side="left")
+    try:
+        for ri, pi in enumerate(inds):
+            q[ri] = pr[pi]
+    except IndexError:
+        pass
+    return np.array(q), recall
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_accumulate_over_true_positives_equals_the_reference_loop(seed):
+    rng = np.random.default_rng(seed)
+    for nd, p_match, p_ignore in [(0, 0.5, 0.1), (1, 1.0, 0.0), (40, 0.0, 0.2), (300, 0.3, 0.1), (2000, 0.7, 0.3),
+                                  (50, 0.5, 1.0)]:  # fmt: skip
+        matched = rng.uniform(size=nd) < p_match
+        ignored = rng.uniform(size=nd) < p_ignore
+        num_pos = max(1, int(matched.sum()) + int(rng.integers(0, 5)))
+        precision, recall = _accumulate(matched, ignored, num_pos)
+        ref_precision, ref_recall = xtcocotools_accumulate_row(matched, ignored, num_pos)
+        assert np.array_equal(precision, ref_precision) and recall == ref_recall
+
+
+def test_results_file_parsed_in_pieces(tmp_path, monkeypatch):
+    """Cut between results (every few results, pretty-printed or compact), the pieces give the same arrays as one
+    piece, also when later results are shorter than the first ones (the array sized from the first piece grows); a
+    cut that falls inside a nested value makes the parse take the file whole."""
+    gt = make_wholebody_gt(20, 4, seed=3)  # enough results for the first piece's estimate to fall short
+    results = results_of(detector_like_predictions(gt, seed=3))
+    entries = json.loads(dumps_results_arrays(results))
+    for entry in entries[len(entries) // 3 :]:  # shorter numbers later in the file: more results per byte
+        for field in ("keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts"):
+            entry[field] = [round(v, 1) for v in entry[field]]
+    entries[1]["extra"] = [{"a": 1}, {"b": [2, {"c": 3}]}]  # nested objects (ignored) where a cut may fall
+    entries[2]["face_score"] = 0.25
+    files = {"compact": write_json(tmp_path / "c.json", entries), "indented": tmp_path / "i.json"}
+    files["indented"].write_text(json.dumps(entries, indent=2))
+    whole = read_results_arrays(files["compact"])
+    assert whole.part_scores["face_score"][2] == 0.25 and np.isnan(whole.part_scores["face_score"][3])
+    assert np.array_equal(whole.keypoints[-1, 0], np.round(results.keypoints[-1, 0], 1))
+    monkeypatch.setattr(evaluation, "RESULTS_CHUNK_BYTES", 3000)  # a result is about 8 kB
+    assert len(evaluation._result_spans(files["compact"].read_bytes(), 3000)) > 10
+    for path in files.values():
+        back = read_results_arrays(path)
+        for name in ("image_ids", "keypoints", "keypoint_scores", "scores", "category_ids"):
+            assert np.array_equal(getattr(back, name), getattr(whole, name)), (path.name, name)
+        assert np.array_equal(back.part_scores["face_score"], whole.part_scores["face_score"], equal_nan=True)
+    del entries[1]["extra"]  # no cut inside a value now: the pieces are used, and the array grows
+    write_json(files["compact"], entries)
+    grown = read_results_arrays(files["compact"])
+    assert np.array_equal(grown.keypoints, whole.keypoints) and np.array_equal(grown.scores, whole.scores)
+    monkeypatch.setattr(evaluation, "_decode_span", lambda *a: None)  # nothing unusual is decoded: the plain path
+    plain = read_results_arrays(files["compact"])
+    assert np.array_equal(plain.keypoints, whole.keypoints) and np.array_equal(plain.scores, whole.scores)

@@ -8,7 +8,7 @@ import pytest
 
 import wbpose.metrics.oks as oks_module
 from helpers.references import mmpose_oks, ref_oks, ref_oks_nms, ref_rescore
-from wbpose.keypoints import NUM_KEYPOINTS
+from wbpose.keypoints import NUM_KEYPOINTS, sigmas_array
 from wbpose.metrics.oks import oks_matrix, oks_nms, rescore
 
 
@@ -79,7 +79,7 @@ def test_mmpose_style_nms_baseline_matches(seed):
 def test_oks_nms_blocks_do_not_change_the_result(monkeypatch):
     kpts, scores, areas, image_ids = clustered_predictions(7, num_images=30, max_per_image=12)
     expected = oks_nms(kpts, scores, areas, image_ids)
-    monkeypatch.setattr(oks_module, "_BLOCK_ELEMENTS", 1)  # one image per block
+    monkeypatch.setattr(oks_module, "_PAIR_CHUNK", 1)  # a few pairs per chunk
     assert oks_nms(kpts, scores, areas, image_ids).tolist() == expected.tolist()
 
 
@@ -90,3 +90,37 @@ def test_oks_nms_ties_singletons_and_empty():
     assert keep.tolist() == [0, 2]  # equal scores: the earlier one survives
     assert oks_nms(kpts[:1], np.ones(1), np.ones(1), np.array([3])).tolist() == [0]
     assert oks_nms(np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros(0), np.zeros(0), np.zeros(0, np.int64)).size == 0
+
+
+@pytest.mark.parametrize("thr", [0.0, 0.3, 1.0, 1.5, -0.1])
+def test_oks_nms_any_threshold_matches_reference(thr):
+    """Outside (0, 1) the box bounds are off and every pair is decided by its OKS."""
+    kpts, scores, areas, image_ids = clustered_predictions(3, num_images=6, max_per_image=7)
+    assert oks_nms(kpts, scores, areas, image_ids, thr).tolist() == ref_oks_nms(kpts, scores, areas, image_ids, thr)
+
+
+def test_oks_nms_chain_of_overlaps_and_other_point_counts():
+    """A row of predictions where each overlaps only its neighbours: the greedy pass keeps every other one (the
+    rounds of ``_greedy`` resolve the chain); also with 17 points and their own sigmas."""
+    rng = np.random.default_rng(5)
+    base = rng.uniform(100, 300, (NUM_KEYPOINTS, 2))
+    shift = 1.0  # pixels per step: OKS of neighbours 0.909, of the next but one 0.728
+    kpts = np.stack([base + [i * shift, 0.0] for i in range(12)])
+    scores, areas, image_ids = np.linspace(1.0, 0.5, 12), np.full(12, 80.0**2), np.zeros(12, np.int64)
+    expected = ref_oks_nms(kpts, scores, areas, image_ids, 0.9)
+    assert oks_nms(kpts, scores, areas, image_ids, 0.9).tolist() == expected
+    assert len(expected) not in (1, 12)  # a real chain, neither everything nor one kept
+    body = kpts[:, :17]
+    keep = oks_nms(body, scores, areas, image_ids, 0.9, sigmas=sigmas_array()[:17])
+    assert keep.tolist() == ref_oks_nms(body, scores, areas, image_ids, 0.9)
+
+
+def test_pair_chunks_cover_every_pair_once():
+    counts = np.array([1, 4, 2, 7, 1, 3])
+    group_end = np.repeat(np.cumsum(counts), counts)
+    expected = {(i, j) for s, c in zip(np.cumsum(counts) - counts, counts) for i in range(s, s + c)
+                for j in range(i + 1, s + c)}  # fmt: skip
+    for budget in (1, 3, 10, 1000):
+        chunks = oks_module._pair_chunks(group_end, budget)
+        got = [(int(i), int(j)) for pi, pj in chunks for i, j in zip(pi, pj)]
+        assert len(got) == len(expected) and set(got) == expected

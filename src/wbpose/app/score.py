@@ -5,8 +5,9 @@ Usage:
         [--engine fast|xtcocotools] [--cache-dir DIR]        (or python scripts/score_results.py ...)
 
 The default engine ("fast") parses both files straight into arrays and runs xtcocotools' algorithm vectorised in
-numpy (the same numbers, bit for bit; ``tests/metrics/test_cocoeval.py``); ``--engine xtcocotools`` runs the
-reference itself. ``--cache-dir`` keeps the parsed annotation file for the next run (``wbpose.data.cache``).
+numpy in this process (the same numbers, bit for bit; ``tests/metrics/test_cocoeval.py``); ``--engine
+xtcocotools`` runs the reference itself (``--num-procs``: its worker processes). ``--cache-dir`` keeps the parsed
+annotation file for the next run (``wbpose.data.cache``).
 
 RESULTS.json may be written by wbpose, MMPose 1.x (``*.keypoints.json``) or MMPose 0.x (``result_keypoints.json``,
 whose extra ``center``/``scale`` fields are ignored); a missing ``category_id`` is taken as 1 (person). The
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("annotations", type=Path, help="COCO-WholeBody annotation json")
     parser.add_argument("results", type=Path, help="keypoint results json")
     parser.add_argument("--out", type=Path, default=None, help="write all numbers to this json file")
-    parser.add_argument("--num-procs", type=int, default=None, help="evaluation processes (1 = sequential)")
+    parser.add_argument("--num-procs", type=int, default=None, help="xtcocotools engine: worker processes")
     parser.add_argument("--verbose", action="store_true", help="print xtcocotools' tables")
     parser.add_argument("--engine", choices=ENGINES, default="fast", help="evaluation engine (same numbers)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="parsed-annotation cache folder")

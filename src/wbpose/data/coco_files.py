@@ -4,11 +4,12 @@ Two readers:
 
 - :func:`parse_annotation_file` / :func:`parse_detection_file` turn a file straight into numpy arrays
   (:class:`CocoArrays`, :class:`DetectionArrays`), which is what the dataset, the cache (:mod:`wbpose.data.cache`)
-  and the fast metric use. The parse is streamed: ``msgspec`` decodes the file's skeleton with every annotation
-  left as raw bytes (``msgspec.Raw``), then the annotations are decoded in chunks into typed records that keep only
-  the fields read here (the ``segmentation`` polygons, part boxes and ``*_valid`` flags are skipped unparsed) and
-  are copied into preallocated arrays. Peak memory is the file's bytes plus the arrays plus one chunk, instead of a
-  Python object per number (``json.load`` of the 748 MB train file holds about 6 GB); figures in the README.
+  and the fast metric use. ``msgspec`` decodes the file once into typed records that keep only the fields read
+  here (the ``segmentation`` polygons, part boxes and ``*_valid`` flags are skipped unparsed), with each keypoint
+  list left as its raw text; then, in chunks, all-zero lists (unlabelled parts: most faces and hands) are
+  recognised by their text and the others decoded together into preallocated arrays. Peak memory is the file's
+  bytes plus the arrays plus a small record per annotation and one chunk of numbers, instead of a Python object
+  per number (``json.load`` of the 748 MB train file holds about 6 GB); figures in the README.
 - :func:`load_coco` builds xtcocotools' ``COCO`` (the reference evaluation, ``engine="xtcocotools"``).
 
 Well-formed files take the fast path. Anything it cannot decode (a missing field, a wrong type, an empty list)
@@ -21,7 +22,9 @@ scores a results file without importing torch).
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -42,13 +45,31 @@ __all__ = [
     "load_coco",
     "parse_annotation_file",
     "parse_detection_file",
+    "paused_gc",
     "read_json",
 ]
 
 #: Expected list length of each keypoint field (3 numbers per keypoint), in concatenation order.
 FIELD_LENGTHS: dict[str, int] = {PART_FIELDS[p]: 3 * (sl.stop - sl.start) for p, sl in PART_SLICES.items()}
-#: Annotations decoded per chunk by the streaming parser (about 16 KB of Python objects each while in flight).
+#: Annotations whose keypoint lists are decoded together (at most 1.6 million numbers in flight as Python floats).
 CHUNK = 4096
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a large file is decoded (then restore its state).
+
+    Decoding makes millions of containers (a list per keypoint field, a record per annotation), which trigger
+    collections over every object of the process: in a process that holds many (a training run, a benchmark) those
+    cost more than the decoding itself. The decoded objects form no cycles; they are freed by reference counting.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def read_json(path: str | os.PathLike, what: str) -> Any:
@@ -172,24 +193,37 @@ class DetectionArrays:
     source: str = ""
 
 
-class _Image(msgspec.Struct):
+_NO_FIELD = msgspec.Raw(b"")
+_NULL = msgspec.Raw(b"null")
+
+
+def _zero_texts() -> dict[str, dict[int, tuple[msgspec.Raw, ...]]]:
+    out: dict[str, dict[int, tuple[msgspec.Raw, ...]]] = {}
+    for name, length in FIELD_LENGTHS.items():
+        by_length = out.setdefault(name, {})
+        for text in (b"[" + sep.join([zero] * length) + b"]" for zero in (b"0", b"0.0") for sep in (b",", b", ")):
+            by_length[len(text)] = (*by_length.get(len(text), ()), msgspec.Raw(text))
+    return out
+
+
+#: Per keypoint field, its all-zero texts as json writers print them (``0``/``0.0``, ``,``/``, ``), by length: an
+#: unlabelled part (most faces and hands of the real files) is recognised by comparing bytes, not parsing numbers.
+_ZERO_TEXTS = _zero_texts()
+_LISTS_DECODER = msgspec.json.Decoder(list[list[float]])
+
+
+class _Image(msgspec.Struct, gc=False):
     id: int
     file_name: str
     width: int
     height: int
 
 
-class _Category(msgspec.Struct):
+class _Category(msgspec.Struct, gc=False):
     id: int
 
 
-class _Skeleton(msgspec.Struct):
-    images: list[_Image] | None = None
-    annotations: list[msgspec.Raw] | None = None
-    categories: list[_Category] | None = None
-
-
-class _Ann(msgspec.Struct):
+class _Ann(msgspec.Struct, gc=False):
     id: int
     image_id: int
     bbox: list[float]
@@ -197,14 +231,21 @@ class _Ann(msgspec.Struct):
     iscrowd: bool | int = 0
     area: float | None = None
     num_keypoints: int | None = None
-    keypoints: list[float] | None = None
-    foot_kpts: list[float] | None = None
-    face_kpts: list[float] | None = None
-    lefthand_kpts: list[float] | None = None
-    righthand_kpts: list[float] | None = None
+    # the keypoint lists as their json text (empty when absent), decoded by _fill_keypoints
+    keypoints: msgspec.Raw = _NO_FIELD
+    foot_kpts: msgspec.Raw = _NO_FIELD
+    face_kpts: msgspec.Raw = _NO_FIELD
+    lefthand_kpts: msgspec.Raw = _NO_FIELD
+    righthand_kpts: msgspec.Raw = _NO_FIELD
 
 
-class _Det(msgspec.Struct):
+class _File(msgspec.Struct, gc=False):
+    images: list[_Image] | None = None
+    annotations: list[_Ann] | None = None
+    categories: list[_Category] | None = None
+
+
+class _Det(msgspec.Struct, gc=False):
     image_id: int
     category_id: int
     bbox: list[float]
@@ -229,7 +270,7 @@ def _image_arrays(ids: list[int], names: list[str], wh: list[tuple[int, int]]) -
 
 
 def _fill_annotations(anns: list, out: dict[str, np.ndarray], start: int, typed: bool) -> None:
-    """Copy a chunk of annotations (``_Ann`` structs, or dicts on the plain path) into the output arrays."""
+    """Copy a chunk of annotations (dicts, on the plain path) into the output arrays."""
     n = len(anns)
     sl = slice(start, start + n)
     get = getattr if typed else (lambda a, k, d=None: a.get(k, d))
@@ -249,6 +290,13 @@ def _fill_annotations(anns: list, out: dict[str, np.ndarray], start: int, typed:
     except (TypeError, ValueError) as e:
         raise _SlowPath from e
     del rows
+    _fill_scalars(anns, out, start, typed)
+
+
+def _fill_scalars(anns: list, out: dict[str, np.ndarray], start: int, typed: bool) -> None:
+    """Copy the ids, flags, areas and boxes of a chunk of annotations into the output arrays."""
+    sl = slice(start, start + len(anns))
+    get = getattr if typed else (lambda a, k, d=None: a.get(k, d))
     out["ann_ids"][sl] = [get(a, "id") for a in anns]
     out["ann_image_ids"][sl] = [get(a, "image_id") for a in anns]
     out["ann_category_ids"][sl] = [c if (c := get(a, "category_id", None)) is not None else 1 for a in anns]
@@ -259,6 +307,43 @@ def _fill_annotations(anns: list, out: dict[str, np.ndarray], start: int, typed:
     if any(not isinstance(b, list | tuple) or len(b) != 4 for b in boxes):
         raise _SlowPath
     out["bbox"][sl] = boxes
+
+
+def _fill_keypoints(anns: list[_Ann], out: np.ndarray) -> None:
+    """Decode the keypoint fields of a chunk of ``_Ann`` records into ``out`` (n, 399): all-zero texts are recognised
+    as such, the others are decoded together per field (one list of floats per record) and copied in one go.
+
+    A crowd record may lack keypoint fields (or have ones of another length): its row stays zero. Any other record
+    with a missing, null or wrong-length field, or a non-number, raises ``_SlowPath`` (the plain path names it).
+    """
+    n = len(anns)
+    bad = np.zeros(n, bool)
+    col = 0
+    for name, length in FIELD_LENGTHS.items():
+        zeros = _ZERO_TEXTS[name]
+        texts = [getattr(a, name) for a in anns]
+        todo = [j for j, t in enumerate(texts) if t not in zeros.get(len(t), ())]
+        absent = [j for j in todo if len(texts[j]) == 0 or texts[j] == _NULL]
+        if absent:
+            bad[absent] = True
+            todo = [j for j in todo if not bad[j]]
+        if todo:
+            try:
+                lists = _LISTS_DECODER.decode(b"[" + b",".join([texts[j] for j in todo]) + b"]")
+            except msgspec.DecodeError as e:
+                raise _SlowPath from e
+            right = [j for j, values in zip(todo, lists) if len(values) == length]
+            if len(right) < len(todo):
+                bad[[j for j, values in zip(todo, lists) if len(values) != length]] = True
+                lists = [values for values in lists if len(values) == length]
+            values = np.fromiter(itertools.chain.from_iterable(lists), np.float64, len(right) * length)
+            out[right, col : col + length] = values.reshape(len(right), length)
+        col += length
+    if bad.any():
+        crowd = np.fromiter((bool(a.iscrowd) for a in anns), bool, n)
+        if not crowd[bad].all():
+            raise _SlowPath
+        out[bad] = 0.0  # a crowd region without (complete) keypoint fields
 
 
 def _empty_annotation_arrays(n: int) -> dict[str, np.ndarray]:
@@ -276,7 +361,7 @@ def _empty_annotation_arrays(n: int) -> dict[str, np.ndarray]:
 
 def _fast_annotation_arrays(raw: bytes, path: str, allow_empty: bool) -> CocoArrays:
     try:
-        top = msgspec.json.decode(raw, type=_Skeleton)
+        top = msgspec.json.decode(raw, type=_File)
     except msgspec.DecodeError as e:
         raise _SlowPath from e
     if not top.images or top.annotations is None or (not top.annotations and not allow_empty):
@@ -286,18 +371,14 @@ def _fast_annotation_arrays(raw: bytes, path: str, allow_empty: bool) -> CocoArr
     )
     n = len(top.annotations)
     out = _empty_annotation_arrays(n)
-    decoder = msgspec.json.Decoder(list[_Ann])
     has_categories = top.categories is not None
-    for start, chunk in _chunks(top.annotations):
-        try:
-            anns = decoder.decode(b"[" + b",".join(chunk) + b"]")
-        except msgspec.DecodeError as e:
-            raise _SlowPath from e
+    for start, anns in _chunks(top.annotations):
         if has_categories and any(a.category_id is None for a in anns):
             raise _SlowPath
         if any(a.num_keypoints is None and not a.iscrowd for a in anns):
             raise _SlowPath
-        _fill_annotations(anns, out, start, typed=True)
+        _fill_keypoints(anns, out["keypoints"][start : start + len(anns)].reshape(len(anns), 3 * NUM_KEYPOINTS))
+        _fill_scalars(anns, out, start, typed=True)
     del top.annotations
     categories = [c.id for c in top.categories] if has_categories else []
     return CocoArrays(image_ids, file_names, image_wh, np.unique(np.asarray(categories, np.int64)), **out, source=path)
@@ -378,11 +459,12 @@ def parse_annotation_file(ann_file: str | os.PathLike, allow_empty: bool = False
     """
     path = str(ann_file)
     raw = _read_bytes(path, "annotation file")
-    try:
-        arrays = _fast_annotation_arrays(raw, path, allow_empty)
-    except _SlowPath:
-        del raw
-        arrays = _plain_annotation_arrays(path, allow_empty)
+    with paused_gc():
+        try:
+            arrays = _fast_annotation_arrays(raw, path, allow_empty)
+        except _SlowPath:
+            del raw
+            arrays = _plain_annotation_arrays(path, allow_empty)
     _check_annotation_arrays(arrays, path)
     return arrays
 
@@ -395,6 +477,11 @@ def parse_detection_file(det_file: str | os.PathLike) -> DetectionArrays:
     """
     path = str(det_file)
     raw = _read_bytes(path, "detection file")
+    with paused_gc():
+        return _detection_arrays(raw, path)
+
+
+def _detection_arrays(raw: bytes, path: str) -> DetectionArrays:
     try:
         dets = msgspec.json.decode(raw, type=list[_Det])
         if any(len(d.bbox) != 4 for d in dets):

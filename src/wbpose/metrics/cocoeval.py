@@ -21,10 +21,15 @@ Python object per prediction. Every rule of the reference is kept (docs/conventi
 - accumulation (stable sort of all scores, cumulative TP/FP, precision envelope, 101 recall points) and the ten
   summary numbers exactly as ``accumulate()`` / ``summarize()``, including -1 where undefined.
 
-The matching loop runs over detection ranks (at most 20), each step vectorised over all images of a size class,
-all ten thresholds and the three area ranges. ``tests/metrics/test_cocoeval.py`` checks equality with
-xtcocotools on crowd and ignored people, unlabelled parts, tied scores, the maxDets cut, images without ground
-truth or without results, the area ranges and the real 4-image sample; ``benchmarks/metric.py`` times it.
+How it is fast: parts that evaluate the same results (all six, for a model's results) share their (result,
+person) pairs and the point-wise OKS terms, and pairs whose OKS cannot reach 0.5 (a bound from point boxes) are
+skipped (a result inside the doubled box of a person without labelled points has OKS exactly 1); the matching loop
+runs over detection ranks (at most 20), each step vectorised over all images of a size class, all ten thresholds,
+the three area ranges and the parts, with the people on the first axis; the accumulation reads the precision at
+the true positives only (where the reference's envelope takes its values). ``tests/metrics/test_cocoeval.py``
+checks equality with xtcocotools on crowd and ignored people, unlabelled parts, tied scores, the maxDets cut,
+images without ground truth or without results, the area ranges and the real 4-image sample;
+``benchmarks/metric_full_size.py`` times it at full val size.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoi
 AREA_RNG = ((0**2, 1e5**2), (32**2, 96**2), (96**2, 1e5**2))
 AREA_LBL = ("all", "medium", "large")
 MAX_DETS = 20
+#: First point of each part (body, foot, face, lefthand, righthand): the segments of the per-result point boxes.
+SEGMENT_STARTS = np.array(sorted(sl.start for sl in PART_SLICES.values()))
 #: Largest number of float64 elements of one OKS temporary (pairs x points).
 _CHUNK_ELEMENTS = 1 << 20
 
@@ -80,14 +87,41 @@ class KeypointResults:
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def xy_columns(self) -> tuple[np.ndarray, np.ndarray]:
-        """x and y of every point as two contiguous (N, 133) float64 arrays (made once, then kept)."""
-        cached = self.__dict__.get("_xy")
+    def point_boxes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per result, the box of its points of each part segment (:data:`SEGMENT_STARTS`, the five parts): lo
+        and hi corners, each (N, 5, 2) float64 (made once, in row blocks, then kept)."""
+        cached = self.__dict__.get("_boxes")
         if cached is None:
-            kp = np.asarray(self.keypoints)
-            cached = (np.ascontiguousarray(kp[..., 0], np.float64), np.ascontiguousarray(kp[..., 1], np.float64))
-            self.__dict__["_xy"] = cached
+            n = len(self)
+            lo, hi = np.empty((n, len(SEGMENT_STARTS), 2)), np.empty((n, len(SEGMENT_STARTS), 2))
+            step = max(1, _CHUNK_ELEMENTS // (2 * NUM_KEYPOINTS))
+            for s in range(0, n, step):
+                block = np.asarray(self.keypoints[s : s + step], dtype=np.float64)
+                lo[s : s + step] = np.minimum.reduceat(block, SEGMENT_STARTS, axis=1)
+                hi[s : s + step] = np.maximum.reduceat(block, SEGMENT_STARTS, axis=1)
+            cached = self.__dict__["_boxes"] = (lo, hi)
         return cached
+
+    def scored(self, part: slice) -> np.ndarray:
+        """Whether each result has a keypoint score above 0 in ``part`` (a union of segments): (N,) bool. Results
+        without one are not evaluated for the part (``loadRes``/``evaluate`` drop them)."""
+        cached = self.__dict__.get("_scored")
+        if cached is None:
+            n = len(self)
+            cached = np.zeros((n, len(SEGMENT_STARTS)), bool)
+            step = max(1, _CHUNK_ELEMENTS // NUM_KEYPOINTS)
+            for s in range(0, n, step):
+                block = np.asarray(self.keypoint_scores[s : s + step]) > 0
+                cached[s : s + step] = np.logical_or.reduceat(block, SEGMENT_STARTS, axis=1)
+            self.__dict__["_scored"] = cached
+        cols = np.flatnonzero((part.start <= SEGMENT_STARTS) & (part.stop > SEGMENT_STARTS))
+        return cached[:, cols].any(axis=1)
+
+    def part_box(self, part: slice) -> tuple[np.ndarray, np.ndarray]:
+        """The box of each result's points of ``part`` (a union of segments): lo, hi (N, 2) float64."""
+        lo, hi = self.point_boxes()
+        cols = np.flatnonzero((part.start <= SEGMENT_STARTS) & (part.stop > SEGMENT_STARTS))
+        return lo[:, cols].min(axis=1), hi[:, cols].max(axis=1)
 
     def categories(self) -> np.ndarray:
         return np.ones(len(self), np.int64) if self.category_ids is None else np.asarray(self.category_ids)
@@ -101,8 +135,7 @@ class KeypointResults:
 
     def body_box_area(self) -> np.ndarray:
         """``loadRes``'s result area: the extent box of the 17 body points."""
-        body = np.asarray(self.keypoints[:, PART_SLICES["body"]], dtype=np.float64)
-        lo, hi = body.min(axis=1), body.max(axis=1)
+        lo, hi = self.part_box(PART_SLICES["body"])
         return (hi[:, 0] - lo[:, 0]) * (hi[:, 1] - lo[:, 1])
 
 
@@ -173,7 +206,7 @@ def _may_reach(
 
 
 def _pair_oks(
-    dxy: tuple[np.ndarray, np.ndarray],
+    dt: KeypointResults,
     gkp: np.ndarray,
     gt_box: np.ndarray,
     gt_area: np.ndarray,
@@ -190,11 +223,10 @@ def _pair_oks(
     part use the reference's distance to the doubled box for that part.
 
     Shape:
-        dxy: x, y (Nd, 133); gkp: (Ng, 133, 3); gt_box: (Ng, 4); gt_area: (Ng,); pair_*: (P,) -> [(P,)] per part.
+        gkp: (Ng, 133, 3); gt_box: (Ng, 4); gt_area: (Ng,); pair_*: (P,) rows of ``dt`` / gkp -> [(P,)] per part.
     """
     lo, hi = min(p.start for p in parts), max(p.stop for p in parts)
     span = slice(lo, hi)
-    dx_all, dy_all = dxy[0][:, span], dxy[1][:, span]
     gx_all, gy_all = np.ascontiguousarray(gkp[:, span, 0]), np.ascontiguousarray(gkp[:, span, 1])
     labelled = gkp[:, span, 2] > 0
     variances = (sigmas_array()[span] * 2) ** 2
@@ -203,11 +235,13 @@ def _pair_oks(
     cols = [np.argsort(~labelled[:, p], axis=1, kind="stable") for p in local]  # labelled points first, in order
     eps = np.spacing(1)
     outs = [np.zeros(len(pair_dt)) for _ in parts]
-    needed = np.zeros(len(pair_dt), bool)
-    d_boxes = _part_boxes(dx_all, dy_all, None, local)
+    d_boxes = [dt.part_box(p) for p in parts]
     g_boxes = _part_boxes(gx_all, gy_all, labelled, local)
-    for part, count, d_box, g_box in zip(local, counts, d_boxes, g_boxes):
-        needed |= _may_reach(d_box, g_box, gt_box, gt_area, count, variances[part].max(), pair_dt, pair_gt)
+    reach = [
+        _may_reach(d_box, g_box, gt_box, gt_area, count, variances[part].max(), pair_dt, pair_gt)
+        for part, count, d_box, g_box in zip(local, counts, d_boxes, g_boxes)
+    ]  # per part; the others keep OKS 0 (below every threshold, as theirs)
+    needed = np.logical_or.reduce(reach) if reach else np.zeros(len(pair_dt), bool)
     # Pairs sorted by their person's labelled counts, so that a chunk holds few distinct counts per part.
     pairs = np.flatnonzero(needed)
     order = pairs[np.lexsort([c[pair_gt[pairs]] for c in counts[::-1]])] if len(pairs) else pairs
@@ -215,7 +249,8 @@ def _pair_oks(
     for s in range(0, len(order), step):
         idx = order[s : s + step]
         pd, pg = pair_dt[idx], pair_gt[idx]
-        xd, yd = dx_all[pd], dy_all[pd]
+        kp = np.asarray(dt.keypoints[pd], dtype=np.float64)
+        xd, yd = kp[:, span, 0], kp[:, span, 1]
         ex = xd - gx_all[pg]
         ex **= 2
         dy = yd - gy_all[pg]
@@ -228,12 +263,13 @@ def _pair_oks(
         ex /= 2
         np.negative(ex, out=ex)
         np.exp(ex, out=ex)
-        for part, out, count, col in zip(local, outs, counts, cols):
+        for part, out, count, col, d_box_of, mine in zip(local, outs, counts, cols, d_boxes, reach):
             num_points = part.stop - part.start
-            c = count[pg]
-            res = np.empty(len(pd))
+            sub = np.flatnonzero(mine[idx])
+            c = count[pg[sub]]
+            res = np.zeros(len(pd))
             for n in np.unique(c):
-                rows = np.flatnonzero(c == n)
+                rows = sub[c == n]
                 if n == num_points:  # every point labelled
                     res[rows] = np.sum(ex[rows, part], axis=1) / num_points
                 elif n > 0:  # the labelled points, in order
@@ -243,6 +279,13 @@ def _pair_oks(
                     box = gt_box[pg[rows]]
                     x0, x1 = (box[:, 0] - box[:, 2])[:, None], (box[:, 0] + box[:, 2] * 2)[:, None]
                     y0, y1 = (box[:, 1] - box[:, 3])[:, None], (box[:, 1] + box[:, 3] * 2)[:, None]
+                    # every point inside the doubled box: every distance and e is 0, the OKS exactly 1
+                    d_lo, d_hi = d_box_of[0][pd[rows]], d_box_of[1][pd[rows]]
+                    inside = (x0[:, 0] <= d_lo[:, 0]) & (d_hi[:, 0] <= x1[:, 0])
+                    inside &= (y0[:, 0] <= d_lo[:, 1]) & (d_hi[:, 1] <= y1[:, 0])
+                    res[rows[inside]] = 1.0
+                    outside = ~inside
+                    rows, x0, x1, y0, y1 = rows[outside], x0[outside], x1[outside], y0[outside], y1[outside]
                     bx, by = xd[rows, part], yd[rows, part]
                     bdx = np.maximum(0.0, x0 - bx) + np.maximum(0.0, bx - x1)
                     bdy = np.maximum(0.0, y0 - by) + np.maximum(0.0, by - y1)
@@ -267,62 +310,76 @@ def _match_block(oks: np.ndarray, gt_ignore: np.ndarray, crowd: np.ndarray) -> t
     a = gt_ignore.shape[1]
     t_num = len(IOU_THRS)
     thr = np.minimum(IOU_THRS, 1 - 1e-10)
-    taken = np.zeros((b, a, t_num, g), bool)
+    # People on the first axis: the reductions over them are then element-wise over contiguous (image, area,
+    # threshold) blocks (a reduction over a short last axis is slow in numpy).
+    oks_g = np.ascontiguousarray(oks.transpose(2, 0, 1))  # (G, B, D)
+    ignore_g = np.ascontiguousarray(gt_ignore.transpose(2, 0, 1))[..., None]  # (G, B, A, 1)
+    crowd_g = np.ascontiguousarray(crowd.T)[:, :, None, None]  # (G, B, 1, 1)
+    taken = np.zeros((g, b, a, t_num), bool)
     matched = np.zeros((b, a, t_num, d_max), bool)
     matched_ig = np.zeros_like(matched)
-    reverse = np.arange(g - 1, -1, -1)
-    people = np.arange(g)
+    people = np.arange(g, dtype=np.int16 if g < 2**15 else np.int64).reshape(g, 1, 1, 1)
     for r in range(d_max):
         # Only images where this result reaches the lowest threshold with someone can match it.
-        act = np.flatnonzero((oks[:, r, :] >= thr[0]).any(axis=-1))
+        act = np.flatnonzero((oks_g[:, :, r] >= thr[0]).any(axis=0))
         if len(act) == 0:
             continue
-        o = oks[act, r, :][:, None, None, :]  # (b', 1, 1, G)
-        ign = gt_ignore[act][:, :, None, :]
-        tk = taken[act]
-        qualified = (~tk | crowd[act][:, None, None, :]) & (o >= thr[None, None, :, None])
-        choice = np.full(tk.shape[:3], -1)
-        from_ignored = np.zeros(tk.shape[:3], bool)
+        o = oks_g[:, act, r][:, :, None, None]  # (G, b', 1, 1)
+        ign = ignore_g[:, act]
+        tk = taken[:, act]
+        qualified = (~tk | crowd_g[:, act]) & (o >= thr)  # (G, b', A, T)
+        choice = np.full(tk.shape[1:], -1, dtype=people.dtype)
+        from_ignored = np.zeros(tk.shape[1:], bool)
         for is_ignored in (False, True):
             cand = qualified & (ign if is_ignored else ~ign)
-            vals = np.where(cand, o, -1.0)
-            best = vals.max(axis=-1, keepdims=True)
-            last = g - 1 - np.argmax(((vals == best) & cand)[..., reverse], axis=-1)  # last maximum in file order
-            open_ = (choice < 0) & cand.any(axis=-1)
+            if not cand.any():
+                continue
+            vals = np.where(cand, o, -1.0)  # -1 where nobody qualifies (an OKS that qualifies is at least 0.5)
+            if g == 1:
+                best, last = vals[0], people[0, 0, 0, 0]
+            elif g <= 4:  # a running maximum over the few people; ">=": the last maximum in file order
+                best, last = vals[0], np.zeros(vals.shape[1:], people.dtype)
+                for j in range(1, g):
+                    later = vals[j] >= best
+                    best = np.maximum(best, vals[j])
+                    last[later] = j
+            else:
+                best = vals.max(axis=0)
+                last = np.where(vals == best, people, -1).max(axis=0)  # the last maximum in file order
+            open_ = (choice < 0) & (best >= 0)
             choice = np.where(open_, last, choice)
             if is_ignored:
                 from_ignored = open_
         matched[act, :, :, r] = choice >= 0
         matched_ig[act, :, :, r] = from_ignored
-        taken[act] = tk | (people == choice[..., None])
+        taken[:, act] = tk | (people == choice)
     return matched, matched_ig
 
 
-def _accumulate(inds: np.ndarray, matched: np.ndarray, ignored: np.ndarray, num_pos: int) -> tuple[np.ndarray, ...]:
-    """``accumulate()`` for one category and area range: precision (T, R) and recall (T,).
+def _accumulate(matched: np.ndarray, ignored: np.ndarray, num_pos: int) -> tuple[np.ndarray, np.ndarray]:
+    """``accumulate()`` for one threshold, category and area range: precision (R,) and recall (scalar).
+
+    The reference's precision at recall threshold ``r`` is the maximum of ``tp / (fp + tp + eps)`` over the
+    positions from the first one whose recall ``tp / num_pos`` reaches ``r``; that position is a true positive (the
+    recall only grows there), and between true positives the precision only falls, so the maximum is over true
+    positives. Only they are computed, with the reference's floats (cumulative counts are exact integers).
 
     Shape:
-        inds: (Nd,) the stable descending-score order of the results (``argsort(-scores, kind='mergesort')``
-        over the (image, rank) order); matched, ignored: (T, Nd) in (image, rank) order.
+        matched, ignored: (Nd,) bool, in descending score order.
     """
-    t_num, r_num = len(IOU_THRS), len(REC_THRS)
-    dtm, dtig = matched[:, inds], ignored[:, inds]
-    tps = np.logical_and(dtm, np.logical_not(dtig))
-    fps = np.logical_and(np.logical_not(dtm), np.logical_not(dtig))
-    tp_sum = np.cumsum(tps, axis=1, dtype=np.float64)  # exact integers, as cumsum(...).astype(float64)
-    fp_sum = np.cumsum(fps, axis=1, dtype=np.float64)
-    precision = np.zeros((t_num, r_num))
-    nd = tp_sum.shape[1]
-    rc = tp_sum / num_pos
-    pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
-    recall = rc[:, -1].copy() if nd else np.zeros(t_num)
-    if nd:
-        pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # the reference's backward max pass
-    for t in range(t_num):
-        pos = np.searchsorted(rc[t], REC_THRS, side="left")
-        ok = pos < nd
-        precision[t, ok] = pr[t, pos[ok]]
-    return precision, recall
+    precision = np.zeros(len(REC_THRS))
+    tp_at = np.flatnonzero(matched & ~ignored)  # positions of the true positives
+    if len(tp_at) == 0:
+        return precision, 0.0
+    tp = np.arange(1, len(tp_at) + 1, dtype=np.float64)
+    counted = np.cumsum(~ignored, dtype=np.int64)[tp_at].astype(np.float64)  # tp + fp up to each true positive
+    pr = tp / ((counted - tp) + tp + np.spacing(1))
+    pr = np.maximum.accumulate(pr[::-1])[::-1]  # the reference's backward max pass
+    rc = tp / num_pos
+    pos = np.searchsorted(rc, REC_THRS, side="left")
+    ok = pos < len(tp)
+    precision[ok] = pr[pos[ok]]
+    return precision, float(rc[-1])
 
 
 def _summarize(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
@@ -393,53 +450,83 @@ def _size_class(counts: np.ndarray) -> np.ndarray:
     return classes[np.searchsorted(classes, counts)]
 
 
-def _part_result(
+def _match_images(
     sel: _Selection,
     pair_dt: np.ndarray,
     pair_pos: np.ndarray,
-    pair_oks: np.ndarray,
+    pair_oks: list[np.ndarray],
     g_start: np.ndarray,
     g_count: np.ndarray,
-    g_ignore: np.ndarray,
+    ignore: np.ndarray,
     g_crowd: np.ndarray,
-    d_out: np.ndarray,
-    scores: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Matching and accumulation of one part and category: precision (T, R, A), recall (T, A), -1 if undefined."""
-    t_num, r_num, a_num = len(IOU_THRS), len(REC_THRS), len(AREA_RNG)
-    precision = -np.ones((t_num, r_num, a_num))
-    recall = -np.ones((t_num, a_num))
+    images: np.ndarray,
+    matched: np.ndarray,
+    matched_ig: np.ndarray,
+) -> None:
+    """Greedy matching of the results of ``images`` for parts that evaluate the same results, written into
+    ``matched`` / ``matched_ig`` (parts, A, T, Nd) at those results' positions.
+
+    Images with about the same number of people are matched together (padded), the parts stacked on the image axis
+    of :func:`_match_block`.
+
+    Shape:
+        pair_*: (P,) the pairs of ``images``; pair_oks: [(P,)] per part; ignore: (parts, Ng, A); images: (M',).
+    """
+    n_parts, a_num, t_num, _ = matched.shape
     num_images = len(g_count)
-    matched = np.zeros((a_num, t_num, len(sel.rows)), bool)
-    matched_ig = np.zeros_like(matched)
-    both = np.flatnonzero((g_count > 0) & (sel.count > 0))
+    both = images[(g_count[images] > 0) & (sel.count[images] > 0)]
     pair_img = sel.image[pair_dt]
     size_class = _size_class(g_count[both])
-    for g in np.unique(size_class):  # images with about the same number of people, matched together (padded)
+    for g in np.unique(size_class):
         g = int(g)
         imgs = both[size_class == g]
+        b = len(imgs)
         d_max = int(sel.count[imgs].max())
         pos = np.full(num_images, -1)
-        pos[imgs] = np.arange(len(imgs))
+        pos[imgs] = np.arange(b)
         in_block = np.flatnonzero(pos[pair_img] >= 0)
-        oks = np.full((len(imgs), d_max, g), -1.0)
-        pdt = pair_dt[in_block]
-        oks[pos[pair_img[in_block]], sel.rank[pdt], pair_pos[in_block]] = pair_oks[in_block]
+        oks = np.full((n_parts, b, d_max, g), -1.0)
+        where = (pos[pair_img[in_block]], sel.rank[pair_dt[in_block]], pair_pos[in_block])
+        for k, values in enumerate(pair_oks):
+            oks[k][where] = values[in_block]
         people = g_start[imgs][:, None] + np.arange(g)  # (B, G); padding points at a valid row, never matched
         people = np.minimum(people, (g_start[imgs] + g_count[imgs] - 1)[:, None])
-        m, mig = _match_block(oks, g_ignore[people].transpose(0, 2, 1), g_crowd[people])
+        ign = ignore[:, people].transpose(0, 1, 3, 2).reshape(n_parts * b, a_num, g)
+        crowd = np.broadcast_to(g_crowd[people], (n_parts, b, g)).reshape(n_parts * b, g)
+        m, mig = _match_block(oks.reshape(n_parts * b, d_max, g), ign, crowd)
         b_idx, r_idx = np.nonzero(np.arange(d_max)[None, :] < sel.count[imgs][:, None])
         dts = sel.start[imgs][b_idx] + r_idx
-        matched[:, :, dts] = m[b_idx, :, :, r_idx].transpose(1, 2, 0)
-        matched_ig[:, :, dts] = mig[b_idx, :, :, r_idx].transpose(1, 2, 0)
-    inds = np.argsort(-scores, kind="mergesort")
-    for a in range(a_num):
-        num_pos = int(np.count_nonzero(~g_ignore[:, a]))
-        if num_pos == 0:
-            continue
-        ignored = matched_ig[a] | (~matched[a] & d_out[None, :, a])
-        precision[:, :, a], recall[:, a] = _accumulate(inds, matched[a], ignored, num_pos)
-    return precision, recall
+        m, mig = m.reshape(n_parts, b, a_num, t_num, d_max), mig.reshape(n_parts, b, a_num, t_num, d_max)
+        matched[..., dts] = m[:, b_idx, :, :, r_idx].transpose(1, 2, 3, 0)
+        matched_ig[..., dts] = mig[:, b_idx, :, :, r_idx].transpose(1, 2, 3, 0)
+
+
+def _accumulate_parts(
+    matched: np.ndarray, matched_ig: np.ndarray, ignore: np.ndarray, d_out: np.ndarray, scores: list[np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Accumulation of parts that evaluate the same results (one category): per part, precision (T, R, A) and
+    recall (T, A), -1 where undefined. Parts ranked by the same scores share the sort.
+
+    Shape:
+        matched, matched_ig: (parts, A, T, Nd); ignore: (parts, Ng, A); d_out: (Nd, A); scores: [(Nd,)].
+    """
+    t_num, r_num, a_num = len(IOU_THRS), len(REC_THRS), len(AREA_RNG)
+    n_parts = len(matched)
+    ignored = matched_ig | (~matched & d_out.T[None, :, None, :])
+    num_pos = np.count_nonzero(~ignore, axis=1)  # (parts, A)
+    out = [(-np.ones((t_num, r_num, a_num)), -np.ones((t_num, a_num))) for _ in range(n_parts)]
+    pending = list(range(n_parts))
+    while pending:
+        first = pending[0]
+        same = [k for k in pending if k == first or np.array_equal(scores[k], scores[first])]
+        pending = [k for k in pending if k not in same]
+        inds = np.argsort(-scores[first], kind="mergesort")
+        for k in same:
+            for a in np.flatnonzero(num_pos[k] > 0).tolist():
+                dtm, dtig = matched[k, a][:, inds], ignored[k, a][:, inds]
+                for t in range(t_num):
+                    out[k][0][t, :, a], out[k][1][t, a] = _accumulate(dtm[t], dtig[t], int(num_pos[k, a]))
+    return out
 
 
 def _evaluate_category(
@@ -467,11 +554,13 @@ def _evaluate_category(
     d_out_all = (dt_area[:, None] < lo) | (dt_area[:, None] > hi)
 
     selections: dict[str, _Selection] = {}
+    made: list[tuple[np.ndarray, np.ndarray, _Selection]] = []  # parts with the same results share the selection
     for part in parts:
-        sl = EVAL_PARTS[part]
-        scored = (np.asarray(dt.keypoint_scores[:, sl]) > 0).any(axis=1) if len(dt) else np.zeros(0, bool)
-        candidates = np.flatnonzero(dt_cat & scored)
-        selections[part] = _select(candidates, dt_image_rows, dt.ranking_scores(part), num_images)
+        candidates = np.flatnonzero(dt_cat & dt.scored(EVAL_PARTS[part]))
+        ranking = dt.ranking_scores(part)
+        same = (s for c, r, s in made if np.array_equal(c, candidates) and (r is ranking or np.array_equal(r, ranking)))
+        selections[part] = next(same, None) or _select(candidates, dt_image_rows, ranking, num_images)
+        made.append((candidates, ranking, selections[part]))
 
     results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     pending = list(parts)
@@ -483,20 +572,20 @@ def _evaluate_category(
         pair_dt = np.repeat(np.arange(len(first.rows)), pair_n)
         pair_pos = np.arange(len(pair_dt)) - np.repeat(np.cumsum(pair_n) - pair_n, pair_n)
         pair_gt = g_start[first.image][pair_dt] + pair_pos
-        dxy = tuple(column[first.rows] for column in dt.xy_columns())
-        oks_by_part = _pair_oks(dxy, g_kp, g_box, g_area, pair_dt, pair_gt, [EVAL_PARTS[p] for p in group])
-        for part, pair_oks in zip(group, oks_by_part):
-            sl = EVAL_PARTS[part]
-            if len(g_rows) == 0 and len(first.rows) == 0:
-                t_num, r_num, a_num = len(IOU_THRS), len(REC_THRS), len(AREA_RNG)
-                results[part] = (-np.ones((t_num, r_num, a_num)), -np.ones((t_num, a_num)))
-                continue
-            g_ignore = (g_crowd | ~(g_kp[:, sl, 2] > 0).any(axis=1))[:, None] | g_out
-            scores = dt.ranking_scores(part)[first.rows]
-            results[part] = _part_result(
-                first, pair_dt, pair_pos, pair_oks, g_start, g_count, g_ignore, g_crowd, d_out_all[first.rows],
-                scores,
-            )  # fmt: skip
+        slices = [EVAL_PARTS[p] for p in group]
+        if len(g_rows) == 0 and len(first.rows) == 0:
+            t_num, r_num, a_num = len(IOU_THRS), len(REC_THRS), len(AREA_RNG)
+            results.update({p: (-np.ones((t_num, r_num, a_num)), -np.ones((t_num, a_num))) for p in group})
+            continue
+        ignore = np.stack([(g_crowd | ~(g_kp[:, sl, 2] > 0).any(axis=1))[:, None] | g_out for sl in slices])
+        matched = np.zeros((len(group), len(AREA_RNG), len(IOU_THRS), len(first.rows)), bool)
+        matched_ig = np.zeros_like(matched)
+        oks = _pair_oks(dt, g_kp, g_box, g_area, first.rows[pair_dt], pair_gt, slices)
+        images = np.arange(num_images)
+        _match_images(first, pair_dt, pair_pos, oks, g_start, g_count, ignore, g_crowd, images, matched, matched_ig)
+        del oks
+        scores = [dt.ranking_scores(part)[first.rows] for part in group]
+        results.update(zip(group, _accumulate_parts(matched, matched_ig, ignore, d_out_all[first.rows], scores)))
     return results
 
 

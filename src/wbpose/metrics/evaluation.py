@@ -31,8 +31,9 @@ Decisions:
 - The results json keeps every float at full precision (shortest round-trip repr), so a direct xtcocotools run on
   the file gives the same numbers. The fast path encodes arrays with ``orjson`` (each part's (N, 3k) block at
   once); the list-of-dicts path with ``pydantic_core.to_json`` when importable, else with ``json``.
-- The fast engine runs in this process by default; with ``num_procs`` > 1 it forks: wholebody in one worker, the
-  five parts in another (equal point counts), the results json written by a third task; workers inherit the arrays.
+- The fast engine evaluates the six parts together in this process (they share the pairs and OKS terms); with
+  ``num_procs`` > 1 the results json is written by a forked worker meanwhile. Results files are decoded into arrays
+  in pieces (no Python object per result survives a piece).
 """
 
 from __future__ import annotations
@@ -40,13 +41,16 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
+import itertools
 import json
+import mmap
 import multiprocessing as mp
 import os
+import re
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -57,7 +61,7 @@ import numpy as np
 import orjson
 
 from wbpose.data import cache
-from wbpose.data.coco_files import CocoArrays, load_coco, parse_annotation_file
+from wbpose.data.coco_files import CocoArrays, load_coco, parse_annotation_file, paused_gc
 from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES, sigmas_array
 from wbpose.metrics import cocoeval
 from wbpose.metrics.cocoeval import KeypointResults
@@ -248,14 +252,18 @@ def dumps_results(results: list[dict]) -> bytes:
     return json.dumps(results, separators=(",", ":")).encode()
 
 
-def _write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` atomically (temporary file in the same folder, then ``os.replace``)."""
+def _write_atomic(path: str | Path, data: bytes | Iterable[bytes]) -> Path:
+    """Write ``data`` (bytes, or pieces of bytes in order) atomically (temporary file in the same folder, then
+    ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, bytes | bytearray):
+                f.write(data)
+            else:
+                f.writelines(data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -346,7 +354,8 @@ def evaluate_results_file(
     Args:
         ann_file: The annotation json.
         results_json: The results json (wbpose, MMPose 0.x / 1.x, official format).
-        num_procs: Worker processes (``None``: usable cores, at most 6; 1: this process only).
+        num_procs: Worker processes of the xtcocotools engine (``None``: usable cores, at most 6; 1: this process
+            only). The fast engine runs in this process.
         verbose: Print xtcocotools-style tables.
         engine: "fast" (numpy, the default) or "xtcocotools" (the reference); the numbers are the same.
         cache_dir: Parsed-file cache folder for the ground truth (fast engine; ``None``: the default, if set).
@@ -366,8 +375,6 @@ def evaluate_results_file(
 # ----------------------------------------------------------------------------------------------- fast engine
 #: Evaluation engines: "fast" (numpy, the default) or "xtcocotools" (the reference).
 ENGINES = ("fast", "xtcocotools")
-#: The fast engine's work split across two workers (equal point counts: 133 and 17 + 6 + 68 + 21 + 21).
-FAST_GROUPS: tuple[tuple[str, ...], ...] = (("wholebody",), ("face", "lefthand", "righthand", "body", "foot"))
 
 
 def load_gt_arrays(ann_file: str | Path, cache_dir: str | Path | None = None) -> CocoArrays:
@@ -390,41 +397,67 @@ def check_image_ids_arrays(gt: CocoArrays, image_ids: np.ndarray, ann_file: str 
         )
 
 
-def _row_texts(block: np.ndarray) -> list[bytes]:
-    """The json text of each row of a 2-D float array, without brackets (``orjson``, shortest round-trip)."""
-    if len(block) == 0:
-        return []
-    text = orjson.dumps(np.ascontiguousarray(block, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY)
-    return text[2:-2].split(b"],[")
+#: Results per piece of the results json written from arrays (a few MB of text each).
+JSON_CHUNK_RESULTS = 8192
+
+
+def _row_views(text: bytes) -> list[memoryview]:
+    """The rows of ``orjson``'s text of a 2-D array (``[[..],[..]]``), without brackets, as views of ``text``."""
+    ends = np.flatnonzero(np.frombuffer(text, np.uint8) == ord("]"))[:-1]  # numbers hold no "]"
+    starts = np.concatenate([[2], ends[:-1] + 3])
+    view = memoryview(text)
+    return [view[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
+
+
+def _results_json_pieces(results: KeypointResults) -> Iterator[bytes]:
+    """The results json of arrays (the format of :func:`build_results`) in pieces of :data:`JSON_CHUNK_RESULTS`
+    results: each part's (n, 3k) block is encoded by ``orjson`` at once (shortest round-trip floats), its rows are
+    taken as views and put in the record template; no Python object per number."""
+    n = len(results)
+    yield b"["
+    if n == 0:
+        yield b"]"
+        return
+    option = orjson.OPT_SERIALIZE_NUMPY
+    ids = orjson.dumps(np.asarray(results.image_ids, np.int64), option=option)[1:-1].split(b",")
+    cats = [b"%d" % c for c in results.categories().tolist()] if results.category_ids is not None else [b"1"] * n
+    scores = orjson.dumps(np.asarray(results.scores, np.float64), option=option)[1:-1].split(b",")
+    f = [name.encode() for name in PART_FIELDS.values()]
+    template = (
+        b'{"image_id":%b,"category_id":%b,"' + f[0] + b'":[%b],"' + f[1] + b'":[%b],"' + f[2] + b'":[%b],"' + f[3]
+        + b'":[%b],"' + f[4] + b'":[%b],"score":%b}'
+    )  # fmt: skip
+    for s in range(0, n, JSON_CHUNK_RESULTS):
+        stop = min(n, s + JSON_CHUNK_RESULTS)
+        triples = np.concatenate(
+            [np.asarray(results.keypoints[s:stop], np.float64), np.asarray(results.keypoint_scores[s:stop])[..., None]],
+            -1,
+            dtype=np.float64,
+        )
+        texts = [
+            orjson.dumps(np.ascontiguousarray(triples[:, sl].reshape(stop - s, -1)), option=option)
+            for sl in PART_SLICES.values()
+        ]
+        parts = [_row_views(text) for text in texts]
+        if s:
+            yield b","
+        yield b",".join([template % row for row in zip(ids[s:stop], cats[s:stop], *parts, scores[s:stop])])
+        del parts
+    yield b"]"
 
 
 def dumps_results_arrays(results: KeypointResults) -> bytes:
     """The results json of arrays (the format of :func:`build_results`), without a Python dict per result."""
-    n = len(results)
-    if n == 0:
-        return b"[]"
-    triples = np.concatenate(
-        [np.asarray(results.keypoints, np.float64), np.asarray(results.keypoint_scores, np.float64)[..., None]], -1
-    )
-    parts = [_row_texts(triples[:, sl].reshape(n, -1)) for sl in PART_SLICES.values()]
-    del triples
-    scores = orjson.dumps(np.asarray(results.scores, np.float64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
-    ids = orjson.dumps(np.asarray(results.image_ids, np.int64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
-    cats = [b"%d" % c for c in results.categories().tolist()] if results.category_ids is not None else [b"1"] * n
-    f = list(PART_FIELDS.values())
-    template = (
-        b'{"image_id":%b,"category_id":%b,"' + f[0].encode() + b'":[%b],"' + f[1].encode() + b'":[%b],"'
-        + f[2].encode() + b'":[%b],"' + f[3].encode() + b'":[%b],"' + f[4].encode() + b'":[%b],"score":%b}'
-    )  # fmt: skip
-    return b"[" + b",".join(template % row for row in zip(ids, cats, *parts, scores)) + b"]"
+    return b"".join(_results_json_pieces(results))
 
 
 def write_results_arrays(path: str | Path, results: KeypointResults) -> Path:
-    """Write the results json of arrays atomically (temporary file in the same folder, then ``os.replace``)."""
-    return _write_atomic(path, dumps_results_arrays(results))
+    """Write the results json of arrays atomically (temporary file in the same folder, then ``os.replace``), piece
+    by piece (the 0.7 GB text of the full val set is never held whole)."""
+    return _write_atomic(path, _results_json_pieces(results))
 
 
-class _Result(msgspec.Struct):
+class _Result(msgspec.Struct, gc=False):
     image_id: int
     keypoints: list[float]
     foot_kpts: list[float]
@@ -459,56 +492,186 @@ def _results_to_arrays(rows: list, n: int, out: dict[str, np.ndarray], start: in
             column[sl] = [np.nan if v is None else v for v in values]
 
 
-def _fast_results_arrays(raw: bytes) -> dict[str, np.ndarray] | None:
-    """Streaming parse of a well-formed results file; ``None`` when anything is unusual (use the plain path)."""
-    try:
-        entries = msgspec.json.decode(raw, type=list[msgspec.Raw])
-    except msgspec.DecodeError:
+#: Bytes of results-file text decoded at once by the array parser.
+RESULTS_CHUNK_BYTES = 8 << 20
+#: Where one result ends and the next begins (results hold no nested objects; a wrong cut fails to decode).
+_BOUNDARY = re.compile(rb"\}\s*,\s*\{")
+_LIST_START = re.compile(rb"\s*\[")
+_LIST_END = re.compile(rb"\]\s*\Z")
+_RESULTS_DECODER = msgspec.json.Decoder(list[_Result])
+
+
+def _result_spans(raw: bytes | mmap.mmap, chunk_bytes: int) -> list[tuple[int, int]] | None:
+    """The top-level list's text cut between results into spans of about ``chunk_bytes``; ``None`` if ``raw`` is
+    not a json list. Each span holds whole results separated by commas, unless a cut fell inside a nested value
+    or a string, and then decoding that span fails (its text cannot close): the caller then parses the file
+    whole."""
+    first, last = _LIST_START.match(raw), _LIST_END.search(raw, max(0, len(raw) - 4096))
+    if first is None or last is None:
         return None
-    n = len(entries)
-    out = {
-        "image_ids": np.zeros(n, np.int64),
-        "category_ids": np.zeros(n, np.int64),
-        "keypoints": np.zeros((n, NUM_KEYPOINTS, 2)),
-        "keypoint_scores": np.zeros((n, NUM_KEYPOINTS)),
-        "scores": np.zeros(n),
-    }
-    decoder = msgspec.json.Decoder(list[_Result])
-    lengths = [3 * (sl.stop - sl.start) for sl in PART_SLICES.values()]
-    for start in range(0, n, 4096):
+    lo, hi = first.end(), last.start()
+    if hi < lo:
+        return None
+    spans, start = [], lo
+    while hi - start > chunk_bytes:
+        cut = _BOUNDARY.search(raw, start + chunk_bytes, hi)
+        if cut is None:
+            break
+        spans.append((start, cut.start() + 1))
+        start = cut.end() - 1
+    spans.append((start, hi))
+    return spans
+
+
+class _SpanSource:
+    """The text of the file's spans as json lists (``[`` + span + ``]``), in one reused buffer: read from the open
+    file (no page faults of a fresh buffer or of a mapping per piece) or copied from ``raw``."""
+
+    def __init__(self, raw: bytes | mmap.mmap, file: io.BufferedReader | None = None) -> None:
+        self.raw, self.file, self.buffer = raw, file, bytearray()
+
+    def text(self, start: int, stop: int) -> memoryview:
+        n = stop - start
+        if len(self.buffer) < n + 2:
+            self.buffer = bytearray(n + 2)
+        view = memoryview(self.buffer)[: n + 2]
+        view[0], view[n + 1] = ord("["), ord("]")
+        if self.file is None:
+            view[1 : n + 1] = memoryview(self.raw)[start:stop]
+        else:
+            self.file.seek(start)
+            got = 0
+            while got < n:
+                read = self.file.readinto(view[1 + got : n + 1])
+                if not read:
+                    raise ValueError(f"{self.file.name}: changed while it was read")
+                got += read
+        return view
+
+
+def _decode_span(source: _SpanSource, start: int, stop: int) -> tuple[list, dict[str, np.ndarray]] | None:
+    """The results of the span ``start:stop`` (whole results separated by commas): their keypoint lists in file
+    order (five per result, each of its part's length) and ``image_ids``, ``category_ids``, ``scores`` and any
+    ``<part>_score`` column (NaN where a result has none); ``None`` if anything is unusual (the caller takes the
+    plain path)."""
+    with source.text(start, stop) as text:
         try:
-            rows = decoder.decode(b"[" + b",".join(entries[start : start + 4096]) + b"]")
+            rows = _RESULTS_DECODER.decode(text)  # holds no reference to the (reused) text
         except msgspec.DecodeError:
             return None
-        for r in rows:
-            if [len(r.keypoints), len(r.foot_kpts), len(r.face_kpts), len(r.lefthand_kpts), len(r.righthand_kpts)] != (
-                lengths
-            ):
-                return None
-        _results_to_arrays(rows, n, out, start, typed=True)
+        part_scores = source.buffer.find(b'_score"', 0, len(text)) >= 0  # "<part>_score": fields to read
+    n = len(rows)
+    lengths = [3 * (sl.stop - sl.start) for sl in PART_SLICES.values()]
+    for r in rows:
+        if [len(r.keypoints), len(r.foot_kpts), len(r.face_kpts), len(r.lefthand_kpts), len(r.righthand_kpts)] != (
+            lengths
+        ):
+            return None
+    lists = [x for r in rows for x in (r.keypoints, r.foot_kpts, r.face_kpts, r.lefthand_kpts, r.righthand_kpts)]
+    out = {
+        "image_ids": np.fromiter((r.image_id for r in rows), np.int64, n),
+        "category_ids": np.fromiter((r.category_id for r in rows), np.int64, n),
+        "scores": np.fromiter((r.score for r in rows), np.float64, n),
+    }
+    for key in _PART_SCORE_FIELDS if part_scores else ():
+        column = [getattr(r, key) for r in rows]
+        if any(v is not None for v in column):
+            out[key] = np.array([np.nan if v is None else v for v in column], dtype=np.float64)
+    return lists, out
+
+
+def _fast_results_arrays(raw: bytes | mmap.mmap, file: io.BufferedReader | None = None) -> dict[str, np.ndarray] | None:
+    """Streaming parse of a well-formed results file; ``None`` when anything is unusual (use the plain path).
+
+    The triples of every result go straight into one (N, 133, 3) array, sized from the first piece's results per
+    byte (and grown if that falls short), so no second copy of the 0.3 GB of numbers is made.
+    """
+    spans = _result_spans(raw, RESULTS_CHUNK_BYTES)
+    if spans is None:
+        return None
+    source = _SpanSource(raw, file)
+    width = 3 * NUM_KEYPOINTS
+    flat, done, columns = np.zeros((0, width)), 0, []
+    for start, stop in spans:
+        decoded = _decode_span(source, start, stop)
+        if decoded is None:  # unusual, or a cut inside a value: the file in one piece
+            return None if len(spans) == 1 else _fast_results_arrays_whole(source, (spans[0][0], spans[-1][1]))
+        lists, part = decoded
+        n = len(part["scores"])
+        if done + n > len(flat):  # sized from this piece's density over the rest of the file, plus 5%
+            rest = spans[-1][1] - start
+            capacity = done + int(np.ceil(n * rest / max(1, stop - start) * 1.05)) + 16
+            grown = np.empty((max(capacity, done + n), width))
+            grown[:done] = flat[:done]
+            flat = grown
+        flat[done : done + n] = np.fromiter(itertools.chain.from_iterable(lists), np.float64, n * width).reshape(
+            n, width
+        )
+        del lists
+        done += n
+        columns.append(part)
+    return _assemble(flat[:done], columns)
+
+
+def _fast_results_arrays_whole(source: _SpanSource, span: tuple[int, int]) -> dict[str, np.ndarray] | None:
+    decoded = _decode_span(source, *span)
+    if decoded is None:
+        return None
+    lists, part = decoded
+    n = len(part["scores"])
+    flat = np.fromiter(itertools.chain.from_iterable(lists), np.float64, n * 3 * NUM_KEYPOINTS)
+    return _assemble(flat.reshape(n, 3 * NUM_KEYPOINTS), [part])
+
+
+def _assemble(flat: np.ndarray, columns: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays of the results: keypoints and keypoint scores as views of the (N, 133, 3) triples, as in the
+    file; the other columns concatenated over the pieces."""
+    triples = flat.reshape(-1, NUM_KEYPOINTS, 3)
+    out = {
+        "image_ids": np.concatenate([p["image_ids"] for p in columns]),
+        "category_ids": np.concatenate([p["category_ids"] for p in columns]),
+        "keypoints": triples[..., :2],
+        "keypoint_scores": triples[..., 2],
+        "scores": np.concatenate([p["scores"] for p in columns]),
+    }
+    for key in _PART_SCORE_FIELDS:
+        if any(key in p for p in columns):
+            out[key] = np.concatenate([p.get(key, np.full(len(p["scores"]), np.nan)) for p in columns])
     return out
 
 
 def read_results_arrays(results_json: str | Path) -> KeypointResults:
     """Read a results json (wbpose, MMPose 0.x or 1.x, official format) into :class:`KeypointResults`.
 
-    Streams well-formed files into arrays; anything else goes through :func:`read_results_file`, whose checks
-    name the problem. Optional ``<part>_score`` fields are kept (NaN where a result has none).
+    Well-formed files are decoded straight into arrays in pieces of :data:`RESULTS_CHUNK_BYTES` (cut between
+    results); parsing the floats is most of the time of scoring a file (a
+    second process sharing the pieces did not shorten it on the shared 2-core machine, and forking a large process
+    costs copy-on-write faults). Anything else goes through :func:`read_results_file`, whose checks name the
+    problem. Optional ``<part>_score`` fields are kept (NaN where a result has none).
 
     Raises:
         ValueError: A missing field, a keypoint list of the wrong length, or a non-finite number.
     """
     with open(results_json, "rb") as f:
-        raw = f.read()
-    out = _fast_results_arrays(raw)
-    del raw
+        # a large file is mapped to find the cuts between results (which touches a few pages) and read piece by
+        # piece into one reused buffer
+        large = os.fstat(f.fileno()).st_size >= RESULTS_CHUNK_BYTES
+        raw = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if large else f.read()
+        try:
+            with paused_gc():
+                out = _fast_results_arrays(raw, f if large else None)
+        finally:
+            if large:
+                raw.close()
+            del raw
     if out is not None:
         finite = all(np.isfinite(out[k]).all() for k in ("keypoints", "keypoint_scores", "scores"))
         finite = finite and all(np.isfinite(v[~np.isnan(v)]).all() for k, v in out.items() if k.endswith("_score"))
         if not finite:
             out = None  # the plain path names the result and the field
     if out is None:
-        rows = read_results_file(results_json)
+        with paused_gc():
+            rows = read_results_file(results_json)
         n = len(rows)
         out = {
             "image_ids": np.zeros(n, np.int64),
@@ -535,16 +698,14 @@ def _summary_text(stats: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
-# (gt, results, results file or None) of the fast evaluation in flight; forked workers inherit it.
-_FAST_SHARED: tuple[CocoArrays, KeypointResults, Path | None, bool] | None = None
+# The results whose json a forked writer is writing; the writer inherits them.
+_FAST_SHARED: KeypointResults | None = None
 
 
-def _fast_task(task: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, np.ndarray] | None]:
-    gt, results, results_file, use_area = _FAST_SHARED
-    if task == ("write",):
-        write_results_arrays(results_file, results)
-        return task, None
-    return task, cocoeval.evaluate_parts(gt, results, task, use_area)
+def _fast_task(task: tuple[str, str]) -> tuple[str, str]:
+    """Forked worker entry point: ``("write", path)`` writes the results json of the inherited results."""
+    write_results_arrays(task[1], _FAST_SHARED)
+    return task
 
 
 def evaluate_fast(
@@ -556,42 +717,37 @@ def evaluate_fast(
 ) -> dict[str, np.ndarray]:
     """The six evaluations with the fast engine (``{part: stats (10,)}``), writing ``results_file`` meanwhile.
 
-    With ``num_procs`` > 1 the two part groups of :data:`FAST_GROUPS` and the json writing run in forked workers;
-    1 runs everything here (also the fallback if the workers fail). ``None`` means 1: at full val size on the
-    shared 2-core machine one process took 8.1 s wall and two workers 27.7 s (9.6 s CPU) in the same run
-    (``benchmarks/metric_full_size.py``), so forking is opt-in until measured on an idle machine.
+    The six parts are evaluated together in this process (they share the results' pairs with the ground truth and
+    the point-wise OKS terms). With ``num_procs`` > 1 the results json is written by a forked worker meanwhile (it
+    inherits the arrays; if it fails, the json is written here); ``None`` or 1 writes it here afterwards. (Two threads
+    splitting the OKS and matching by image did not shorten them on the shared 2-core machine: numpy's many small
+    operations hold the GIL.)
     """
     global _FAST_SHARED
-    num_procs = 1 if num_procs is None else max(1, int(num_procs))
-    tasks: list[tuple[str, ...]] = ([("write",)] if results_file is not None else []) + list(FAST_GROUPS)
-    done: dict[tuple[str, ...], dict[str, np.ndarray] | None] = {}
-    if num_procs > 1 and _can_fork():
-        _FAST_SHARED = (gt, results, None if results_file is None else Path(results_file), use_area)
+    workers = 1 if num_procs is None else max(1, int(num_procs))
+    writer, pool = None, None
+    if results_file is not None and workers > 1 and _can_fork():
+        _FAST_SHARED = results
+        pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
+        gc.freeze()  # the inherited objects are never scanned (copied page by page) by the worker's collector
         try:
-            with ProcessPoolExecutor(min(num_procs, len(tasks)), mp_context=mp.get_context("fork")) as pool:
-                gc.freeze()
-                try:
-                    futures = [pool.submit(_fast_task, task) for task in tasks]
-                finally:
-                    gc.unfreeze()
-                for future in futures:
-                    task, value = future.result()
-                    done[task] = value
-        except (BrokenProcessPool, OSError) as err:
-            warnings.warn(f"evaluation workers failed ({err!r}); running the remaining parts here", stacklevel=2)
+            writer = pool.submit(_fast_task, ("write", str(results_file)))
         finally:
-            _FAST_SHARED = None
-    for task in tasks:
-        if task in done:
-            continue
-        if task == ("write",):
+            gc.unfreeze()
+    try:
+        stats = cocoeval.evaluate_parts(gt, results, tuple(EVAL_PARTS), use_area)
+        if writer is not None:
+            try:
+                writer.result()
+            except (BrokenProcessPool, OSError) as err:
+                warnings.warn(f"results json writer failed ({err!r}); writing it here", stacklevel=2)
+                writer = None
+        if results_file is not None and writer is None:
             write_results_arrays(results_file, results)
-        else:
-            done[task] = cocoeval.evaluate_parts(gt, results, task, use_area)
-    stats = {}
-    for value in done.values():
-        if value is not None:
-            stats.update(value)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        _FAST_SHARED = None
     return {part: stats[part] for part in EVAL_PARTS}
 
 

@@ -16,21 +16,23 @@ Where MMPose sorts with ``argsort()[::-1]`` (ties in an order numpy does not def
 input order (a stable sort), which makes the result independent of how predictions were split across ranks
 once the caller has put them in a canonical order.
 
-Instead of MMPose's loop over candidates with a Python loop over pairs, the images are grouped, padded to the
-largest group of their size bucket and their full OKS matrices are computed in one batched op; the greedy pass
-then loops over candidate ranks (at most the largest number of predictions in one image), each step vectorised
-over all images.
+Instead of MMPose's loop over candidates with a Python loop over pairs, every pair of predictions of an image is
+screened at once with rigorous bounds from the boxes of their points (two different people cannot reach the
+threshold), the exact OKS (the reference's floats) decides the few pairs left, and the greedy pass runs in rounds
+vectorised over those suppressing pairs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from wbpose.keypoints import sigmas_array
+from wbpose.keypoints import NUM_KEYPOINTS, PART_SLICES, sigmas_array
 
-#: Largest number of float64 elements of a (G, M(M-1)/2, K) pair block (4 MB per temporary: blocks stay in cache
-#: and reuse memory; one large block was slower on first use, from page faults).
-_BLOCK_ELEMENTS = 1 << 19
+#: Pairs screened at once by OKS-NMS (a few float64 temporaries of this length).
+_PAIR_CHUNK = 1 << 18
+#: Elements (rows x points) of the row blocks of the per-prediction passes: temporaries of a few MB, which the
+#: allocator reuses (arrays above 32 MB are fresh pages every time, and the page faults cost more than the work).
+_ROW_CHUNK_ELEMENTS = 1 << 19
 
 
 def rescore(keypoint_scores: np.ndarray, bbox_scores: np.ndarray, thr: float = 0.2) -> np.ndarray:
@@ -47,10 +49,15 @@ def rescore(keypoint_scores: np.ndarray, bbox_scores: np.ndarray, thr: float = 0
     Shape:
         keypoint_scores: (N, K); bbox_scores: (N,); output: (N,).
     """
-    kpt = np.asarray(keypoint_scores, dtype=np.float64)
-    above = kpt > thr
-    count = above.sum(axis=1)
-    total = np.where(above, kpt, 0.0).sum(axis=1)
+    kpt_all = np.asarray(keypoint_scores)
+    total = np.zeros(len(kpt_all))
+    count = np.zeros(len(kpt_all), np.int64)
+    step = max(1, _ROW_CHUNK_ELEMENTS // max(1, kpt_all.shape[-1]))
+    for s in range(0, len(kpt_all), step):  # row blocks: small temporaries, reused instead of fresh pages
+        kpt = np.asarray(kpt_all[s : s + step], dtype=np.float64)
+        above = kpt > thr
+        count[s : s + step] = above.sum(axis=1)
+        total[s : s + step] = np.where(above, kpt, 0.0).sum(axis=1)
     mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
     return np.asarray(bbox_scores, dtype=np.float64) * mean
 
@@ -113,82 +120,116 @@ def oks_matrix(
     )
 
 
-def _group_blocks(counts: np.ndarray, num_keypoints: int) -> list[np.ndarray]:
-    """Split groups into blocks of similar size whose padded pair tensor fits the element budget.
+def _segments(num_keypoints: int) -> np.ndarray:
+    """Start of each point segment of the part-box bound: the parts for the 133 whole-body points (the same
+    person's face or hands are far from another person's), else at most eight equal runs."""
+    if num_keypoints == NUM_KEYPOINTS:
+        return np.array(sorted({sl.start for sl in PART_SLICES.values()}))
+    return np.unique(np.linspace(0, num_keypoints, min(8, num_keypoints), endpoint=False).astype(np.int64))
 
-    Groups are taken in ascending size; a block ends when the padded (G, M(M-1)/2, K) tensor would pass the budget
-    or the size grows past 1.5x the block's smallest group (to bound padding waste).
+
+def _pair_chunks(group_end: np.ndarray, budget: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every pair ``i < j`` of sorted positions in the same group, in chunks of about ``budget`` pairs.
+
+    Shape:
+        group_end: (N,) the end (exclusive) of each position's group -> [(pi, pj) (P,)] with ``pi < pj``.
     """
-    order = np.argsort(counts, kind="stable")
-    sizes = counts[order]
-    blocks, start = [], 0
-    while start < len(order):
-        stop = start + 1
-        while stop < len(order):
-            m = int(sizes[stop])
-            if (stop - start + 1) * m * (m - 1) // 2 * num_keypoints > _BLOCK_ELEMENTS or m > 1.5 * sizes[start]:
-                break
-            stop += 1
-        blocks.append(order[start:stop])
+    later = group_end - np.arange(len(group_end)) - 1  # pairs a position starts
+    ends = np.cumsum(later)
+    chunks, start = [], 0
+    while start < len(later):
+        stop = max(int(np.searchsorted(ends, ends[start] - later[start] + budget, "right")), start + 1)
+        counts = later[start:stop]
+        total = int(counts.sum())
+        if total:
+            pi = np.repeat(np.arange(start, stop), counts)
+            first = np.repeat(np.cumsum(counts) - counts, counts)
+            chunks.append((pi, pi + 1 + (np.arange(total) - first)))
         start = stop
-    return blocks
+    return chunks
 
 
-def _greedy_block(oks: np.ndarray, valid: np.ndarray, thr: float) -> np.ndarray:
-    """Greedy NMS on padded, score-sorted groups (only the upper triangle of ``oks`` is read).
+def _suppressing_pairs(
+    keypoints: np.ndarray, rows: np.ndarray, areas: np.ndarray, pi: np.ndarray, pj: np.ndarray, variances: np.ndarray,
+    thr: float, seg_starts: np.ndarray, seg_boxes: tuple[np.ndarray, ...], boxes: tuple[np.ndarray, ...],
+) -> np.ndarray:  # fmt: skip
+    """The pairs of ``(pi, pj)`` whose OKS is greater than ``thr`` (a mask).
 
-    Shape:
-        oks: (G, M, M); valid: (G, M); output: kept mask (G, M).
-    """
-    suppressed = ~valid
-    keep = np.zeros_like(valid)
-    later = np.triu(np.ones((valid.shape[1],) * 2, dtype=bool), k=1)  # later[r, j]: j comes after r
-    for r in range(valid.shape[1]):
-        kept_now = ~suppressed[:, r]
-        keep[:, r] = kept_now
-        suppressed |= kept_now[:, None] & (oks[:, r, :] > thr) & later[r]
-    return keep
-
-
-def _may_exceed(
-    boxes: tuple[np.ndarray, ...],
-    xs: np.ndarray,
-    ys: np.ndarray,
-    pi: np.ndarray,
-    pj: np.ndarray,
-    mean_area: np.ndarray,
-    variances: np.ndarray,
-    thr: float,
-) -> np.ndarray:
-    """Pairs whose OKS may be above ``thr``; the others certainly are not (their OKS need not be computed).
-
-    Two rigorous upper bounds, cheapest first: every point distance is at least the gap between the two
-    predictions' point boxes (``OKS <= exp(-gap^2 / max(var) / (area + eps) / 2)``); and the mean over all K
-    points is at most the mean with every point outside a subset S (every 4th point) counted as 1. A margin far
-    above rounding keeps every pair whose exact OKS could exceed ``thr``.
+    Two rigorous upper bounds skip most pairs before the exact OKS: every point distance is at least the gap
+    between the boxes of the two predictions' points of its segment (the parts), so ``OKS <= sum_s n_s
+    exp(-gap_s^2 / max_s(var) / (area + eps) / 2) / K``; first with one segment (the whole box), then with the
+    parts. A margin far above rounding keeps every pair whose exact OKS could exceed ``thr``; the exact OKS of the
+    rest is the reference formula's float (:func:`_pair_oks`).
 
     Shape:
-        boxes: x_lo, y_lo, x_hi, y_hi (N,); xs, ys: (N, K); pi, pj, mean_area: (P,) -> (P,) bool.
+        keypoints: (N0, K, 2) any float dtype; rows: (N,) its row of each position; areas: (N,); pi, pj: (P,)
+        positions; seg_boxes: x_lo, y_lo, x_hi, y_hi (N, S) of each segment; boxes: the same (N,) over all points
+        -> (P,) bool.
     """
-    if not 0.0 < thr < 1.0:
-        return np.ones(len(pi), bool)
-    x_lo, y_lo, x_hi, y_hi = boxes
-    gx = np.maximum(0.0, np.maximum(x_lo[pj] - x_hi[pi], x_lo[pi] - x_hi[pj]))
-    gy = np.maximum(0.0, np.maximum(y_lo[pj] - y_hi[pi], y_lo[pi] - y_hi[pj]))
-    scale = mean_area + np.spacing(1)
-    need = (gx**2 + gy**2) / variances.max() / scale / 2 <= -np.log(thr) + 1e-6
-    rest = np.flatnonzero(need)
-    subset = np.arange(0, xs.shape[1], 4)
-    for s in range(0, len(rest), 1 << 15):
-        idx = rest[s : s + (1 << 15)]
-        a, b = pi[idx], pj[idx]
-        e = (xs[a][:, subset] - xs[b][:, subset]) ** 2 + (ys[a][:, subset] - ys[b][:, subset]) ** 2
-        e /= variances[subset]
-        e /= scale[idx][:, None]
-        e /= 2
-        upper = (np.exp(-e).sum(axis=1) + (xs.shape[1] - len(subset))) / xs.shape[1]
-        need[idx] = upper >= thr - 1e-9
-    return need
+    mean_area = (areas[pi] + areas[pj]) / 2
+    if 0.0 < thr < 1.0:
+        limit = -np.log(thr) + 1e-6
+        x_lo, y_lo, x_hi, y_hi = boxes
+        gx = np.maximum(0.0, np.maximum(x_lo[pj] - x_hi[pi], x_lo[pi] - x_hi[pj]))
+        gy = np.maximum(0.0, np.maximum(y_lo[pj] - y_hi[pi], y_lo[pi] - y_hi[pj]))
+        gx *= gx
+        gy *= gy
+        gx += gy
+        rest = np.flatnonzero(gx / variances.max() / (mean_area + np.spacing(1)) / 2 <= limit)
+        if len(rest):
+            a, b = pi[rest], pj[rest]
+            scale = (mean_area[rest] + np.spacing(1)) * 2
+            bounds = np.diff(np.append(seg_starts, len(variances)))
+            seg_var = np.maximum.reduceat(variances, seg_starts)
+            upper = np.zeros(len(rest))
+            for s in range(len(seg_starts)):
+                x_lo, y_lo, x_hi, y_hi = (box[:, s] for box in seg_boxes)
+                g = np.maximum(0.0, np.maximum(x_lo[b] - x_hi[a], x_lo[a] - x_hi[b])) ** 2
+                g += np.maximum(0.0, np.maximum(y_lo[b] - y_hi[a], y_lo[a] - y_hi[b])) ** 2
+                upper += bounds[s] * np.exp(-g / seg_var[s] / scale)
+            rest = rest[upper / len(variances) >= thr - 1e-9]
+    else:
+        rest = np.arange(len(pi))
+    out = np.zeros(len(pi), bool)
+    step = max(1, _ROW_CHUNK_ELEMENTS // (2 * len(variances)))
+    for s in range(0, len(rest), step):
+        idx = rest[s : s + step]
+        a = np.asarray(keypoints[rows[pi[idx]]], dtype=np.float64)
+        b = np.asarray(keypoints[rows[pj[idx]]], dtype=np.float64)
+        out[idx] = _pair_oks(a[..., 0], a[..., 1], b[..., 0], b[..., 1], mean_area[idx], variances) > thr
+    return out
+
+
+def _greedy(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Greedy NMS over suppression edges ``src < dst`` (sorted positions of one image; OKS > thr): position ``j`` is
+    kept unless an edge comes into it from a kept position.
+
+    Decided in rounds, each vectorised over the edges: targets of kept positions are suppressed, and a position
+    whose every incoming edge comes from a suppressed one is kept. The smallest undecided position is decided in
+    every round, so this ends, in practice after a few rounds (the longest chain of overlapping duplicates).
+
+    Shape:
+        src, dst: (E,) -> kept mask (n,).
+    """
+    kept = np.ones(n, bool)
+    if len(src) == 0:
+        return kept
+    nodes, inverse = np.unique(np.concatenate([src, dst]), return_inverse=True)
+    a, b = inverse[: len(src)], inverse[len(src) :]
+    state = np.zeros(len(nodes), np.int8)  # 0 undecided, 1 kept, 2 suppressed
+    blocked = np.zeros(len(nodes), bool)
+    blocked[b] = True
+    state[~blocked] = 1
+    while True:
+        state[b[(state[a] == 1) & (state[b] == 0)]] = 2
+        undecided = state == 0
+        if not undecided.any():
+            break
+        blocked[:] = False
+        blocked[b[state[a] != 2]] = True
+        state[undecided & ~blocked] = 1
+    kept[nodes] = state == 1
+    return kept
 
 
 def oks_nms(
@@ -200,6 +241,11 @@ def oks_nms(
     sigmas: np.ndarray | None = None,
 ) -> np.ndarray:
     """Greedy OKS-NMS within each image.
+
+    Every pair of predictions of an image is screened with bounds from their point boxes (most pairs are two
+    different people and need no OKS; see :func:`_suppressing_pairs`), the exact OKS decides the rest, and the
+    greedy pass runs on the few suppressing pairs left (:func:`_greedy`); the result is that of the greedy
+    candidate-by-candidate reference.
 
     Args:
         keypoints: Predicted keypoints in image pixels.
@@ -216,37 +262,42 @@ def oks_nms(
     Shape:
         keypoints: (N, K, 2); scores, areas, image_ids: (N,); output: (N_kept,).
     """
-    keypoints = np.asarray(keypoints, dtype=np.float64)
+    keypoints = np.asarray(keypoints)
     n, k = keypoints.shape[:2]
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     sigmas = sigmas_array() if sigmas is None else np.asarray(sigmas, dtype=np.float64)
     variances = (sigmas * 2) ** 2
-    order = np.lexsort((-np.asarray(scores, dtype=np.float64), np.asarray(image_ids)))  # stable for ties
-    _, starts, counts = np.unique(np.asarray(image_ids)[order], return_index=True, return_counts=True)
-    kept = np.zeros(n, dtype=bool)  # by sorted position
-    kept[starts[counts == 1]] = True
-    multi = np.flatnonzero(counts > 1)
-    areas_sorted = np.asarray(areas, dtype=np.float64)[order]
-    xs = np.ascontiguousarray(keypoints[order, :, 0])  # (N, K): contiguous rows for the gathers below
-    ys = np.ascontiguousarray(keypoints[order, :, 1])
-    boxes = (xs.min(axis=1), ys.min(axis=1), xs.max(axis=1), ys.max(axis=1))
-    for block in _group_blocks(counts[multi], k):
-        groups = multi[block]
-        m = int(counts[groups].max())
-        rank = np.arange(m)
-        valid = rank[None, :] < counts[groups][:, None]
-        pos = np.where(valid, starts[groups][:, None] + rank[None, :], 0)  # (G, M) sorted positions; pads -> 0
-        iu, ju = np.triu_indices(m, k=1)  # each pair (i < j) once
-        pi, pj = pos[:, iu].reshape(-1), pos[:, ju].reshape(-1)  # (G * P,)
-        mean_area = (areas_sorted[pi] + areas_sorted[pj]) / 2
-        values = np.zeros(len(pi))
-        need = _may_exceed(boxes, xs, ys, pi, pj, mean_area, variances, thr)
-        values[need] = _pair_oks(xs[pi[need]], ys[pi[need]], xs[pj[need]], ys[pj[need]], mean_area[need], variances)
-        oks = np.zeros((len(groups), m, m))
-        oks[:, iu, ju] = values.reshape(len(groups), -1)
-        keep = _greedy_block(oks, valid, thr)
-        kept[pos[keep]] = True
+    image_ids = np.asarray(image_ids)
+    order = np.lexsort((-np.asarray(scores, dtype=np.float64), image_ids))  # stable for ties
+    sorted_ids = image_ids[order]
+    new_group = np.ones(n, bool)
+    new_group[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    starts = np.flatnonzero(new_group)
+    counts = np.diff(np.append(starts, n))
+    if counts.max() == 1:
+        return order
+    # only the positions of images with several predictions take part
+    multi = np.repeat(counts > 1, counts)
+    pos = np.flatnonzero(multi)
+    rows = order[pos]
+    areas_sorted = np.asarray(areas, dtype=np.float64)[rows]
+    seg_starts = _segments(k)
+    seg_boxes = tuple(np.empty((len(rows), len(seg_starts))) for _ in range(4))
+    step = max(1, _ROW_CHUNK_ELEMENTS // (2 * k))
+    for s in range(0, len(rows), step):  # boxes of each prediction's point segments, in row blocks
+        block = np.asarray(keypoints[rows[s : s + step]], dtype=np.float64)
+        for out, ufunc, c in zip(seg_boxes, (np.minimum, np.minimum, np.maximum, np.maximum), (0, 1, 0, 1)):
+            out[s : s + step] = ufunc.reduceat(block[..., c], seg_starts, axis=1)
+    boxes = tuple(b.min(axis=1) if i < 2 else b.max(axis=1) for i, b in enumerate(seg_boxes))
+    group_end = np.repeat(np.cumsum(counts[counts > 1]), counts[counts > 1])
+    src, dst = [], []
+    for pi, pj in _pair_chunks(group_end, _PAIR_CHUNK):
+        hit = _suppressing_pairs(keypoints, rows, areas_sorted, pi, pj, variances, thr, seg_starts, seg_boxes, boxes)
+        src.append(pi[hit])
+        dst.append(pj[hit])
+    kept = np.ones(n, bool)
+    kept[pos] = _greedy(len(pos), np.concatenate(src), np.concatenate(dst))
     return order[kept]
 
 
