@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 #: The repository root.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Committed fixture files: MMPose's metainfo and state_dict key lists (kept byte for byte as written).
 FIXTURE_DIR = REPO_ROOT / "tests" / "data"
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` as a module (the scripts are not a package), e.g. to call its ``main``."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -20,6 +20,7 @@ pytest.importorskip("onnxruntime")
 
 from omegaconf import OmegaConf  # noqa: E402
 
+from helpers.threads import torch_threads
 from inference.fakes import calibrated_model, mmpose_file, probe_detector_onnx  # noqa: E402
 from wbpose.checkpoints import CONFIG_KEY  # noqa: E402
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap  # noqa: E402
@@ -35,12 +36,8 @@ BOXES = np.array([[40, 30, 60, 150], [130, 40, 70, 150], [200, 60, 70, 130], [10
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """One torch (and ONNX Runtime) thread: these small networks gain nothing from two, and on a busy machine
-    spinning OpenMP workers make them 10x slower (the thread count is restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):  # small networks: see helpers.threads
+        yield
 
 
 def _scene() -> np.ndarray:

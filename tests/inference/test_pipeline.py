@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
+from helpers.threads import torch_threads
 from inference.fakes import random_model
 from wbpose.inference import Predictor, make_codec, predict_source
 from wbpose.inference.boxes import DetectionFile, WholeImage
@@ -22,12 +22,8 @@ from wbpose.inference.tracking import PoseTracker
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """One torch (and ONNX Runtime) thread: these small networks gain nothing from two, and on a busy machine
-    spinning OpenMP workers make them 10x slower (the thread count is restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):  # small networks: see helpers.threads
+        yield
 
 
 @pytest.fixture(scope="module")

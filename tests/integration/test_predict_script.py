@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.paths import REPO_ROOT
+from helpers.paths import REPO_ROOT, load_script
 from wbpose.models import build_pose_model
 from wbpose.synthetic.generate import DETECTIONS_FILE, generate_dataset
 
@@ -22,14 +21,7 @@ SCRIPT = REPO_ROOT / "scripts" / "predict.py"
 SMALL = ["--image-hw", "128", "96", "--codec", "msra", "--device", "cpu"]
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("predict_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-predict = _load_script()
+predict = load_script("predict")
 
 
 @pytest.fixture(scope="module")

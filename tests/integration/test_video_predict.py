@@ -9,40 +9,28 @@ people is shown with a perfect pose model in tests/inference/test_tracking.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from helpers.paths import REPO_ROOT
+from helpers.paths import load_script
+from helpers.threads import torch_threads
 from wbpose.inference.synthetic_video import make_synthetic_video
 
 SMALL = ["--image-hw", "128", "96", "--codec", "msra", "--device", "cpu", "--no-progress"]
 FRAMES = 16
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-predict, score_results = _load("predict"), _load("score_results")
+predict, score_results = load_script("predict"), load_script("score_results")
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """One torch (and ONNX Runtime) thread: these small networks gain nothing from two, and on a busy machine
-    spinning OpenMP workers make them 10x slower (the thread count is restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):  # small networks: see helpers.threads
+        yield
 
 
 @pytest.fixture(scope="module")
