@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from inference.fakes import random_model
 from wbpose.checkpoints import CONFIG_KEY, RECIPES, convert_mmpose_checkpoint, infer_arch, load_checkpoint
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap, flip_test_average
 from wbpose.inference import PosePrediction, Predictor, make_codec, to_coco_results
@@ -21,22 +22,6 @@ from wbpose.metrics.oks import rescore
 from wbpose.models import build_pose_model
 
 IMAGE_HW = (128, 96)  # small crops keep the tiny HRNet fast on two cores
-
-
-def random_model(arch: str = "tiny", seed: int = 0) -> nn.Module:
-    """A model with non-trivial weights and BN statistics, so equal outputs mean equal weights."""
-    torch.manual_seed(seed)
-    model = build_pose_model(arch)
-    for name, tensor in model.state_dict().items():
-        if name.endswith("num_batches_tracked"):
-            tensor.fill_(3)
-        elif name.endswith("running_var"):
-            tensor.uniform_(0.5, 1.5)
-        elif name.endswith("running_mean"):
-            tensor.normal_(0, 0.1)
-        else:
-            tensor.normal_(0, 0.15)
-    return model.eval()
 
 
 def mmpose_checkpoint(model: nn.Module, version: str) -> dict:
