@@ -39,8 +39,11 @@ import time
 from pathlib import Path
 
 # As scripts/predict.py: idle OpenMP workers sleep instead of spinning (on this shared 2-core machine spinning
-# workers made every timing scatter by 10x); a value in the environment wins.
+# workers made every timing scatter by 10x); a value in the environment wins, and OMP_WAIT_POLICY=default runs with
+# the OpenMP runtime's own default (spin a while, then sleep).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if os.environ["OMP_WAIT_POLICY"].lower() == "default":
+    del os.environ["OMP_WAIT_POLICY"]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -159,9 +162,10 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs:
             rows.append(bench(arch, frames[arch], args.reps, args.det_every, Path(tmp)))
+    policy = os.environ.get("OMP_WAIT_POLICY", "default (unset)")
     print(f"\nvideo path, CPU, {args.threads} threads, 480x640 synthetic video, 2 people per frame, flip test, "
           f"tracking (true boxes every N frames), drawing + mp4v encoding on; OMP_WAIT_POLICY="
-          f"{os.environ.get('OMP_WAIT_POLICY')}; load average at the start {start_load:.1f}")  # fmt: skip
+          f"{policy}; load average at the start {start_load:.1f}")  # fmt: skip
     load = os.getloadavg()[0]
     print(f"load average at the end: {load:.1f} (2 cores; above ~2 other jobs share the cores and timings scatter)")
     print("| model | weights | frames | pipeline frames/s | network-only floor frames/s | overhead vs floor | "
