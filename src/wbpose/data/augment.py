@@ -3,7 +3,8 @@
 MMPose 1.x semantics (``mmpose/datasets/transforms/common_transforms.py``: ``RandomFlip``, ``RandomHalfBody``,
 ``RandomBBoxTransform``, ``Albumentation``), in that order, with a 0.x option for the half-body rule
 (docs/conventions.md#augmentation). All randomness comes from the ``numpy.random.Generator`` passed in, which
-the dataset seeds per sample from the worker's torch seed, so runs are reproducible under ``seed_everything``.
+the dataset seeds per sample from (seed, epoch, index) (``CocoWholeBodyDataset.sample_rng``), so a run, and a run
+resumed mid-epoch, draws the same augmentations whatever the worker that builds a sample.
 
 Each transform is ``transform(sample, rng) -> sample`` on a :class:`~wbpose.data.transforms.TopdownSample`.
 """
