@@ -49,6 +49,7 @@ import torch
 from wbpose.codecs import DarkHeatmap
 from wbpose.data.augment import build_train_augmentations
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
+from wbpose.keypoints import PART_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMES = ("per-sample", "salted", "continuing")
@@ -117,10 +118,19 @@ def _crop_height(bbox: list[float], aspect_wh: float = 96 / 128, padding: float 
     return max(bbox[3], bbox[2] / aspect_wh) * padding
 
 
+def _read_json(path: str | Path) -> object:
+    """The content of a json file; exits with a message naming the file when it is missing or not json."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        sys.exit(f"error: cannot read {path} as json: {err}")
+
+
 def _people(record: dict) -> np.ndarray:
     """The (133, 3) keypoints of a COCO-WholeBody annotation or result record."""
-    parts = ("keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts")
-    return np.concatenate([np.asarray(record[k], dtype=np.float64) for k in parts]).reshape(-1, 3)
+    if not isinstance(record, dict) or any(k not in record for k in PART_FIELDS.values()):
+        sys.exit(f"error: not a COCO-WholeBody record (needs {list(PART_FIELDS.values())}): {str(record)[:200]}")
+    return np.concatenate([np.asarray(record[k], dtype=np.float64) for k in PART_FIELDS.values()]).reshape(-1, 3)
 
 
 VAL_ANN = ROOT / "data/synthetic/annotations/coco_wholebody_val_v1.0.json"
@@ -129,7 +139,10 @@ VAL_ANN = ROOT / "data/synthetic/annotations/coco_wholebody_val_v1.0.json"
 def feet(results_files: list[str], ann_file: Path = VAL_ANN) -> None:
     gt: dict[int, list[np.ndarray]] = {}
     spans = []  # heel-big toe and heel-ankle distances in heatmap pixels (128x96 input, 32x24 maps)
-    for a in json.loads(Path(ann_file).read_text())["annotations"]:
+    annotations = _read_json(ann_file)
+    if not isinstance(annotations, dict) or "annotations" not in annotations:
+        sys.exit(f"error: {ann_file} is not a COCO annotation file (no 'annotations')")
+    for a in annotations["annotations"]:
         gt.setdefault(a["image_id"], []).append(_people(a))
         kp, per_px = gt[a["image_id"]][-1], 32 / _crop_height(a["bbox"])
         for toe, heel, ankle in ((17, 19, 15), (20, 22, 16)):
@@ -145,7 +158,10 @@ def feet(results_files: list[str], ann_file: Path = VAL_ANN) -> None:
     print("|---|---|---|---|---|---|---|")
     for path in results_files:
         rows = []
-        for r in json.loads(Path(path).read_text()):
+        results = _read_json(path)
+        if not isinstance(results, list):
+            sys.exit(f"error: {path} is not a results json (a list of records)")
+        for r in results:
             kp = _people(r)
             candidates = gt.get(r["image_id"], [])
             if not candidates:
@@ -162,6 +178,9 @@ def feet(results_files: list[str], ann_file: Path = VAL_ANN) -> None:
                 at = [frame @ (p - g[heel, :2]) for p in (kp[toe, :2], kp[heel, :2], kp[ankle, :2], g[ankle, :2])]
                 near_heel = np.linalg.norm(kp[toe, :2] - g[heel, :2]) < np.linalg.norm(kp[toe, :2] - g[toe, :2])
                 rows.append([*np.concatenate(at), near_heel])
+        if not rows:
+            print(f"| {path} | 0 (no result matched a labelled foot) | | | | | |")
+            continue
         a = np.asarray(rows)
         med = np.round(np.median(a[:, :8], axis=0), 2)
         print(f"| {path} | {len(a)} | ({med[0]}, {med[1]}) | ({med[2]}, {med[3]}) | ({med[4]}, {med[5]}) | "
