@@ -287,7 +287,7 @@ def test_bad_images_are_counted_without_a_datamodule(tmp_path, caplog) -> None:
     has no budget to enforce (a fraction of an unknown set); evaluation drops their rows from the metric."""
     module = make_module()
     trainer = tiny_trainer(tmp_path, max_epochs=2, limit_val_batches=0)
-    with caplog.at_level("WARNING", logger="wbpose.engine.module"):
+    with caplog.at_level("WARNING", logger="wbpose.engine.bad_images"):
         trainer.fit(module, DataLoader(BadRowSet(8, {1, 6}), batch_size=4))
     assert float(trainer.callback_metrics["train/bad_images"]) == 2  # two epochs, the same two images
     assert caplog.text.count("instance index 1 (no dataset to name its file)") == 1
@@ -295,7 +295,7 @@ def test_bad_images_are_counted_without_a_datamodule(tmp_path, caplog) -> None:
     module.on_save_checkpoint(checkpoint)
     restored = make_module()
     restored.on_load_checkpoint(checkpoint)
-    assert restored._bad_train == {1: 1, 6: 6}  # a resumed run keeps counting towards the same budget
+    assert restored.bad_image_ledger.train == {1: 1, 6: 6}  # a resumed run keeps counting towards the same budget
 
     metric = RecordingMetric()
     module = make_module(metric=metric)

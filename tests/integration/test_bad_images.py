@@ -24,7 +24,7 @@ from wbpose.data.errors import DataError
 #: image id -> how its training image is broken
 BROKEN = {7: "corrupt", 50: "corrupt", 120: "corrupt", 77: "truncated", 160: "missing"}
 BAD_VAL_IMAGE = 3
-MODULE_LOG = "wbpose.engine.module"
+MODULE_LOG = "wbpose.engine.bad_images"  # the module's bad-image ledger logs there
 
 
 @pytest.fixture(scope="module")

@@ -23,18 +23,13 @@ from wbpose.build import build_module
 from wbpose.checkpoints.io import load_checkpoint, load_state_dict_checked
 from wbpose.checkpoints.reader import CONFIG_KEY, RAW_CONFIG_KEY
 from wbpose.codecs import flip_test_average
-from wbpose.data.bad_images import BAD_ROWS_KEY, BadImagePolicy, format_bad_images
-from wbpose.data.errors import DataError
+from wbpose.engine.bad_images import BadImageLedger, bad_rows
 from wbpose.engine.image_logging import log_image_to_loggers
 from wbpose.geometry import crop_to_image
 from wbpose.keypoints import FLIP_INDICES
 from wbpose.visualize import draw_crop_predictions
 
 log = logging.getLogger(__name__)
-
-#: Checkpoint key of the bad training images seen so far ([image key, instance index] pairs), so the budget spans
-#: a resumed run.
-BAD_IMAGES_KEY = "wbpose_bad_images"
 
 __all__ = ["TopdownPoseModule"]
 
@@ -105,10 +100,8 @@ class TopdownPoseModule(pl.LightningModule):
         self.wbpose_config: dict[str, Any] | None = None
         self.wbpose_config_raw: dict[str, Any] | None = None
         self._vis: dict[str, torch.Tensor] | None = None
-        #: Distinct bad images (image key -> first instance index): "train" over the run, every DDP rank's; and
-        #: the bad rows (instance indices) of this process in the current validation/test epoch.
-        self._bad_train: dict[int, int] = {}
-        self._bad_eval_rows: dict[str, list[int]] = {"val": [], "test": []}
+        #: The bad images met so far (wbpose.engine.bad_images): training over the run, evaluation this epoch.
+        self.bad_image_ledger = BadImageLedger()
         if input_hw is not None:  # lets Lightning's model summary show in/out shapes and FLOPs
             self.example_input_array = torch.zeros(1, 3, int(input_hw[0]), int(input_hw[1]))
 
@@ -138,7 +131,7 @@ class TopdownPoseModule(pl.LightningModule):
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if "bad_index" in batch:
-            self._count_bad_training_images(batch, batch["image"].shape[0])
+            self.bad_image_ledger.count_training(self, batch, batch["image"].shape[0])
         heatmaps = self._run_model(batch["image"])
         loss = self.loss(heatmaps, batch["heatmaps"], batch["weights"])
         if not torch.isfinite(loss):
@@ -176,10 +169,10 @@ class TopdownPoseModule(pl.LightningModule):
         self, batch: Mapping[str, torch.Tensor], batch_idx: int, metric: Any | None, stage: str = "val"
     ) -> None:
         pred = self.predict_batch(batch)
-        bad_rows = self._bad_rows(batch)
-        if bad_rows:  # boxes on a bad image get no prediction: misses in the metric (data.bad_images)
-            self._bad_eval_rows.setdefault(stage, []).extend(bad_rows)
-        if metric is not None and len(bad_rows) < batch["image"].shape[0]:
+        bad = bad_rows(batch)
+        if bad:  # boxes on a bad image get no prediction: misses in the metric (data.bad_images)
+            self.bad_image_ledger.note_eval(stage, bad)
+        if metric is not None and len(bad) < batch["image"].shape[0]:
             fields = (
                 batch["instance_id"],
                 batch["image_id"],
@@ -188,7 +181,7 @@ class TopdownPoseModule(pl.LightningModule):
                 batch["bbox_score"],
                 batch["scale_wh"].prod(-1),
             )
-            if bad_rows:
+            if bad:
                 keep = batch["bad_index"] < 0
                 fields = tuple(f[keep] for f in fields)
             metric.update(*fields)
@@ -205,7 +198,7 @@ class TopdownPoseModule(pl.LightningModule):
         if metric is not None:
             results = {k: float(v) for k, v in metric.compute().items()}
             metric.reset()
-        results.update(self._report_bad_eval_images(stage))
+        results.update(self.bad_image_ledger.report_eval(self, stage))
         if results:
             # compute() already gathered every rank's predictions, so every rank holds the same numbers; the
             # epoch-end mean over ranks is then exact (and keeps Lightning's DDP logging checks quiet).
@@ -237,120 +230,6 @@ class TopdownPoseModule(pl.LightningModule):
         pred = self.predict_batch(batch)
         keys = ("image_id", "instance_id", "bbox_score", "center_xy", "scale_wh")
         return {"keypoints": pred["keypoints"], "scores": pred["scores"], **{k: batch[k] for k in keys if k in batch}}
-
-    # ------------------------------------------------------------------ bad images (data.bad_images)
-    @staticmethod
-    def _bad_rows(batch: Mapping[str, Any]) -> list[int]:
-        """Instance indices of the batch's rows whose image was bad (``[]`` for a batch without ``bad_index``):
-        noted on the host by the datamodule (``BAD_ROWS_KEY``), else read from the device tensor (a sync)."""
-        rows = batch.get(BAD_ROWS_KEY)
-        if rows is None:
-            bad = batch.get("bad_index")
-            rows = bad[bad >= 0].tolist() if isinstance(bad, torch.Tensor) else []
-        return rows
-
-    def _bad_image_dataset(self, stage: str) -> Any | None:
-        """The dataset whose instance indices ``bad_index`` holds: the datamodule's, else the loader's, else None."""
-        trainer = self._trainer
-        if trainer is None:
-            return None
-        dataset = getattr(trainer.datamodule, "train_dataset" if stage == "train" else "val_dataset", None)
-        if dataset is None:
-            loader = {"train": "train_dataloader", "val": "val_dataloaders", "test": "test_dataloaders"}[stage]
-            dataset = getattr(getattr(trainer, loader, None), "dataset", None)
-        return dataset
-
-    @staticmethod
-    def _image_key(dataset: Any | None, index: int) -> int:
-        """The image of instance ``index`` (its row in the dataset's image table; the index itself without one)."""
-        rows = getattr(getattr(dataset, "instances", None), "image_index", None)
-        return int(rows[index]) if rows is not None else int(index)
-
-    @staticmethod
-    def _describe_bad_image(dataset: Any | None, index: int) -> str:
-        describe = getattr(dataset, "describe_bad_image", None)
-        return describe(index) if describe is not None else f"instance index {index} (no dataset to name its file)"
-
-    def _gather_indices(self, local: list[int]) -> list[int]:
-        """``local`` of every DDP rank, concatenated (one collective when no rank has any, two otherwise); every
-        rank calls this at the same point."""
-        trainer = self._trainer
-        if trainer is None or trainer.world_size <= 1:
-            return list(local)
-        counts = self.all_gather(torch.tensor([len(local)], dtype=torch.long, device=self.device))
-        most = int(counts.max())
-        if most == 0:
-            return []
-        padded = torch.full((most,), -1, dtype=torch.long, device=self.device)
-        if local:
-            padded[: len(local)] = torch.as_tensor(local, dtype=torch.long, device=self.device)
-        gathered = self.all_gather(padded).reshape(-1)
-        return gathered[gathered >= 0].tolist()
-
-    def _bad_image_policy(self) -> BadImagePolicy:
-        policy = getattr(getattr(self._trainer, "datamodule", None), "bad_images", None)
-        return policy if isinstance(policy, BadImagePolicy) else BadImagePolicy()
-
-    def _count_bad_training_images(self, batch: Mapping[str, Any], batch_size: int) -> None:
-        """Warn once per file and process about the batch's bad images (each replaced by another instance in the
-        loader), add every rank's new ones to the run's count, log ``train/bad_images``, stop past the budget.
-
-        Under DDP every training step gathers the ranks' new bad images (one all_gather of one number, a second
-        only when some rank has any): training ranks run the same number of steps, so every rank counts the same
-        union and all stop together with the same error."""
-        dataset = self._bad_image_dataset("train")
-        new: dict[int, int] = {}
-        for index in self._bad_rows(batch):  # the bad rows only: almost always none
-            key = self._image_key(dataset, index)
-            if key not in self._bad_train and key not in new:
-                new[key] = index
-                log.warning(
-                    "skipping a bad training image (the sample is replaced by the next instance whose image reads; "
-                    "data.bad_images): %s",
-                    self._describe_bad_image(dataset, index),
-                )
-        everyone = self._gather_indices(list(new.values()))
-        if not everyone:
-            self.log("train/bad_images", float(len(self._bad_train)), on_step=True, on_epoch=False,
-                     batch_size=batch_size)  # fmt: skip
-            return
-        for index in everyone:
-            self._bad_train.setdefault(self._image_key(dataset, index), index)
-        count = len(self._bad_train)
-        self.log("train/bad_images", float(count), on_step=True, on_epoch=False, batch_size=batch_size)
-        policy = self._bad_image_policy()
-        num_images = getattr(dataset, "num_images", None)
-        limit = policy.limit(num_images)
-        if limit is not None and count > limit:
-            of = f" of {num_images} training images" if num_images is not None else ""
-            raise DataError(
-                f"stopping: {count} bad training images (missing, truncated, corrupt or of the wrong size) exceed "
-                f"the budget data.bad_images.budget={policy.budget} ({limit} allowed{of}); fix or remove them, or "
-                f"raise the budget (null: no limit). Every bad image seen:\n"
-                + format_bad_images(self._describe_bad_image(dataset, i) for i in self._bad_train.values())
-            )
-
-    def _report_bad_eval_images(self, stage: str) -> dict[str, float]:
-        """``{"<stage>/bad_images": files}`` over every rank (warning naming them) when the dataset marks bad
-        images or some were seen; ``{}`` otherwise. Every rank calls this at the end of the epoch."""
-        rows = self._gather_indices(self._bad_eval_rows.get(stage, []))
-        self._bad_eval_rows[stage] = []
-        dataset = self._bad_image_dataset(stage)
-        if not rows and getattr(dataset, "on_bad_image", "raise") == "raise":
-            return {}
-        files: dict[int, int] = {}
-        for index in rows:
-            files.setdefault(self._image_key(dataset, index), index)
-        if files and self.global_rank == 0:
-            log.warning(
-                "%s: %d bad image(s) (missing, truncated, corrupt or of the wrong size): their %d box(es) got no "
-                "prediction and count as misses (data.bad_images):\n%s",
-                stage,
-                len(files),
-                len(rows),
-                format_bad_images(self._describe_bad_image(dataset, i) for i in files.values()),
-            )
-        return {f"{stage}/bad_images": float(len(files))}
 
     # ------------------------------------------------------------------ optimisation
     def _steps_per_epoch(self) -> int:
@@ -394,15 +273,13 @@ class TopdownPoseModule(pl.LightningModule):
             checkpoint[CONFIG_KEY] = self.wbpose_config
         if self.wbpose_config_raw is not None:
             checkpoint[RAW_CONFIG_KEY] = self.wbpose_config_raw
-        if self._bad_train:
-            checkpoint[BAD_IMAGES_KEY] = [[key, index] for key, index in self._bad_train.items()]
+        self.bad_image_ledger.save(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.wbpose_config is None:
             self.wbpose_config = checkpoint.get(CONFIG_KEY)
             self.wbpose_config_raw = checkpoint.get(RAW_CONFIG_KEY)
-        for key, index in checkpoint.get(BAD_IMAGES_KEY, []):
-            self._bad_train.setdefault(int(key), int(index))
+        self.bad_image_ledger.load(checkpoint)
 
     def set_config(self, cfg: DictConfig) -> None:
         """Remember the config (resolved and raw) so that checkpoints can rebuild this module without Hydra."""
