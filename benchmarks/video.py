@@ -93,31 +93,28 @@ def build_predictor(arch: str, folder: Path) -> tuple[Predictor, str]:
 
 
 class FramesInMemory(FrameSource):
-    """Decoded frames of a video, served from memory (the pose-only run: no reading, no decoding)."""
+    """A video's frames, decoded once and then served from memory (the pose-only run: no reading, no decoding)."""
 
-    def __init__(self, frames: list[Frame], like: FrameSource) -> None:
-        self.frames, self.kind, self.name, self.fps = frames, like.kind, like.name, like.fps
-        self.frame_wh, self.num_frames, self.skipped = like.frame_wh, len(frames), []
+    def __init__(self, path: Path) -> None:
+        source = VideoFile(path)
+        try:
+            self.frames: list[Frame] = list(source)
+        finally:
+            source.close()
+        self.kind, self.name, self.fps, self.frame_wh = source.kind, source.name, source.fps, source.frame_wh
+        self.num_frames, self.skipped = len(self.frames), []
 
     def __iter__(self):
         return iter(self.frames)
 
 
-def decoded_frames(video) -> tuple[list[Frame], FrameSource]:
-    source = VideoFile(video.video)
-    try:
-        return list(source), source
-    finally:
-        source.close()
-
-
 def pipeline_once(
-    predictor: Predictor, video, out: Path, det_every: int, frames: list[Frame] | None = None
+    predictor: Predictor, video, out: Path, det_every: int, frames: FramesInMemory | None = None
 ) -> tuple[float, dict, int, list]:
     """One run of the video path; returns (seconds, timings, people, per-frame crops for the floor).
 
     ``timings["network"]`` is the time the pipeline spent in ``Predictor.heatmaps`` (the network with the flip
-    test), measured inside the run. With ``frames`` (the video's decoded frames) it is the *pose-only* run: the same
+    test), measured inside the run. With ``frames`` (the video decoded in memory) it is the *pose-only* run: the same
     loop, tracker and results json on frames already in memory, with drawing and encoding off.
     """
     crops: list[np.ndarray] = []
@@ -138,12 +135,8 @@ def pipeline_once(
     predictor.crops, predictor.heatmaps = recording_crops, timed_heatmaps  # type: ignore[method-assign]
     try:
         tracker = PoseTracker(DetectionFile(video.boxes), det_every=det_every)
-        if frames is None:
-            result = run(predictor, VideoFile(video.video), tracker, out, progress=False)
-        else:
-            like = VideoFile(video.video)
-            like.close()
-            result = run(predictor, FramesInMemory(frames, like), tracker, out, progress=False, draw=False)
+        source = VideoFile(video.video) if frames is None else frames
+        result = run(predictor, source, tracker, out, progress=False, draw=frames is None)
     finally:
         del predictor.crops, predictor.heatmaps
     return result.seconds, {**result.timings, "network": network[0]}, result.people, crops
@@ -168,7 +161,7 @@ def bench(arch: str, frames: int, reps: int, det_every: int, folder: Path) -> di
         # every frame (the tracker still matches ids every frame). The crops per frame, hence the work, are those
         # of a trained model with det_every=5; the box source itself costs < 0.1 ms a frame either way.
         det_every = 1
-    frames_in_memory, _ = decoded_frames(video)
+    frames_in_memory = FramesInMemory(video.video)
     pipeline_once(predictor, video, folder / f"{arch}_warm", det_every)  # warm-up (allocator, kernels, files)
     pipeline_once(predictor, video, folder / f"{arch}_warm", det_every, frames_in_memory)
     best_pipe, best_pose, best_floor, timings, people = np.inf, np.inf, np.inf, {}, 0

@@ -25,8 +25,8 @@ def test_pose_only_run_cuts_the_same_crops_and_poses(bench, tmp_path):
 
     video = make_synthetic_video(tmp_path, num_frames=5, frame_hw=(240, 320), num_people=2, seed=3)
     predictor, _ = bench.build_predictor("tiny", tmp_path)
-    frames, _ = bench.decoded_frames(video)
-    assert len(frames) == 5 and frames[0].image.shape == (240, 320, 3)
+    frames = bench.FramesInMemory(video.video)
+    assert frames.num_frames == 5 and frames.frames[0].image.shape == (240, 320, 3) and frames.kind == "video"
     _, timings, people, crops = bench.pipeline_once(predictor, video, tmp_path / "full", 1)
     _, pose_timings, pose_people, pose_crops = bench.pipeline_once(predictor, video, tmp_path / "pose", 1, frames)
     assert people == pose_people > 0
