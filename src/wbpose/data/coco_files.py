@@ -269,19 +269,16 @@ def _image_arrays(ids: list[int], names: list[str], wh: list[tuple[int, int]]) -
     return ids_arr[last], names_arr[last], np.asarray(wh, dtype=np.int64).reshape(-1, 2)[last]
 
 
-def _fill_annotations(anns: list, out: dict[str, np.ndarray], start: int, typed: bool) -> None:
+def _fill_annotations(anns: list[dict], out: dict[str, np.ndarray], start: int) -> None:
     """Copy a chunk of annotations (dicts, on the plain path) into the output arrays."""
     n = len(anns)
     sl = slice(start, start + n)
-    get = getattr if typed else (lambda a, k, d=None: a.get(k, d))
-    rows, missing = [], []
-    for j, a in enumerate(anns):
-        parts = [get(a, name, None) for name in FIELD_LENGTHS]
-        crowd = bool(get(a, "iscrowd", 0))
+    rows = []
+    for a in anns:
+        parts = [a.get(name) for name in FIELD_LENGTHS]
         if any(p is None for p in parts) or [len(p) for p in parts] != list(FIELD_LENGTHS.values()):
-            if not crowd:
+            if not a.get("iscrowd", 0):
                 raise _SlowPath
-            missing.append(j)
             rows.append([0.0] * (NUM_KEYPOINTS * 3))
             continue
         rows.append(parts[0] + parts[1] + parts[2] + parts[3] + parts[4])
@@ -290,7 +287,7 @@ def _fill_annotations(anns: list, out: dict[str, np.ndarray], start: int, typed:
     except (TypeError, ValueError) as e:
         raise _SlowPath from e
     del rows
-    _fill_scalars(anns, out, start, typed)
+    _fill_scalars(anns, out, start, typed=False)
 
 
 def _fill_scalars(anns: list, out: dict[str, np.ndarray], start: int, typed: bool) -> None:
@@ -427,7 +424,7 @@ def _plain_annotation_arrays(path: str, allow_empty: bool) -> CocoArrays:
     out = _empty_annotation_arrays(len(anns))
     try:
         for start, chunk in _chunks(anns):
-            _fill_annotations(chunk, out, start, typed=False)
+            _fill_annotations(chunk, out, start)
     except (_SlowPath, TypeError, ValueError) as e:
         raise DataError(f"{path}: malformed annotation field ({e!r})") from e
     categories = [c["id"] for c in data.get("categories", []) if isinstance(c, dict) and "id" in c]
