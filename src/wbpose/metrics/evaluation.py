@@ -702,10 +702,9 @@ def _summary_text(stats: np.ndarray) -> str:
 _FAST_SHARED: KeypointResults | None = None
 
 
-def _fast_task(task: tuple[str, str]) -> tuple[str, str]:
-    """Forked worker entry point: ``("write", path)`` writes the results json of the inherited results."""
-    write_results_arrays(task[1], _FAST_SHARED)
-    return task
+def _write_shared_results(path: str) -> None:
+    """Forked worker entry point: write the results json of the inherited results to ``path``."""
+    write_results_arrays(path, _FAST_SHARED)
 
 
 def evaluate_fast(
@@ -731,7 +730,7 @@ def evaluate_fast(
         pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
         gc.freeze()  # the inherited objects are never scanned (copied page by page) by the worker's collector
         try:
-            writer = pool.submit(_fast_task, ("write", str(results_file)))
+            writer = pool.submit(_write_shared_results, str(results_file))
         finally:
             gc.unfreeze()
     try:
