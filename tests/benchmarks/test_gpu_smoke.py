@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from helpers.paths import REPO_ROOT
+from helpers.paths import load_script
 
 
 @pytest.mark.slow
 def test_gpu_benchmark_smoke(capsys):
-    spec = importlib.util.spec_from_file_location("gpu_bench", REPO_ROOT / "benchmarks/gpu.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("gpu", "benchmarks")
     rows = dict(bench.main(["--smoke"]))
     assert any(k.startswith("train tiny") and k.endswith("memory") for k in rows)
     assert any("loader" in k for k in rows)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 import numpy as np
 import pytest
-import torch
 
-from helpers.paths import REPO_ROOT
+from helpers.paths import load_script
+from helpers.threads import torch_threads
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("video_bench", REPO_ROOT / "benchmarks/video.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("video", "benchmarks")
 
 
 def test_pose_only_run_cuts_the_same_crops_and_poses(bench, tmp_path):
@@ -40,11 +36,8 @@ def test_pose_only_run_cuts_the_same_crops_and_poses(bench, tmp_path):
 
 def test_table_splits_the_overhead(bench, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "DEMO_CKPT", tmp_path / "absent.ckpt")  # random weights, whatever is in outputs/
-    before = torch.get_num_threads()
-    try:
+    with torch_threads(1):  # main() sets the count too; the context restores it afterwards
         (row,) = bench.main(["--archs", "tiny", "--frames", "4", "--reps", "1", "--threads", "1"])
-    finally:
-        torch.set_num_threads(before)
     assert row["pipe_s"] > 0 and row["pose_s"] > 0 and row["floor_s"] > 0
     line = next(t for t in capsys.readouterr().out.splitlines() if t.startswith("| tiny 128x96 |"))
     total, io_draw, pose_work = (float(v) for v in re.findall(r"([+-]\d+\.\d) %", line)[:3])

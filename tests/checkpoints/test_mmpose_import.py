@@ -1,7 +1,6 @@
 """MMPose checkpoint import: fake 0.x/1.x files round-trip, wrong arch is reported, unsafe pickles refused."""
 
 import collections
-import importlib.util
 import os
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.paths import REPO_ROOT
+from helpers.paths import load_script
 from wbpose.checkpoints import (
     infer_arch,
     load_imagenet_backbone,
@@ -205,10 +204,7 @@ def test_infer_arch_rejects_non_hrnet() -> None:
 
 
 def _convert_main():
-    spec = importlib.util.spec_from_file_location("convert_mmpose", REPO_ROOT / "scripts" / "convert_mmpose.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("convert_mmpose").main
 
 
 def test_convert_script_round_trip(tmp_path: Path, capsys) -> None:

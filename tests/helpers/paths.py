@@ -12,9 +12,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_DIR = REPO_ROOT / "tests" / "data"
 
 
-def load_script(name: str) -> ModuleType:
-    """Import ``scripts/<name>.py`` as a module (the scripts are not a package), e.g. to call its ``main``."""
-    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO_ROOT / "scripts" / f"{name}.py")
+def load_script(name: str, folder: str = "scripts") -> ModuleType:
+    """Import ``<folder>/<name>.py`` (``scripts`` or ``benchmarks``, which are not packages) as a module, e.g. to
+    call its ``main``."""
+    spec = importlib.util.spec_from_file_location(f"{name}_{folder}", REPO_ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

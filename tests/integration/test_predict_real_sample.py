@@ -9,7 +9,6 @@ Everything is written into ``tmp_path``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -18,7 +17,7 @@ import cv2
 import pytest
 import torch
 
-from helpers.paths import REPO_ROOT
+from helpers.paths import load_script
 
 DET_FILE = "test_coco_det_AP_H_56.json"
 ANN_FILE = "test_coco_wholebody.json"
@@ -51,9 +50,7 @@ def test_predict_on_real_photos(sample_dir: Path, tmp_path: Path) -> None:
     converted = tmp_path / "tiny_converted.pth"
     assert convert_mmpose_checkpoint(tmp_path / "mmpose_tiny.pth", converted).ok
 
-    spec = importlib.util.spec_from_file_location("predict_script", REPO_ROOT / "scripts" / "predict.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("predict")
     out = tmp_path / "predictions"
     det = str(sample_dir / DET_FILE)
     argv = [str(converted), str(sample_dir), "--boxes", det, "--out", str(out), "--device", "cpu"]

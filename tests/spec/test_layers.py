@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from helpers.paths import REPO_ROOT
+from helpers.paths import REPO_ROOT, load_script
 
 PACKAGE_DIR = REPO_ROOT / "src" / "wbpose"
 
 
 def _load_checker() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_layers", REPO_ROOT / "scripts" / "check_layers.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("check_layers")
 
 
 check_layers = _load_checker()
