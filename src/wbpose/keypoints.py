@@ -31,6 +31,7 @@ __all__ = [
     "flip_pairs",
     "keypoint_colors",
     "part_of",
+    "part_starts",
     "sigmas_array",
 ]
 
@@ -91,6 +92,11 @@ def keypoint_colors() -> np.ndarray:
     for name, sl in PART_SLICES.items():
         colors[sl] = PART_COLORS[name]
     return colors
+
+
+def part_starts() -> np.ndarray:
+    """The first keypoint of each part, ascending: ``[0, 17, 23, 91, 112]`` (int64)."""
+    return np.array(sorted(sl.start for sl in PART_SLICES.values()), dtype=np.int64)
 
 
 def sigmas_array() -> np.ndarray:

@@ -19,6 +19,9 @@ def test_names_and_parts_match_reference():
         assert kp.PART_SLICES[part] == slice(start, stop)
     assert kp.KEYPOINT_NAMES[23] == "face-0" and kp.KEYPOINT_NAMES[91] == "left_hand_root"
     assert kp.KEYPOINT_NAMES[112] == "right_hand_root"
+    starts = kp.part_starts()
+    assert starts.tolist() == sorted(start for start, _ in META["part_slices"].values()) == [0, 17, 23, 91, 112]
+    assert starts.dtype == np.int64 and starts is not kp.part_starts()  # a fresh array each call
 
 
 def test_flip_indices_are_an_involution_matching_reference():

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wbpose.data.coco_files import CocoArrays
-from wbpose.keypoints import NUM_KEYPOINTS, PART_SLICES, sigmas_array
+from wbpose.keypoints import NUM_KEYPOINTS, PART_SLICES, part_starts, sigmas_array
 
 #: Evaluated parts in the order MMPose runs them, with their keypoint ranges.
 EVAL_PARTS: dict[str, slice] = {**PART_SLICES, "wholebody": slice(0, NUM_KEYPOINTS)}
@@ -59,7 +59,7 @@ AREA_RNG = ((0**2, 1e5**2), (32**2, 96**2), (96**2, 1e5**2))
 AREA_LBL = ("all", "medium", "large")
 MAX_DETS = 20
 #: First point of each part (body, foot, face, lefthand, righthand): the segments of the per-result point boxes.
-SEGMENT_STARTS = np.array(sorted(sl.start for sl in PART_SLICES.values()))
+SEGMENT_STARTS = part_starts()
 #: Largest number of float64 elements of one OKS temporary (pairs x points).
 _CHUNK_ELEMENTS = 1 << 20
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wbpose.keypoints import NUM_KEYPOINTS, PART_SLICES, sigmas_array
+from wbpose.keypoints import NUM_KEYPOINTS, part_starts, sigmas_array
 
 #: Pairs screened at once by OKS-NMS (a few float64 temporaries of this length).
 _PAIR_CHUNK = 1 << 18
@@ -124,7 +124,7 @@ def _segments(num_keypoints: int) -> np.ndarray:
     """Start of each point segment of the part-box bound: the parts for the 133 whole-body points (the same
     person's face or hands are far from another person's), else at most eight equal runs."""
     if num_keypoints == NUM_KEYPOINTS:
-        return np.array(sorted({sl.start for sl in PART_SLICES.values()}))
+        return part_starts()
     return np.unique(np.linspace(0, num_keypoints, min(8, num_keypoints), endpoint=False).astype(np.int64))
 
 
