@@ -149,6 +149,22 @@ def _pair_chunks(group_end: np.ndarray, budget: int) -> list[tuple[np.ndarray, n
     return chunks
 
 
+def _gap_squared(boxes: tuple[np.ndarray, ...], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared distance between the boxes of rows ``a`` and ``b`` (0 where they overlap): a lower bound of the
+    squared distance between any point of one and any point of the other.
+
+    Shape:
+        boxes: x_lo, y_lo, x_hi, y_hi (N,); a, b: (P,) -> (P,).
+    """
+    x_lo, y_lo, x_hi, y_hi = boxes
+    gx = np.maximum(0.0, np.maximum(x_lo[b] - x_hi[a], x_lo[a] - x_hi[b]))
+    gy = np.maximum(0.0, np.maximum(y_lo[b] - y_hi[a], y_lo[a] - y_hi[b]))
+    gx *= gx
+    gy *= gy
+    gx += gy
+    return gx
+
+
 def _suppressing_pairs(
     keypoints: np.ndarray, rows: np.ndarray, areas: np.ndarray, pi: np.ndarray, pj: np.ndarray, variances: np.ndarray,
     thr: float, seg_starts: np.ndarray, seg_boxes: tuple[np.ndarray, ...], boxes: tuple[np.ndarray, ...],
@@ -169,13 +185,8 @@ def _suppressing_pairs(
     mean_area = (areas[pi] + areas[pj]) / 2
     if 0.0 < thr < 1.0:
         limit = -np.log(thr) + 1e-6
-        x_lo, y_lo, x_hi, y_hi = boxes
-        gx = np.maximum(0.0, np.maximum(x_lo[pj] - x_hi[pi], x_lo[pi] - x_hi[pj]))
-        gy = np.maximum(0.0, np.maximum(y_lo[pj] - y_hi[pi], y_lo[pi] - y_hi[pj]))
-        gx *= gx
-        gy *= gy
-        gx += gy
-        rest = np.flatnonzero(gx / variances.max() / (mean_area + np.spacing(1)) / 2 <= limit)
+        gap = _gap_squared(boxes, pi, pj)
+        rest = np.flatnonzero(gap / variances.max() / (mean_area + np.spacing(1)) / 2 <= limit)
         if len(rest):
             a, b = pi[rest], pj[rest]
             scale = (mean_area[rest] + np.spacing(1)) * 2
@@ -183,9 +194,7 @@ def _suppressing_pairs(
             seg_var = np.maximum.reduceat(variances, seg_starts)
             upper = np.zeros(len(rest))
             for s in range(len(seg_starts)):
-                x_lo, y_lo, x_hi, y_hi = (box[:, s] for box in seg_boxes)
-                g = np.maximum(0.0, np.maximum(x_lo[b] - x_hi[a], x_lo[a] - x_hi[b])) ** 2
-                g += np.maximum(0.0, np.maximum(y_lo[b] - y_hi[a], y_lo[a] - y_hi[b])) ** 2
+                g = _gap_squared(tuple(box[:, s] for box in seg_boxes), a, b)
                 upper += bounds[s] * np.exp(-g / seg_var[s] / scale)
             rest = rest[upper / len(variances) >= thr - 1e-9]
     else:
