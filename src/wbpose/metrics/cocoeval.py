@@ -64,6 +64,11 @@ SEGMENT_STARTS = part_starts()
 _CHUNK_ELEMENTS = 1 << 20
 
 
+def _segment_columns(part: slice) -> np.ndarray:
+    """The columns of :data:`SEGMENT_STARTS` that make up ``part`` (a union of segments)."""
+    return np.flatnonzero((part.start <= SEGMENT_STARTS) & (part.stop > SEGMENT_STARTS))
+
+
 @dataclass
 class KeypointResults:
     """Keypoint results as arrays (N results, in results-file order).
@@ -114,13 +119,12 @@ class KeypointResults:
                 block = np.asarray(self.keypoint_scores[s : s + step]) > 0
                 cached[s : s + step] = np.logical_or.reduceat(block, SEGMENT_STARTS, axis=1)
             self.__dict__["_scored"] = cached
-        cols = np.flatnonzero((part.start <= SEGMENT_STARTS) & (part.stop > SEGMENT_STARTS))
-        return cached[:, cols].any(axis=1)
+        return cached[:, _segment_columns(part)].any(axis=1)
 
     def part_box(self, part: slice) -> tuple[np.ndarray, np.ndarray]:
         """The box of each result's points of ``part`` (a union of segments): lo, hi (N, 2) float64."""
         lo, hi = self.point_boxes()
-        cols = np.flatnonzero((part.start <= SEGMENT_STARTS) & (part.stop > SEGMENT_STARTS))
+        cols = _segment_columns(part)
         return lo[:, cols].min(axis=1), hi[:, cols].max(axis=1)
 
     def categories(self) -> np.ndarray:
@@ -459,22 +463,21 @@ def _match_images(
     g_count: np.ndarray,
     ignore: np.ndarray,
     g_crowd: np.ndarray,
-    images: np.ndarray,
     matched: np.ndarray,
     matched_ig: np.ndarray,
 ) -> None:
-    """Greedy matching of the results of ``images`` for parts that evaluate the same results, written into
+    """Greedy matching of the results for parts that evaluate the same results, written into
     ``matched`` / ``matched_ig`` (parts, A, T, Nd) at those results' positions.
 
     Images with about the same number of people are matched together (padded), the parts stacked on the image axis
     of :func:`_match_block`.
 
     Shape:
-        pair_*: (P,) the pairs of ``images``; pair_oks: [(P,)] per part; ignore: (parts, Ng, A); images: (M',).
+        pair_*: (P,) the pairs; pair_oks: [(P,)] per part; ignore: (parts, Ng, A).
     """
     n_parts, a_num, t_num, _ = matched.shape
     num_images = len(g_count)
-    both = images[(g_count[images] > 0) & (sel.count[images] > 0)]
+    both = np.flatnonzero((g_count > 0) & (sel.count > 0))
     pair_img = sel.image[pair_dt]
     size_class = _size_class(g_count[both])
     for g in np.unique(size_class):
@@ -581,8 +584,7 @@ def _evaluate_category(
         matched = np.zeros((len(group), len(AREA_RNG), len(IOU_THRS), len(first.rows)), bool)
         matched_ig = np.zeros_like(matched)
         oks = _pair_oks(dt, g_kp, g_box, g_area, first.rows[pair_dt], pair_gt, slices)
-        images = np.arange(num_images)
-        _match_images(first, pair_dt, pair_pos, oks, g_start, g_count, ignore, g_crowd, images, matched, matched_ig)
+        _match_images(first, pair_dt, pair_pos, oks, g_start, g_count, ignore, g_crowd, matched, matched_ig)
         del oks
         scores = [dt.ranking_scores(part)[first.rows] for part in group]
         results.update(zip(group, _accumulate_parts(matched, matched_ig, ignore, d_out_all[first.rows], scores)))
