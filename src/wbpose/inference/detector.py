@@ -21,10 +21,10 @@ Supported contract (MMDeploy's ``end2end.onnx`` of an MMDetection RTMDet or YOLO
   ``[x1, y1, x2, y2, score]`` in input-canvas pixels, and optionally ``labels`` int ``(1, N)``; with labels, only
   label 0 (COCO's person in MMDetection's 0-based classes) is kept. A raw head without NMS (e.g. YOLOX's
   ``(1, 8400, 85)``) is refused with a message saying so.
-- **Post-processing**: rows with a NaN or infinite number dropped, ``score >= score_thr`` (0.3, as rtmlib's RTMDet), boxes divided by ``r`` (back to frame
-  pixels), clipped to the frame, those under 1 px dropped, then greedy IoU-NMS at ``nms_thr`` (0.45, rtmlib's
-  YOLOX default; a no-op after the graph's own NMS, it merges what a per-class NMS left), at most
-  ``max_people`` boxes, in descending score order.
+- **Post-processing**: rows with a NaN or infinite number dropped, ``score >= score_thr`` (0.3, as rtmlib's
+  RTMDet), boxes divided by ``r`` (back to frame pixels), clipped to the frame, those under 1 px dropped, then
+  greedy IoU-NMS at ``nms_thr`` (0.45, rtmlib's YOLOX default; a no-op after the graph's own NMS, it merges what a
+  per-class NMS left), at most ``max_people`` boxes, in descending score order.
 
 A file with another layout (a pose network, a raw head, more inputs) is refused with a ``ValueError`` naming
 the file, what it has, and this contract.
