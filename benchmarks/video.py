@@ -121,8 +121,8 @@ def pipeline_once(
     network = [0.0]
     original_crops, original_heatmaps = predictor.crops, predictor.heatmaps
 
-    def recording_crops(image, boxes):  # keep each frame's crops for the floor (outside the timed floor)
-        result = original_crops(image, boxes)
+    def recording_crops(image, boxes, **options):  # keep each frame's crops for the floor (outside the timed floor)
+        result = original_crops(image, boxes, **options)
         crops.append(result[0].copy())
         return result
 

@@ -106,3 +106,61 @@ def test_bad_detection_files_are_named(tmp_path: Path, content: str, message: st
         DetectionFile(path)
     with pytest.raises(FileNotFoundError, match="missing.json"):
         DetectionFile(tmp_path / "missing.json")
+
+
+def test_invalid_boxes_and_scores_are_dropped_on_loading_and_counted(tmp_path: Path, caplog) -> None:
+    """NaN/Inf numbers, w or h <= 0 and NaN scores are dropped before the threshold, counted and logged by record."""
+    good = {"image_id": 785, "category_id": 1, "bbox": [1, 2, 10, 20], "score": 0.9}
+    nan, inf = float("nan"), float("inf")
+    dets = [
+        good,
+        {**good, "bbox": [nan, 2, 10, 20]},  # record 1: NaN x
+        {**good, "bbox": [1, inf, 10, 20]},  # record 2: infinite y
+        {**good, "bbox": [1, 2, -10, 20]},  # record 3: negative width
+        {**good, "bbox": [1, 2, 10, 0]},  # record 4: zero height
+        {**good, "score": nan},  # record 5: NaN score (NaN >= box_thr is False, but a plain filter keeps it)
+        {**good, "score": -inf},  # record 6
+        {**good, "category_id": 2, "bbox": [nan, 0, 0, 0]},  # not a person: ignored, not counted
+        {**good, "score": 0.1},  # valid, below the threshold: not counted as invalid
+    ]
+    path = tmp_path / "nan_det.json"
+    path.write_text(json.dumps(dets))  # Python's json writes NaN and Infinity
+    assert "NaN" in path.read_text() and "Infinity" in path.read_text()
+    with caplog.at_level("WARNING", logger="wbpose.inference.boxes"):
+        source = DetectionFile(path, box_thr=0.3)
+    assert source.kept == 1 and len(source.dropped) == 6
+    assert [line.split(":")[0] for line in source.dropped] == [f"record #{i}" for i in range(1, 7)]
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert record.levelname == "WARNING" and str(path) in message and "dropped 6 invalid person records" in message
+    assert "record #1: bbox [nan, 2, 10, 20]: non-finite x" in message and "record #3" in message
+    assert "(1 more)" in message  # the first five are listed
+    boxes = source(_frame(path=tmp_path / "000000000785.jpg"))
+    np.testing.assert_array_equal(boxes.xywh, [[1, 2, 10, 20]])
+    assert np.isfinite(boxes.xywh).all() and np.isfinite(boxes.scores).all()
+    assert repr(source) == f"DetectionFile(path={path}, 1 boxes, score>=0.3, 6 invalid dropped)"
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"image_id": 1, "bbox": ["1", 2, 3, 4], "score": 0.9}, r"record #0 has bbox \['1', 2, 3, 4\].*numbers"),
+        ({"image_id": 1, "bbox": [1, 2, 3], "score": 0.9}, r"record #0 has bbox \[1, 2, 3\]"),
+        ({"image_id": 1, "bbox": [1, 2, 3, 4], "score": None}, r"record #0 has score None, expected a number"),
+    ],
+)
+def test_malformed_boxes_and_scores_name_the_record(tmp_path: Path, record: dict, message: str) -> None:
+    path = tmp_path / "odd_det.json"
+    path.write_text(json.dumps([record]))
+    with pytest.raises(ValueError, match=rf"odd_det\.json: {message}"):
+        DetectionFile(path)
+
+
+def test_box_sources_print_readably(tmp_path: Path) -> None:
+    path = tmp_path / "det.json"
+    path.write_text(json.dumps([{"image_id": i, "bbox": [0, 0, 5, 5], "score": 0.5 + i / 10} for i in range(4)]))
+    text = repr(DetectionFile(path, box_thr=0.6))
+    assert text == f"DetectionFile(path={path}, 3 boxes, score>=0.6)" and str(DetectionFile(path, 0.6)) == text
+    assert repr(WholeImage()) == "WholeImage(the whole image is one person box)"
+    for source in (DetectionFile(path), WholeImage()):
+        assert " object at 0x" not in f"{source}" and " object at 0x" not in f"{source!r}"

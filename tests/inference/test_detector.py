@@ -86,3 +86,17 @@ def test_other_contracts_are_refused_with_the_file_named(tmp_path: Path) -> None
         OnnxPersonDetector(junk)
     with pytest.raises(ValueError, match="unknown detector family"):
         OnnxPersonDetector(raw, family="ssd")
+
+
+def test_non_finite_detector_rows_are_dropped(tmp_path: Path) -> None:
+    """A NaN or infinite box coordinate from the detector never becomes a person box (nor reaches the predictor)."""
+    nan, inf = float("nan"), float("inf")
+    boxes = [[40, 20, 120, 200], [nan, 22, 122, 198], [150, 30, inf, 120]]
+    path = probe_detector_onnx(tmp_path / "nan_yolox.onnx", boxes, PROBES_CANVAS[:3], [0, 0, 0], "yolox")
+    detector = OnnxPersonDetector(path, nms_thr=1.0)
+    found = detector(Frame(0, _image(), "x"))
+    np.testing.assert_allclose(found.xywh, [[80, 40, 160, 360]], atol=1e-4)
+    assert np.isfinite(found.scores).all()
+    assert repr(detector) == (
+        f"OnnxPersonDetector(path={path}, family=yolox, input_hw=(320, 320), score>=0.3, nms_thr=1)"
+    )

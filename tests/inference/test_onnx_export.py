@@ -58,7 +58,7 @@ def _same_predictions(a: Predictor, b: Predictor, atol_px: float = 0.01) -> floa
     on a map that is no Gaussian peak, where a 1e-7 change moves the point by pixels); they must stay under 10 %.
     """
     image = _scene()
-    pa, pb = a.predict(image, BOXES), b.predict(image, BOXES)
+    pa, pb = a.predict(image, BOXES, channel_order="rgb"), b.predict(image, BOXES, channel_order="rgb")
     crops, _, scale = a.crops(image, BOXES)
     heatmaps = a.heatmaps(torch.from_numpy(crops))
     px_per_crop_px = torch.from_numpy(scale[:, :1] / a.input_wh[0])[:, :, None]

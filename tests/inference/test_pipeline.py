@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from helpers.threads import torch_threads
 from inference.fakes import random_model
@@ -87,3 +88,71 @@ def test_errors_in_the_reader_thread_reach_the_caller(predictor: Predictor, tmp_
     (folder / "b.png").write_bytes(b"broken")
     with pytest.raises(ValueError, match=r"cannot read image .*b\.png"):  # strict: skipping is the default
         predict_source(predictor, folder, out=tmp_path / "o", progress=False, strict=True)
+
+
+def _strict_json(path: Path) -> list:
+    """Parse with a strict json parser: NaN, Infinity and -Infinity fail the test."""
+
+    def refuse(name: str):
+        raise AssertionError(f"{path} holds the non-json constant {name}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+class _Broken(torch.nn.Module):
+    """A network whose heatmaps are ``value`` (inf: an overflow, NaN) for the crops at ``bad`` in each batch."""
+
+    def __init__(self, net: torch.nn.Module, bad: list[int], value: float) -> None:
+        super().__init__()
+        self.net, self.bad, self.value = net, bad, value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x).clone()
+        out[self.bad] = self.value
+        return out
+
+
+def test_nonfinite_poses_never_reach_the_results_json(tmp_path: Path, caplog) -> None:
+    codec = make_codec("msra", (64, 64))
+    net = _Broken(random_model(), [1], float("inf"))
+    predictor = Predictor(net, codec, codec.input_wh, device="cpu", flip_test=False)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("000000000001.png", "000000000002.png"):
+        cv2.imwrite(str(folder / name), np.full((60, 80, 3), 90, np.uint8))
+    dets = tmp_path / "det.json"
+    dets.write_text(json.dumps([{"image_id": i, "bbox": [5 + j, 5, 30, 40], "score": 0.9}
+                                for i in (1, 2) for j in (0, 10, 20)]))  # fmt: skip
+    with caplog.at_level("WARNING", logger="wbpose.inference.pipeline"):
+        result = predict_source(predictor, folder, dets, tmp_path / "out", progress=False)
+    assert (result.frames, result.people, result.nonfinite_poses) == (2, 4, 2)  # the second box of each image
+    results = _strict_json(result.results_path)
+    assert len(results) == 4 and all(np.isfinite(r["keypoints"]).all() and np.isfinite(r["score"]) for r in results)
+    assert "000000000001.png: left out 1 of 3 poses with a NaN or infinite keypoint or score" in caplog.text
+    assert "left out 2 poses with a NaN or infinite keypoint or score (2 frames" in caplog.text
+    net.value = float("nan")  # the codec refuses NaN heatmaps: the error names the frame
+    with pytest.raises(ValueError, match=r"000000000001\.png: heatmaps contain NaN"):
+        predict_source(predictor, folder, dets, tmp_path / "out2", progress=False)
+
+
+def test_whole_image_warning_and_results_beside_the_video(predictor: Predictor, tmp_path: Path, caplog,
+                                                          monkeypatch) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # the default output folder, outputs/predict, would land here
+    video = make_synthetic_video(tmp_path / "v", num_frames=3, num_people=2, seed=1)
+    annotated = tmp_path / "renders" / "annotated.mp4"
+    with caplog.at_level("WARNING", logger="wbpose.inference.pipeline"):
+        result = predict_source(predictor, str(video.video), None, video_path=annotated, progress=False)
+    assert (result.video_path, result.results_path) == (annotated, tmp_path / "renders" / "annotated.json")
+    assert [r["image_id"] for r in _strict_json(result.results_path)] == [0, 1, 2]
+    assert not (tmp_path / "outputs").exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "the whole image is used as one person box" in warnings[0]
+    assert "--boxes" in warnings[0] and "--detector" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="wbpose.inference.pipeline"):  # boxes given: no warning
+        result = predict_source(predictor, str(video.video), video.boxes, tmp_path / "o", progress=False)
+    assert result.results_path == tmp_path / "o" / "results.json" and not caplog.records
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match=rf"annotated video {blocker}/out\.mp4: {blocker} is a file"):
+        predict_source(predictor, str(video.video), video.boxes, video_path=blocker / "out.mp4", progress=False)

@@ -45,7 +45,7 @@ def mmpose_checkpoint_from_state(model_state: dict[str, torch.Tensor], version: 
 
 
 def people_image(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
-    """An RGB image with a few stick figures drawn by OpenCV."""
+    """An RGB image with a few stick figures drawn by OpenCV (``Predictor.predict`` needs ``channel_order="rgb"``)."""
     rng = np.random.default_rng(seed)
     img = np.full((h, w, 3), 90, np.uint8)
     img[:] = rng.integers(60, 120, size=3, dtype=np.uint8)
@@ -77,7 +77,7 @@ def predictor(model: nn.Module) -> Predictor:
 def test_prediction_shapes_and_scores(predictor: Predictor) -> None:
     image = people_image()
     scores_in = np.linspace(0.3, 0.9, len(BOXES))
-    pred = predictor.predict(image, BOXES, scores_in)
+    pred = predictor.predict(image, BOXES, scores_in, channel_order="rgb")
     n = len(BOXES)
     assert isinstance(pred, PosePrediction) and len(pred) == n
     assert pred.keypoints.shape == (n, NUM_KEYPOINTS, 2) and pred.keypoints.dtype == np.float32
@@ -103,10 +103,12 @@ def test_prediction_shapes_and_scores(predictor: Predictor) -> None:
 
 def test_batched_equals_one_at_a_time(model: nn.Module) -> None:
     codec = make_codec("dark", IMAGE_HW)
-    batched = Predictor(model, codec, codec.input_wh, device="cpu", batch_size=3).predict(people_image(), BOXES)
+    batched = Predictor(model, codec, codec.input_wh, device="cpu", batch_size=3).predict(
+        people_image(), BOXES, channel_order="rgb"
+    )
     single = Predictor(model, codec, codec.input_wh, device="cpu", batch_size=1)
     for i, box in enumerate(BOXES):
-        one = single.predict(people_image(), box[None])
+        one = single.predict(people_image(), box[None], channel_order="rgb")
         np.testing.assert_allclose(one.keypoints[0], batched.keypoints[i], atol=2e-3)
         np.testing.assert_allclose(one.keypoint_scores[0], batched.keypoint_scores[i], atol=1e-5)
 
@@ -121,35 +123,83 @@ def test_flip_test_on_and_off(model: nn.Module) -> None:
         expected = flip_test_average(model(x), model(x.flip(-1)))
         torch.testing.assert_close(flip.heatmaps(x), expected, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(plain.heatmaps(x), model(x), rtol=1e-5, atol=1e-6)
-    a, b = flip.predict(people_image(), BOXES), plain.predict(people_image(), BOXES)
+    a, b = (
+        flip.predict(people_image(), BOXES, channel_order="rgb"),
+        plain.predict(people_image(), BOXES, channel_order="rgb"),
+    )
     assert a.keypoints.shape == b.keypoints.shape
     assert not np.allclose(a.keypoint_scores, b.keypoint_scores)
 
 
 def test_whole_image_path_and_empty_boxes(predictor: Predictor, tmp_path: Path) -> None:
     image = people_image()
-    pred = predictor.predict(image)
+    pred = predictor.predict(image, channel_order="rgb")
     np.testing.assert_array_equal(pred.boxes, [[0, 0, 320, 240]])
     np.testing.assert_array_equal(pred.box_scores, [1.0])
-    path = tmp_path / "people.png"
-    cv2.imwrite(str(path), image[..., ::-1])
-    from_file = predictor.predict(path, BOXES[:2])
-    np.testing.assert_array_equal(from_file.keypoints, predictor.predict(image, BOXES[:2]).keypoints)
-    with_scores = predictor.predict(image, np.concatenate([BOXES[:2], [[0.5], [0.25]]], axis=1))
+    with_scores = predictor.predict(image, np.concatenate([BOXES[:2], [[0.5], [0.25]]], axis=1), channel_order="rgb")
     np.testing.assert_allclose(with_scores.box_scores, [0.5, 0.25])
     empty = predictor.predict(image, np.zeros((0, 4)))
     assert empty.keypoints.shape == (0, NUM_KEYPOINTS, 2) and empty.scores.shape == (0,)
     assert to_coco_results(empty, 1) == []
 
 
+def test_bgr_default_rgb_flag_and_path_give_the_same_keypoints(predictor: Predictor, tmp_path: Path) -> None:
+    """BGR (cv2.imread's order) by default, RGB with channel_order="rgb", a path: the same keypoints, bit for bit."""
+    rgb = people_image()
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    path = tmp_path / "people.png"  # lossless: the file decodes to exactly ``bgr``
+    assert cv2.imwrite(str(path), bgr)
+    boxes = BOXES[:3]
+    default = predictor.predict(bgr, boxes)
+    runs = {
+        "imread": predictor.predict(cv2.imread(str(path)), boxes),
+        "rgb flag": predictor.predict(rgb, boxes, channel_order="rgb"),
+        "upper-case flag": predictor.predict(rgb, boxes, channel_order="RGB"),
+        "Path": predictor.predict(path, boxes),
+        "str path": predictor.predict(str(path), boxes),
+        "path, order ignored": predictor.predict(path, boxes, channel_order="rgb"),
+    }
+    for name, pred in runs.items():
+        np.testing.assert_array_equal(pred.keypoints, default.keypoints, err_msg=name)
+        np.testing.assert_array_equal(pred.keypoint_scores, default.keypoint_scores, err_msg=name)
+        np.testing.assert_array_equal(pred.scores, default.scores, err_msg=name)
+    crops_bgr, _, _ = predictor.crops(bgr, boxes, bgr=True)
+    np.testing.assert_array_equal(crops_bgr, predictor.crops(rgb, boxes)[0])
+    # negative control: BGR pixels declared RGB swap red and blue, and the network sees another image
+    swapped = predictor.predict(bgr, boxes, channel_order="rgb")
+    assert not np.array_equal(swapped.keypoint_scores, default.keypoint_scores)
+    assert not np.array_equal(swapped.keypoints, default.keypoints)
+    assert not np.array_equal(predictor.predict(rgb, boxes).keypoints, default.keypoints)  # RGB taken as BGR
+    with pytest.raises(ValueError, match=r"channel_order must be one of \('bgr', 'rgb'\), got 'hsv'"):
+        predictor.predict(bgr, boxes, channel_order="hsv")
+
+
+def test_no_boxes_warns_once_that_the_whole_image_is_one_person(model: nn.Module, caplog) -> None:
+    codec = make_codec("msra", IMAGE_HW)
+    fresh = Predictor(model, codec, codec.input_wh, device="cpu", flip_test=False)
+    image = people_image()
+    with caplog.at_level("WARNING", logger="wbpose.inference.predictor"):
+        fresh.predict(image, BOXES[:1])
+        assert not caplog.records  # boxes given: nothing to say
+        fresh.predict(image)
+        fresh.predict(image)
+    (record,) = caplog.records  # once per predictor, not once per image
+    assert record.levelname == "WARNING"
+    message = record.getMessage()
+    assert "whole image is used as one person box" in message and "several people" in message
+    assert "--boxes" in message and "--detector" in message and "predict(image, boxes)" in message
+
+
 def test_bad_inputs_are_named(predictor: Predictor, tmp_path: Path) -> None:
     image = people_image()
     with pytest.raises(ValueError, match="box #1"):
-        predictor.predict(image, [[0, 0, 10, 10], [0, 0, 0, 10]])
+        predictor.predict(image, [[0, 0, 10, 10], [0, 0, 0, 10]], channel_order="rgb")
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
-        predictor.predict(image, [[0, 0, 10]])
-    with pytest.raises(ValueError, match="uint8"):
-        predictor.predict(image.astype(np.float32))
+        predictor.predict(image, [[0, 0, 10]], channel_order="rgb")
+    with pytest.raises(ValueError, match="RGB uint8"):
+        predictor.predict(image.astype(np.float32), channel_order="rgb")
+    with pytest.raises(ValueError, match=r"BGR image of shape \(H, W, 3\), got \(240, 320, 4\)"):
+        predictor.predict(np.concatenate([image, image[..., :1]], axis=2))
     with pytest.raises(FileNotFoundError, match="missing.jpg"):
         predictor.predict(tmp_path / "missing.jpg")
     broken = tmp_path / "broken.jpg"
@@ -159,7 +209,7 @@ def test_bad_inputs_are_named(predictor: Predictor, tmp_path: Path) -> None:
 
 
 def test_coco_results_format(predictor: Predictor) -> None:
-    pred = predictor.predict(people_image(), BOXES[:3], [0.9, 0.8, 0.7])
+    pred = predictor.predict(people_image(), BOXES[:3], [0.9, 0.8, 0.7], channel_order="rgb")
     results = to_coco_results(pred, image_id=785)
     assert len(results) == 3
     lengths = {"keypoints": 51, "foot_kpts": 18, "face_kpts": 204, "lefthand_kpts": 63, "righthand_kpts": 63}
@@ -181,7 +231,10 @@ def test_fake_mmpose_checkpoint_predicts_like_its_source(model: nn.Module, tmp_p
     loaded = Predictor.from_checkpoint(path, device="cpu", image_hw=IMAGE_HW, codec="dark")
     assert isinstance(loaded.codec, DarkHeatmap) and loaded.input_wh == (96, 128)
     source = Predictor(model, make_codec("dark", IMAGE_HW), (96, 128), device="cpu")
-    a, b = loaded.predict(people_image(), BOXES), source.predict(people_image(), BOXES)
+    a, b = (
+        loaded.predict(people_image(), BOXES, channel_order="rgb"),
+        source.predict(people_image(), BOXES, channel_order="rgb"),
+    )
     np.testing.assert_array_equal(a.keypoints, b.keypoints)
     np.testing.assert_array_equal(a.keypoint_scores, b.keypoint_scores)
     # a name that is no released checkpoint: the error says which arguments to pass
@@ -336,7 +389,10 @@ def test_native_checkpoint_round_trip(make_cfg, tmp_path: Path) -> None:
     # The CPU trainer ran the model NHWC (channels_last="auto"); the same weights in the default layout give
     # bit-identical outputs to the rebuilt predictor.
     reference = Predictor(module.model.to(memory_format=torch.contiguous_format), module.codec, (96, 128), device="cpu")
-    a, b = loaded.predict(people_image(), BOXES[:3]), reference.predict(people_image(), BOXES[:3])
+    a, b = (
+        loaded.predict(people_image(), BOXES[:3], channel_order="rgb"),
+        reference.predict(people_image(), BOXES[:3], channel_order="rgb"),
+    )
     np.testing.assert_array_equal(a.keypoints, b.keypoints)
     msra = Predictor.from_checkpoint(path, device="cpu", codec="msra", flip_test=False)
     assert isinstance(msra.codec, MSRAHeatmap) and not msra.flip_test
@@ -348,9 +404,9 @@ def test_native_checkpoint_round_trip(make_cfg, tmp_path: Path) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(model: nn.Module) -> None:
     codec = make_codec("dark", IMAGE_HW)
-    cpu = Predictor(model, codec, codec.input_wh, device="cpu").predict(people_image(), BOXES)
+    cpu = Predictor(model, codec, codec.input_wh, device="cpu").predict(people_image(), BOXES, channel_order="rgb")
     gpu_predictor = Predictor(random_model(), codec, codec.input_wh)
     assert gpu_predictor.device.type == "cuda"
-    gpu = gpu_predictor.predict(people_image(), BOXES)
+    gpu = gpu_predictor.predict(people_image(), BOXES, channel_order="rgb")
     np.testing.assert_allclose(gpu.keypoints, cpu.keypoints, atol=0.05)
     np.testing.assert_allclose(gpu.keypoint_scores, cpu.keypoint_scores, atol=1e-3)

@@ -10,7 +10,17 @@ import numpy as np
 import pytest
 
 from wbpose.inference.sources import Frame, ImageFiles, VideoFile, Webcam, open_source, prefetch
-from wbpose.inference.writers import BackgroundWorker, ImageSink, VideoSink
+from wbpose.inference.writers import (
+    DEFAULT_OUT,
+    BackgroundWorker,
+    ImageSink,
+    OutputPaths,
+    VideoSink,
+    check_outputs,
+    check_writable,
+    output_paths,
+    write_results_json,
+)
 
 
 def _video(path: Path, frames: int = 6, wh: tuple[int, int] = (64, 48), fps: float = 12.0) -> Path:
@@ -170,3 +180,61 @@ def test_video_skips_an_undecodable_frame(tmp_path: Path, caplog) -> None:
     assert source.skipped == ["clip.avi#3: cannot decode the frame (corrupt)"] and "clip.avi#3" in caplog.text
     with pytest.raises(ValueError, match=r"cannot decode frame 3 of video clip\.avi"):
         list(open_source(path, strict=True))
+
+
+def test_frame_sources_print_readably(tmp_path: Path) -> None:
+    video = open_source(_video(tmp_path / "clip.mp4"))
+    assert repr(video) == "VideoFile(clip.mp4, 6 frames, 64x48, 12 fps)" and str(video) == repr(video)
+    video.close()
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    assert repr(open_source(tmp_path / "a.png")) == f"ImageFiles({tmp_path / 'a.png'}, 1 images)"
+
+
+def test_output_paths_follow_out_video_and_out_json(tmp_path: Path) -> None:
+    video = tmp_path / "renders" / "dance_poses.mp4"
+    # --out-video alone: the results json goes beside the video, not into outputs/predict
+    assert output_paths("video", "dance.mp4", None, video_path=video) == OutputPaths(
+        results=tmp_path / "renders" / "dance_poses.json", video=video
+    )
+    # an explicit --out or --out-json wins
+    out = tmp_path / "out"
+    assert output_paths("video", "dance.mp4", out, video_path=video).results == out / "results.json"
+    assert output_paths("video", "dance.mp4", None, video_path=video, results_path=tmp_path / "r.json").results == (
+        tmp_path / "r.json"
+    )
+    assert output_paths("video", "dance.avi", out) == OutputPaths(out / "results.json", out / "dance.avi")
+    assert output_paths("webcam", "webcam0", None).video == DEFAULT_OUT / "webcam0.mp4"
+    assert output_paths("images", "shots", None) == OutputPaths(DEFAULT_OUT / "results.json", images=DEFAULT_OUT)
+    assert output_paths("images", "shots", out, draw=False) == OutputPaths(out / "results.json")
+
+
+def test_unwritable_outputs_are_named_before_any_work(tmp_path: Path) -> None:
+    blocker = tmp_path / "notes.txt"  # a regular file where a folder would be needed (tests run as root)
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match=rf"annotated video {blocker}/out\.mp4: {blocker} is a file, not a folder"):
+        check_writable(blocker / "out.mp4", "annotated video")
+    with pytest.raises(ValueError, match=rf"results json {blocker}/deeper/r\.json: {blocker} is a file"):
+        check_writable(blocker / "deeper" / "r.json", "results json")
+    with pytest.raises(ValueError, match=rf"output folder {blocker}: it is a file, not a folder"):
+        check_writable(blocker, "output folder", folder=True)
+    with pytest.raises(ValueError, match=rf"results json {tmp_path}: it is a folder, not a file"):
+        check_writable(tmp_path, "results json")
+    paths = output_paths("video", "clip.mp4", None, video_path=blocker / "out.mp4")
+    with pytest.raises(ValueError, match="annotated video"):
+        check_outputs(paths)
+    check_outputs(output_paths("video", "clip.mp4", tmp_path / "new" / "deeper"))  # missing folders are fine
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+def test_results_json_is_strict(tmp_path: Path) -> None:
+    import json
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict json constant {name}"))
+
+    path = write_results_json(tmp_path / "r.json", [{"image_id": 1, "score": 0.5, "keypoints": [1.0, 2.0, 0.3]}])
+    assert strict(path.read_text()) == [{"image_id": 1, "score": 0.5, "keypoints": [1.0, 2.0, 0.3]}]
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"refusing to write .*bad\.json: the results hold a non-finite number"):
+            write_results_json(tmp_path / "bad.json", [{"image_id": 1, "score": bad}])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # nothing written, no temporary file left

@@ -148,3 +148,44 @@ def test_command_line_exit_status(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "checkpoint not found" in proc.stderr and "missing.pth" in proc.stderr
+
+
+def _strict_json(path: Path) -> list:
+    """Parse with a strict json parser: NaN, Infinity and -Infinity fail the test."""
+
+    def refuse(name: str):
+        raise AssertionError(f"{path} holds the non-json constant {name}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_invalid_boxes_are_dropped_and_counted_and_the_json_is_strict(checkpoint: Path, tmp_path: Path,
+                                                                      caplog) -> None:  # fmt: skip
+    image = tmp_path / "000000000785.jpg"
+    cv2.imwrite(str(image), np.full((90, 120, 3), 128, np.uint8))
+    good = {"image_id": 785, "category_id": 1, "bbox": [10, 10, 30, 60], "score": 0.9}
+    nan, inf = float("nan"), float("inf")
+    dets = [good, {**good, "bbox": [nan, 10, 30, 60]}, {**good, "bbox": [10, inf, 30, 60]},
+            {**good, "bbox": [10, 10, -30, 60]}, {**good, "bbox": [10, 10, 30, 0]}, {**good, "score": nan}]  # fmt: skip
+    boxes = tmp_path / "nan_boxes.json"
+    boxes.write_text(json.dumps(dets))
+    out = tmp_path / "out"
+    with caplog.at_level("INFO"):
+        assert predict.main([str(checkpoint), str(image), "--boxes", str(boxes), "--out", str(out), *SMALL]) == 0
+    (dropped,) = [r.getMessage() for r in caplog.records if "invalid person records" in r.getMessage()]
+    assert f"detection file {boxes}: dropped 5 invalid person records" in dropped
+    assert all(f"record #{i}" in dropped for i in range(1, 6))
+    (result,) = _strict_json(out / "results.json")  # only the valid box: one pose, finite numbers
+    assert result["image_id"] == 785 and np.isfinite(result["score"])
+    # the log names the box source readably, not as <... object at 0x...>
+    assert f"boxes: DetectionFile(path={boxes}, 1 boxes, score>=0.3, 5 invalid dropped)" in caplog.text
+    assert " object at 0x" not in caplog.text
+
+
+def test_no_boxes_warns_that_the_whole_image_is_one_person(checkpoint: Path, tmp_path: Path, caplog) -> None:
+    image = tmp_path / "group.png"
+    cv2.imwrite(str(image), np.full((90, 120, 3), 128, np.uint8))
+    with caplog.at_level("WARNING"):
+        assert predict.main([str(checkpoint), str(image), "--out", str(tmp_path / "o"), "--no-flip", *SMALL]) == 0
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "the whole image is used as one person box" in warning and "--boxes det.json or --detector" in warning

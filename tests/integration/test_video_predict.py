@@ -140,3 +140,38 @@ def test_bad_inputs_name_the_file_and_what_was_expected(video, checkpoint: Path,
     assert "no images" in msg
     msg = error("--source", str(video.video), "--out-video", str(tmp_path / "v.xyz"))
     assert "unknown container '.xyz'" in msg and "v.xyz" in msg
+
+
+def test_out_video_puts_the_results_beside_it(video, checkpoint: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # where the old default, ./outputs/predict, would appear
+    clip = tmp_path / "renders" / "clip.avi"
+    argv = [str(checkpoint), "--source", str(video.video), "--out-video", str(clip), "--max-frames", "3", *SMALL]
+    assert predict.main(argv) == 0
+    results = json.loads((tmp_path / "renders" / "clip.json").read_text())
+    assert {r["image_id"] for r in results} == {0, 1, 2}
+    assert not (tmp_path / "outputs").exists()
+    assert f"-> {clip}, {tmp_path / 'renders' / 'clip.json'}" in capsys.readouterr().out
+    # --out-json (or --out) still decides
+    assert predict.main([*argv, "--out-json", str(tmp_path / "mine.json")]) == 0
+    assert [r["image_id"] for r in json.loads((tmp_path / "mine.json").read_text())] == [0, 1, 2]
+
+
+def test_unwritable_outputs_are_named_before_the_model_loads(video, checkpoint: Path, tmp_path: Path, capsys,
+                                                             monkeypatch) -> None:  # fmt: skip
+    import wbpose.inference.predictor as predictor_module
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output paths were checked")
+
+    monkeypatch.setattr(predictor_module.Predictor, "from_checkpoint", no_model)
+    blocker = tmp_path / "notes.txt"  # tests run as root: a path under a regular file stands for a read-only folder
+    blocker.write_text("x")
+    base = [str(checkpoint), "--source", str(video.video), *SMALL]
+    assert predict.main([*base, "--out-video", str(blocker / "out.mp4")]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write the annotated video {blocker / 'out.mp4'}: {blocker} is a file, not a folder" in err
+    assert "codec" not in err
+    assert predict.main([*base, "--out", str(blocker / "sub")]) == 1
+    assert f"{blocker} is a file, not a folder" in capsys.readouterr().err
+    assert predict.main([*base, "--out", str(tmp_path / "o"), "--out-json", str(blocker / "r.json")]) == 1
+    assert f"cannot write the results json {blocker / 'r.json'}" in capsys.readouterr().err

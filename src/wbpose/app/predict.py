@@ -23,16 +23,23 @@ Person boxes (one of):
 - ``--detector det.onnx``: an RTMDet/YOLOX person detector exported by MMDeploy (end2end, NMS inside), run with
   ONNX Runtime (contract: ``wbpose/inference/detector.py``); ``--det-family rtmdet|yolox`` when the file name
   does not say, ``--det-score-thr``, ``--det-nms-thr``.
-- neither: the whole image is one person (single-person crops).
+- neither: the whole image is one person (single-person crops); a warning says so, since several people in one
+  image then become one skeleton.
+
+Boxes of a ``--boxes`` file with a NaN or infinite number, a width or height <= 0, or a NaN, infinite or negative
+score are dropped on loading, with a warning naming the file, the count and the records.
 
 ``--track`` (videos, webcams): pose tracking: the box source every ``--det-every`` frames (default 5), in between
 each person's box from its last keypoints, ``--track-match iou|oks``; each result gets a ``track_id``.
 
-Writes into ``--out``: for images ``<image stem>.png`` (the image with the 133-point skeletons, keypoints with score
-above ``--score-thr``); for a video or webcam ``<input stem>.mp4`` (or ``--out-video``; ``.avi`` gives Motion-JPEG)
-at the input's fps and size; and ``results.json`` with every prediction in the official COCO-WholeBody results
-format. The image id of a result is the frame index for a video, else the number of a COCO-style file name, else
-the ``image_id`` of its detections, else the image's position in the sorted listing.
+Writes into ``--out`` (default ``outputs/predict``): for images ``<image stem>.png`` (the image with the 133-point
+skeletons, keypoints with score above ``--score-thr``); for a video or webcam ``<input stem>.mp4`` (or
+``--out-video``; ``.avi`` gives Motion-JPEG) at the input's fps and size; and ``results.json`` (or ``--out-json``;
+with ``--out-video`` and no ``--out``, beside the video: same stem, ``.json``) with every prediction in the
+official COCO-WholeBody results format (strict json: a pose with a NaN or infinite value is left out and counted).
+The image id of a result is the frame index for a video, else the number of a COCO-style file name, else the
+``image_id`` of its detections, else the image's position in the sorted listing. Every output location is checked
+before the model loads: a file in the way or a folder without write permission is named.
 
 An unreadable image of a folder or glob (missing, truncated, corrupt) or an undecodable frame inside a video is
 skipped with a warning naming it, and counted and listed in the summary; ``--strict`` stops at the first one with
@@ -54,6 +61,7 @@ from pathlib import Path
 
 from wbpose.inference.boxes import DetectionFile, read_detections  # noqa: F401  (re-exported for callers)
 from wbpose.inference.sources import IMAGE_SUFFIXES, coco_image_id, open_source  # noqa: F401
+from wbpose.inference.writers import DEFAULT_OUT, check_outputs, output_paths
 
 log = logging.getLogger("predict")
 
@@ -94,6 +102,9 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError("no input: give --source (image, folder, glob, video or webcam index) or IMAGES")
     source = open_source(spec, max_frames=args.max_frames, strict=args.strict)
     try:
+        outputs = output_paths(source.kind, source.name, args.out, video_path=args.out_video,
+                               results_path=args.out_json)  # fmt: skip
+        check_outputs(outputs)  # a read-only or mistyped output location: named before any work
         boxes = make_box_source(args, source.kind)
         boxes.check_source(source)  # e.g. detections of another video: fail before loading the model
         # Imported after the input checks, so that a mistyped path fails without waiting for torch.
@@ -112,25 +123,28 @@ def run(args: argparse.Namespace) -> dict:
             codec=args.codec,
             batch_size=args.batch_size,
         )
-        log.info("%r; boxes: %r", predictor, boxes)
-        result = run_pipeline(predictor, source, boxes, args.out, video_path=args.out_video, fourcc=args.fourcc,
-                              score_thr=args.score_thr, progress=not args.no_progress)  # fmt: skip
+        log.info("%r; source: %r; boxes: %r", predictor, source, boxes)
+        result = run_pipeline(predictor, source, boxes, args.out, video_path=args.out_video,
+                              results_path=args.out_json, fourcc=args.fourcc, score_thr=args.score_thr,
+                              progress=not args.no_progress)  # fmt: skip
     finally:
         source.close()
     if result.frames_without_people and args.boxes is not None and source.kind == "images":
         log.warning("%d of %d images had no person box with score >= %g", result.frames_without_people,
                     result.frames, args.box_thr)  # fmt: skip
-    drawn = result.video_path if result.video_path is not None else f"{args.out}/*.png"
+    drawn = result.video_path if result.video_path is not None else f"{result.image_folder}/*.png"
     unit = "images" if source.kind == "images" else "frames"
     tracks = f", {result.track_ids} track ids" if args.track else ""
     skipped = f" ({len(result.skipped)} unreadable, skipped)" if result.skipped else ""
     print(f"{result.frames} {unit}{skipped}, {result.people} people{tracks} in {result.seconds:.1f} s "
           f"({result.fps:.1f} frames/s) -> {drawn}, {result.results_path}")  # fmt: skip
+    if result.nonfinite_poses:
+        print(f"left out {result.nonfinite_poses} poses with a NaN or infinite keypoint or score (see the log)")
     if result.skipped:
         print(f"skipped {len(result.skipped)} unreadable {unit} (--strict stops at the first):")
         print("\n".join(f"  {line}" for line in result.skipped))
     return {"images": result.frames, "frames": result.frames, "people": result.people, "seconds": result.seconds,
-            "out": str(args.out), "video": str(result.video_path) if result.video_path else None,
+            "out": str(args.out or DEFAULT_OUT), "video": str(result.video_path) if result.video_path else None,
             "results": str(result.results_path), "track_ids": result.track_ids,
             "skipped": list(result.skipped)}  # fmt: skip
 
@@ -151,8 +165,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--track", action="store_true", help="pose tracking (videos): track ids, fewer detections")
     parser.add_argument("--det-every", type=int, default=5, help="with --track: boxes from the source every N frames")
     parser.add_argument("--track-match", choices=("iou", "oks"), default="iou", help="with --track: matching")
-    parser.add_argument("--out", default="outputs/predict", help="output folder (default: outputs/predict)")
+    parser.add_argument("--out", default=None, help="output folder (default: outputs/predict)")
     parser.add_argument("--out-video", default=None, help="annotated video path (default: OUT/<input stem>.mp4)")
+    parser.add_argument("--out-json", default=None,
+                        help="results json (default: OUT/results.json; with --out-video and no --out: beside the "
+                        "video, same stem, .json)")  # fmt: skip
     parser.add_argument("--fourcc", default=None, help="video codec FourCC (default: mp4v for .mp4, MJPG for .avi)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop a video or webcam after N frames")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

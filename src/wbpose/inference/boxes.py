@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -63,6 +64,9 @@ class BoxSource:
 
     name = "boxes"
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
     def __call__(self, frame: Frame) -> Boxes:
         raise NotImplementedError
 
@@ -75,21 +79,51 @@ class WholeImage(BoxSource):
 
     name = "whole image"
 
+    def __repr__(self) -> str:
+        return "WholeImage(the whole image is one person box)"
+
     def __call__(self, frame: Frame) -> Boxes:
         h, w = frame.image.shape[:2]
         return Boxes(np.array([[0.0, 0.0, float(w), float(h)]]), np.ones(1))
 
 
-def read_detections(path: Path, box_thr: float) -> tuple[dict[object, list[dict]], int, list[dict]]:
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _invalid_box(bbox: list, score: float) -> str | None:
+    """Why a person record cannot be a box (``None``: it can): non-finite numbers, width or height <= 0, or a
+    non-finite or negative score."""
+    names = ("x", "y", "width", "height")
+    bad = [name for name, v in zip(names, bbox) if not math.isfinite(v)]
+    if bad:
+        return f"bbox {bbox}: non-finite {', '.join(bad)}"
+    if bbox[2] <= 0 or bbox[3] <= 0:
+        return f"bbox {bbox}: width and height must be > 0"
+    if not math.isfinite(score):
+        return f"score {score}: not finite"
+    if score < 0:
+        return f"score {score}: negative"
+    return None
+
+
+def read_detections(path: Path, box_thr: float) -> tuple[dict[object, list[dict]], int, list[dict], list[str]]:
     """Person detections grouped by ``file_name`` (when present) or ``image_id``.
 
+    A person record whose box has a NaN or infinite number or a width or height <= 0, or whose score is NaN,
+    infinite or negative, is dropped before the score threshold, and counted: one warning names the file, the
+    count and the first records (JSON itself has no NaN, but Python's json module writes and reads ``NaN`` and
+    ``Infinity``).
+
     Returns:
-        ``(groups, kept, records)``: the kept person records (category 1, ``score >= box_thr``) by key, their
-        count, and every record of the file (for checks against a video).
+        ``(groups, kept, records, dropped)``: the kept person records (category 1, valid, ``score >= box_thr``)
+        by key, their count, every record of the file (for checks against a video), and ``"record #i: why"`` of
+        each dropped invalid record.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a list of ``{image_id, category_id, bbox, score}`` records.
+        ValueError: not a list of ``{image_id, category_id, bbox, score}`` records, a bbox that is not four
+            numbers, or a score that is not a number (naming the file and the record).
     """
     if not path.is_file():
         raise FileNotFoundError(f"detection file not found: {path}")
@@ -103,26 +137,42 @@ def read_detections(path: Path, box_thr: float) -> tuple[dict[object, list[dict]
         raise ValueError(f"detection file {path}: expected a json list of detections, got {type(records).__name__}")
     groups: dict[object, list[dict]] = defaultdict(list)
     kept = 0
+    dropped: list[str] = []
     for i, det in enumerate(records):
         if not isinstance(det, dict) or "bbox" not in det or ("image_id" not in det and "file_name" not in det):
             raise ValueError(f"detection file {path}: record #{i} lacks 'bbox' and 'image_id' (or 'file_name')")
-        if int(det.get("category_id", 1)) != 1 or float(det.get("score", 1.0)) < box_thr:
+        if int(det.get("category_id", 1)) != 1:
             continue
-        if len(det["bbox"]) != 4:
-            raise ValueError(f"detection file {path}: record #{i} has bbox {det['bbox']}, expected [x, y, w, h]")
+        bbox, score = det["bbox"], det.get("score", 1.0)
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            raise ValueError(f"detection file {path}: record #{i} has bbox {bbox!r}, expected [x, y, w, h] numbers")
+        if not _is_number(score):
+            raise ValueError(f"detection file {path}: record #{i} has score {score!r}, expected a number")
+        why = _invalid_box(bbox, float(score))
+        if why is not None:
+            dropped.append(f"record #{i}: {why}")
+            continue
+        if score < box_thr:
+            continue
         key = Path(det["file_name"]).name if "file_name" in det else int(det["image_id"])
         groups[key].append(det)
         kept += 1
-    return groups, kept, records
+    if dropped:
+        shown = "; ".join(dropped[:5]) + (f"; ... ({len(dropped) - 5} more)" if len(dropped) > 5 else "")
+        log.warning("detection file %s: dropped %d invalid person records (non-finite or non-positive box, or "
+                    "non-finite or negative score): %s", path, len(dropped), shown)  # fmt: skip
+    return groups, kept, records, dropped
 
 
 class DetectionFile(BoxSource):
     """Boxes from a COCO detection-results json, e.g. MMPose's ``COCO_val2017_detections_AP_H_56_person.json``.
 
-    Person records (``category_id`` 1, or none) with ``score >= box_thr`` are kept; degenerate boxes (w or h <= 0)
-    are dropped, as the dataset drops them. An image takes the records with its ``file_name`` when records have
-    one, else those whose ``image_id`` is the number of its COCO file name (``000000000785.jpg`` -> 785); a video
-    frame takes ``image_id`` = its frame index. An image without records gets no poses.
+    Person records (``category_id`` 1, or none) with ``score >= box_thr`` are kept; invalid ones (a NaN or infinite
+    number, w or h <= 0, a NaN, infinite or negative score) are dropped on loading, counted in ``dropped`` and
+    logged with the file and the records (:func:`read_detections`). An image takes the records with its
+    ``file_name`` when records have one, else those whose ``image_id`` is the number of its COCO file name
+    (``000000000785.jpg`` -> 785); a video frame takes ``image_id`` = its frame index. An image without records
+    gets no poses.
 
     Args:
         path: the json file.
@@ -134,11 +184,15 @@ class DetectionFile(BoxSource):
     def __init__(self, path: str | os.PathLike, box_thr: float = 0.3) -> None:
         self.path = Path(path)
         self.box_thr = float(box_thr)
-        self.groups, self.kept, records = read_detections(self.path, self.box_thr)
+        self.groups, self.kept, records, self.dropped = read_detections(self.path, self.box_thr)
         ids = [int(r["image_id"]) for r in records if "image_id" in r]
         self._id_range = (min(ids), max(ids)) if ids else None
         self._file_names = sorted({Path(r["file_name"]).name for r in records if "file_name" in r})
         log.info("%d person boxes with score >= %g in %s", self.kept, self.box_thr, self.path)
+
+    def __repr__(self) -> str:
+        invalid = f", {len(self.dropped)} invalid dropped" if self.dropped else ""
+        return f"DetectionFile(path={self.path}, {self.kept} boxes, score>={self.box_thr:g}{invalid})"
 
     def check_source(self, source: FrameSource) -> None:
         """A video's detections must use ``image_id`` = frame index within its frame count (and its file name)."""
@@ -178,8 +232,7 @@ class DetectionFile(BoxSource):
         dets = dets or []
         boxes = np.asarray([d["bbox"] for d in dets], dtype=np.float64).reshape(-1, 4)
         scores = np.asarray([float(d.get("score", 1.0)) for d in dets], dtype=np.float64)
-        ok = (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & np.isfinite(boxes).all(1)
-        return Boxes(boxes[ok], scores[ok], image_id)
+        return Boxes(boxes, scores, image_id)  # finite, w, h > 0: checked on loading
 
 
 def iou_matrix(a_xywh: np.ndarray, b_xywh: np.ndarray) -> np.ndarray:

@@ -21,10 +21,10 @@ Supported contract (MMDeploy's ``end2end.onnx`` of an MMDetection RTMDet or YOLO
   ``[x1, y1, x2, y2, score]`` in input-canvas pixels, and optionally ``labels`` int ``(1, N)``; with labels, only
   label 0 (COCO's person in MMDetection's 0-based classes) is kept. A raw head without NMS (e.g. YOLOX's
   ``(1, 8400, 85)``) is refused with a message saying so.
-- **Post-processing**: ``score >= score_thr`` (0.3, as rtmlib's RTMDet), boxes divided by ``r`` (back to frame
-  pixels), clipped to the frame, those under 1 px dropped, then greedy IoU-NMS at ``nms_thr`` (0.45, rtmlib's
-  YOLOX default; a no-op after the graph's own NMS, it merges what a per-class NMS left), at most
-  ``max_people`` boxes, in descending score order.
+- **Post-processing**: rows with a NaN or infinite number dropped, ``score >= score_thr`` (0.3, as rtmlib's
+  RTMDet), boxes divided by ``r`` (back to frame pixels), clipped to the frame, those under 1 px dropped, then
+  greedy IoU-NMS at ``nms_thr`` (0.45, rtmlib's YOLOX default; a no-op after the graph's own NMS, it merges what a
+  per-class NMS left), at most ``max_people`` boxes, in descending score order.
 
 A file with another layout (a pose network, a raw head, more inputs) is refused with a ``ValueError`` naming
 the file, what it has, and this contract.
@@ -126,8 +126,8 @@ class OnnxPersonDetector(BoxSource):
 
     def __repr__(self) -> str:
         return (
-            f"OnnxPersonDetector({self.path.name}, family={self.family}, input_hw={self.input_hw}, "
-            f"score_thr={self.score_thr}, nms_thr={self.nms_thr})"
+            f"OnnxPersonDetector(path={self.path}, family={self.family}, input_hw={self.input_hw}, "
+            f"score>={self.score_thr:g}, nms_thr={self.nms_thr:g})"
         )
 
     def _check_contract(self, input_hw: tuple[int, int] | None) -> tuple[str, tuple[int, int], str, str | None]:
@@ -171,7 +171,7 @@ class OnnxPersonDetector(BoxSource):
         names = [self._dets] + ([self._labels] if self._labels else [])
         out: list[Any] = self.session.run(names, {self.input_name: np.ascontiguousarray(x)})
         dets = np.asarray(out[0], dtype=np.float64).reshape(-1, 5)
-        keep = dets[:, 4] >= self.score_thr
+        keep = np.isfinite(dets).all(1) & (dets[:, 4] >= self.score_thr)  # a NaN box never reaches the pose network
         if self._labels:
             keep &= np.asarray(out[1]).reshape(-1) == 0
         dets = dets[keep]

@@ -7,13 +7,20 @@
 (:class:`~wbpose.inference.writers.BackgroundWorker`), so the network never waits on I/O. A progress bar shows
 frames/s.
 
-Outputs, in ``out``:
+Outputs, in ``out`` (default ``outputs/predict``; :func:`wbpose.inference.writers.output_paths`):
 
 - a video or webcam: ``<input stem>.mp4`` (or ``video_path``), same fps and size as the input, every frame with its
   skeletons, boxes and (tracking) track ids; images: ``<image stem>.png`` per image;
-- ``results.json``: every pose in the official COCO-WholeBody results format (MMPose's), ``image_id`` = frame
-  index for a video (one file for the whole video), for images the number of a COCO file name, else the
-  ``image_id`` of its detections, else its position; with tracking each entry also has ``track_id``.
+- ``results.json`` (or ``results_path``; a video given ``video_path`` and no ``out``: beside that video, same stem,
+  ``.json``): every pose in the official COCO-WholeBody results format (MMPose's), ``image_id`` = frame index for
+  a video (one file for the whole video), for images the number of a COCO file name, else the ``image_id`` of its
+  detections, else its position; with tracking each entry also has ``track_id``.
+
+Every output location is checked before the first frame is read (a file in the way or a folder without write
+permission is named). The results json is strict json: a pose with a non-finite keypoint or score (a broken or
+overflowing network) is left out of it and of the drawing, counted in ``RunResult.nonfinite_poses`` and logged.
+Without person boxes (:class:`~wbpose.inference.boxes.WholeImage`) a warning says that each whole image is one
+person box.
 """
 
 from __future__ import annotations
@@ -30,10 +37,17 @@ import cv2
 import numpy as np
 
 from wbpose.inference.boxes import BoxSource, DetectionFile, WholeImage
-from wbpose.inference.predictor import PosePrediction, Predictor, to_coco_results
+from wbpose.inference.predictor import WHOLE_IMAGE_WARNING, PosePrediction, Predictor, to_coco_results
 from wbpose.inference.sources import Frame, FrameSource, coco_image_id, open_source, prefetch
 from wbpose.inference.tracking import PoseTracker
-from wbpose.inference.writers import FOURCC_BY_SUFFIX, BackgroundWorker, ImageSink, VideoSink
+from wbpose.inference.writers import (
+    BackgroundWorker,
+    ImageSink,
+    VideoSink,
+    check_outputs,
+    output_paths,
+    write_results_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +69,7 @@ class RunResult:
         track_ids: distinct track ids (tracking), else 0.
         skipped: ``"<file or frame>: <why>"`` of each image or video frame skipped as unreadable (not in
             ``frames``; ``FrameSource.skipped``).
+        nonfinite_poses: poses left out because a keypoint or score was NaN or infinite (logged).
         timings: seconds spent in each main-thread step (``boxes``, ``pose``, ``track``, ``wait_read``,
             ``wait_write``) and the writer thread's busy time (``draw_write``).
     """
@@ -67,6 +82,7 @@ class RunResult:
     image_folder: Path | None = None
     frames_without_people: int = 0
     track_ids: int = 0
+    nonfinite_poses: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
@@ -100,11 +116,28 @@ def draw_frame(
     return drawn
 
 
-def _video_path(out: Path, source: FrameSource, video_path: str | os.PathLike | None) -> Path:
-    if video_path is not None:
-        return Path(video_path)
-    stem, suffix = Path(source.name).stem, Path(source.name).suffix.lower()
-    return out / f"{stem}{suffix if suffix in FOURCC_BY_SUFFIX else '.mp4'}"
+def _uses_whole_images(boxes: BoxSource) -> bool:
+    """The box source is the whole image (alone or inside a tracker)."""
+    if isinstance(boxes, PoseTracker):
+        boxes = boxes.detector
+    return isinstance(boxes, WholeImage)
+
+
+def _drop_nonfinite(prediction: PosePrediction, name: str, warn: bool) -> tuple[PosePrediction, int]:
+    """The poses whose keypoints and scores are all finite, and how many were left out (``warn``: log it, naming
+    the frame; later frames are only counted)."""
+    finite = (
+        np.isfinite(prediction.keypoints).all((1, 2))
+        & np.isfinite(prediction.keypoint_scores).all(1)
+        & np.isfinite(prediction.scores)
+    )
+    if finite.all():
+        return prediction, 0
+    bad = int((~finite).sum())
+    if warn:
+        log.warning("%s: left out %d of %d poses with a NaN or infinite keypoint or score (the network's output; "
+                    "later frames are counted in the summary)", name, bad, len(prediction))  # fmt: skip
+    return prediction.take(finite), bad
 
 
 def _progress(enabled: bool, total: int | None, label: str):
@@ -131,9 +164,10 @@ def run(
     predictor: Predictor,
     source: FrameSource,
     boxes: BoxSource,
-    out: str | os.PathLike,
+    out: str | os.PathLike | None = None,
     *,
     video_path: str | os.PathLike | None = None,
+    results_path: str | os.PathLike | None = None,
     fourcc: str | None = None,
     score_thr: float = 0.3,
     draw: bool = True,
@@ -147,8 +181,10 @@ def run(
         predictor: the pose model.
         source: frames (images, a video or a webcam).
         boxes: person boxes per frame; a :class:`PoseTracker` also gives each pose a ``track_id``.
-        out: output folder.
+        out: output folder (default ``outputs/predict``).
         video_path: the annotated video (videos and webcams; default ``out/<input stem>.mp4``).
+        results_path: the results json (default: ``out/<results_name>``, or beside ``video_path`` (same stem,
+            ``.json``) for a video given ``video_path`` and no ``out``).
         fourcc: video codec (default: the container's, see :mod:`wbpose.inference.writers`).
         score_thr: keypoints with a score above this are drawn.
         draw: write the annotated video / PNGs (else only the results json).
@@ -157,25 +193,27 @@ def run(
         prefetch_depth: frames read ahead.
 
     Raises:
-        ValueError: boxes that cannot belong to the source (e.g. detections of another video), a video
-            container/codec the writer cannot open; read errors of the source, naming the file.
+        ValueError: boxes that cannot belong to the source (e.g. detections of another video), an output path
+            that cannot be written (named, before any frame is read), a video container/codec the writer cannot
+            open; read errors of the source, naming the file.
     """
-    from wbpose.metrics.evaluation import write_results
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(source.kind, source.name, out, video_path=video_path, results_path=results_path,
+                         draw=draw, results_name=results_name)  # fmt: skip
+    check_outputs(paths)
     boxes.check_source(source)
+    if _uses_whole_images(boxes):
+        log.warning(WHOLE_IMAGE_WARNING)
     tracker = boxes if isinstance(boxes, PoseTracker) else None
     is_video = source.kind in ("video", "webcam")
     sink: VideoSink | ImageSink | None = None
-    if draw and is_video:
-        sink = VideoSink(_video_path(out, source, video_path), source.fps or 30.0, source.frame_wh, fourcc)
-    elif draw:
-        sink = ImageSink(out)
+    if paths.video is not None:
+        sink = VideoSink(paths.video, source.fps or 30.0, source.frame_wh, fourcc)
+    elif paths.images is not None:
+        sink = ImageSink(paths.images)
     writer = BackgroundWorker(depth=prefetch_depth) if sink is not None else None
     results: list[dict] = []
     timings = dict.fromkeys(("wait_read", "boxes", "pose", "track", "wait_write"), 0.0)
-    frames = people = empty = 0
+    frames = people = empty = nonfinite = 0
     seen_ids: set[int] = set()
     start = last = time.perf_counter()
     bar = _progress(progress, source.num_frames, Path(source.name).name or source.kind)
@@ -191,7 +229,13 @@ def run(
                 t1 = time.perf_counter()
                 person_boxes = boxes(frame)
                 t2 = time.perf_counter()
-                prediction = predictor.predict(frame.image, person_boxes.xywh, person_boxes.scores)
+                try:  # frames are RGB (sources.Frame)
+                    prediction = predictor.predict(frame.image, person_boxes.xywh, person_boxes.scores,
+                                                   channel_order="rgb")  # fmt: skip
+                except ValueError as err:  # e.g. boxes or heatmaps the predictor refuses: name the frame
+                    raise ValueError(f"{frame.name}: {err}") from err
+                prediction, bad = _drop_nonfinite(prediction, frame.name, warn=nonfinite == 0)
+                nonfinite += bad
                 t3 = time.perf_counter()
                 track_ids = None
                 if tracker is not None:
@@ -234,16 +278,20 @@ def run(
             timings["wait_write"] += time.perf_counter() - t
             timings["draw_write"] = writer.busy_s
     seconds = time.perf_counter() - start
-    results_path = write_results(out / results_name, results)
+    if nonfinite:
+        log.warning("left out %d poses with a NaN or infinite keypoint or score (%d frames of %s read)", nonfinite,
+                    frames, source.name)  # fmt: skip
+    written = write_results_json(paths.results, results)
     return RunResult(
         frames=frames,
         people=people,
         seconds=seconds,
-        results_path=results_path,
-        video_path=sink.path if isinstance(sink, VideoSink) else None,
-        image_folder=out if isinstance(sink, ImageSink) else None,
+        results_path=written,
+        video_path=paths.video,
+        image_folder=paths.images,
         frames_without_people=empty,
         track_ids=len(seen_ids),
+        nonfinite_poses=nonfinite,
         timings=timings,
         skipped=list(getattr(source, "skipped", None) or []),
     )
@@ -286,7 +334,7 @@ def predict_source(
     predictor: Predictor,
     source: FrameSource | str | int | os.PathLike,
     boxes: BoxSource | str | os.PathLike | None = None,
-    out: str | os.PathLike = "outputs/predict",
+    out: str | os.PathLike | None = None,
     *,
     track: bool = False,
     det_every: int = 5,
@@ -308,14 +356,15 @@ def predict_source(
         source: an image, folder, glob, video file or webcam index (:func:`~wbpose.inference.sources.open_source`),
             or a frame source.
         boxes: ``None`` (whole image), a detections json, an ONNX person detector, or a box source.
-        out: output folder.
+        out: output folder (default ``outputs/predict``; see :func:`run` for where the results json goes).
         track: pose tracking (videos, webcams): ``boxes`` every ``det_every`` frames, track ids in the results.
         det_every: detection interval with ``track``.
         max_frames: stop a video or webcam after this many frames.
         box_thr: smallest score of a detections-file box.
         strict: raise on an unreadable image of a folder or an undecodable video frame instead of skipping it
             (:func:`~wbpose.inference.sources.open_source`).
-        options: further :func:`run` arguments (``video_path``, ``fourcc``, ``score_thr``, ``draw``, ``progress``).
+        options: further :func:`run` arguments (``video_path``, ``results_path``, ``fourcc``, ``score_thr``,
+            ``draw``, ``progress``).
     """
     frames = source if isinstance(source, FrameSource) else open_source(source, max_frames, strict=strict)
     box_source = make_boxes(boxes, box_thr)

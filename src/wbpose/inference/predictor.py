@@ -6,6 +6,10 @@ aspect fix and ``cv2.warpAffine`` crop -> ImageNet normalisation -> network,
 with the flip test (docs/conventions.md#flip-test) -> ``codec.decode`` -> ``crop_to_image``. Instance scores are
 MMPose's ``bbox_score * mean(keypoint scores > 0.2)`` (docs/conventions.md#rescoring).
 
+Images: ``Predictor.predict`` takes OpenCV's BGR order by default (what ``cv2.imread`` returns, as MMPose's
+inferencer and rtmlib do), an RGB array with ``channel_order="rgb"``, or an image path (read with OpenCV, naming a
+file that does not read). Either order gives the same RGB crops, as the validation pipeline makes them.
+
 Batching: all crops of an image are warped, then sent through the network ``batch_size`` at a time (the
 flipped crops ride in the same forward pass) and decoded on the device in one call per batch.
 
@@ -49,12 +53,30 @@ from wbpose.models import build_pose_model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CODECS", "PosePrediction", "Predictor", "is_onnx_file", "make_codec", "read_image", "to_coco_results"]
+__all__ = [
+    "CHANNEL_ORDERS",
+    "CODECS",
+    "PosePrediction",
+    "Predictor",
+    "is_onnx_file",
+    "make_codec",
+    "read_image",
+    "to_coco_results",
+]
 
 #: Codec names accepted by :func:`make_codec` / :meth:`Predictor.from_checkpoint`.
 CODECS = ("msra", "dark")
+#: Channel orders :meth:`Predictor.predict` accepts; "bgr" (what ``cv2.imread`` returns) is the default.
+CHANNEL_ORDERS = ("bgr", "rgb")
 #: Keypoint score threshold of the instance score (MMPose ``keypoint_score_thr``; docs/conventions.md#rescoring).
 KEYPOINT_SCORE_THR = 0.2
+#: Logged when an image comes without person boxes (``Predictor.predict(image)``, ``scripts/predict.py`` without
+#: ``--boxes``/``--detector``).
+WHOLE_IMAGE_WARNING = (
+    "no person boxes given: the whole image is used as one person box, so several people in one image become one "
+    "skeleton; pass boxes (Predictor.predict(image, boxes) with [x, y, w, h] rows) or a detector (scripts/predict.py "
+    "--boxes det.json or --detector det.onnx; predict_source(predictor, source, boxes))"
+)
 
 
 @dataclass
@@ -90,14 +112,8 @@ class PosePrediction:
                               self.boxes[index], self.box_scores[index])  # fmt: skip
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3).
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: OpenCV cannot decode it, or it is a truncated JPEG (no end-of-image marker; OpenCV would fill
-            the missing rows with grey: :func:`wbpose.data.bad_images.read_image_file`).
-    """
+def _read_bgr(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file as OpenCV does (BGR uint8), with an error naming the file when it does not read."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
@@ -106,20 +122,41 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"cannot read image {path}: truncated JPEG (no end-of-image marker; a partial copy)")
     if bgr is None:
         raise ValueError(f"cannot read image {path}: {why or 'corrupt'}, or not an image format OpenCV decodes")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return bgr
 
 
-def _as_rgb(image: np.ndarray | str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: OpenCV cannot decode it, or it is a truncated JPEG (no end-of-image marker; OpenCV would fill
+            the missing rows with grey: :func:`wbpose.data.bad_images.read_image_file`).
+    """
+    return cv2.cvtColor(_read_bgr(path), cv2.COLOR_BGR2RGB)
+
+
+def _check_channel_order(channel_order: str) -> bool:
+    """``True`` for BGR, ``False`` for RGB; anything else is refused."""
+    order = str(channel_order).lower()
+    if order not in CHANNEL_ORDERS:
+        raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+    return order == "bgr"
+
+
+def _as_image(image: np.ndarray | str | os.PathLike, bgr: bool) -> tuple[np.ndarray, bool]:
+    """The image as a contiguous uint8 (H, W, 3) array and whether it is BGR (a file is read as BGR)."""
     if isinstance(image, str | os.PathLike):
-        return read_image(image)
+        return _read_bgr(image), True
+    order = "BGR" if bgr else "RGB"
     image = np.asarray(image)
     if image.dtype != np.uint8:
-        raise ValueError(f"expected an RGB uint8 image, got dtype {image.dtype}")
+        raise ValueError(f"expected a {order} uint8 image, got dtype {image.dtype}")
     if image.ndim == 2:
-        return np.ascontiguousarray(np.repeat(image[..., None], 3, axis=2))
+        return np.ascontiguousarray(np.repeat(image[..., None], 3, axis=2)), bgr
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an RGB image of shape (H, W, 3), got {image.shape}")
-    return np.ascontiguousarray(image)
+        raise ValueError(f"expected a {order} image of shape (H, W, 3), got {image.shape}")
+    return np.ascontiguousarray(image), bgr
 
 
 def _as_boxes(
@@ -225,6 +262,7 @@ class Predictor:
         # the validation pipeline's transforms: a prediction here equals what the metric scored
         self._affine = TopdownAffine(self.input_wh)
         self._normalize = Normalize()
+        self._warned_whole_image = False
 
     def __repr__(self) -> str:
         return (
@@ -358,23 +396,30 @@ class Predictor:
                    padding=meta.box_padding, network_flips=meta.flip_test)  # fmt: skip
 
     # ------------------------------------------------------------------ prediction
-    def crops(self, image_rgb: np.ndarray, boxes_xywh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def crops(
+        self, image: np.ndarray, boxes_xywh: np.ndarray, *, bgr: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Warp and normalise the crop of each box with the validation pipeline's own transform objects.
 
+        Args:
+            image: uint8 image, RGB (or BGR with ``bgr=True``; the crops are RGB either way, as in evaluation).
+            boxes_xywh: person boxes ``[x, y, w, h]`` in image pixels.
+            bgr: ``image`` is in OpenCV's BGR order.
+
         Returns:
-            ``(images, center_xy, scale_wh)``: normalised float32 crops, float32 centres and aspect-fixed scales.
+            ``(images, center_xy, scale_wh)``: normalised float32 RGB crops, float32 centres and aspect-fixed scales.
 
         Shape:
-            image_rgb: (H, W, 3); boxes_xywh: (N, 4) -> (N, 3, h, w), (N, 2), (N, 2)
+            image: (H, W, 3); boxes_xywh: (N, 4) -> (N, 3, h, w), (N, 2), (N, 2)
         """
         bbox_xyxy = bbox_xywh_to_xyxy(boxes_xywh)
         center, scale = bbox_xyxy_to_center_scale(bbox_xyxy, None, self.padding)  # as the annotations are parsed
         w, h = self.input_wh
         images = np.empty((len(boxes_xywh), 3, h, w), dtype=np.float32)
         scales = np.empty((len(boxes_xywh), 2), dtype=np.float32)
-        image_wh = (image_rgb.shape[1], image_rgb.shape[0])
+        image_wh = (image.shape[1], image.shape[0])
         for i in range(len(boxes_xywh)):  # OpenCV has no batched warp: one call per crop
-            sample = TopdownSample(image_rgb, image_wh, center[i], scale[i], bbox_xyxy[i], bgr=False)
+            sample = TopdownSample(image, image_wh, center[i], scale[i], bbox_xyxy[i], bgr=bgr)
             sample = self._normalize(self._affine(sample))
             images[i], scales[i] = sample.image_chw, sample.scale_wh
         return images, center.astype(np.float32), scales
@@ -423,24 +468,42 @@ class Predictor:
         image: np.ndarray | str | os.PathLike,
         boxes: np.ndarray | Sequence | None = None,
         box_scores: np.ndarray | Sequence | None = None,
+        *,
+        channel_order: str = "bgr",
     ) -> PosePrediction:
         """Predict the poses of the people in the given boxes of one image.
 
+        The image is taken in OpenCV's BGR order by default, as ``cv2.imread`` returns it (and as MMPose's
+        inferencer and rtmlib take it); pass ``channel_order="rgb"`` for an RGB array (PIL, imageio, matplotlib).
+        The two orders give the same crops, so the same image gives the same keypoints either way; an image in the
+        other order than the one named swaps red and blue and gives other (worse) keypoints.
+
         Args:
-            image: RGB uint8 image (H, W, 3), or the path of an image file.
+            image: uint8 image (H, W, 3) in ``channel_order`` (a grey (H, W) image is taken as is), or the path
+                of an image file (read with OpenCV; ``channel_order`` does not apply).
             boxes: person boxes ``[x, y, w, h]`` in image pixels, (N, 4), or (N, 5) with a score column;
-                ``None``: the whole image is one box (score 1).
+                ``None``: the whole image is one box (score 1), with a warning (once per predictor), since several
+                people in one image then become one skeleton.
             box_scores: detector scores (N,), overriding a score column; default 1.
+            channel_order: ``"bgr"`` (default) or ``"rgb"``: the channel order of an image array.
 
         Returns:
             The poses, one per box, in the boxes' order.
 
+        Raises:
+            FileNotFoundError: a path that names no file.
+            ValueError: an unreadable image file (named), an array that is no uint8 (H, W, 3) image, an unknown
+                ``channel_order``, boxes that are not finite with positive width and height.
+
         Shape:
             image: (H, W, 3); boxes: (N, 4) -> keypoints (N, 133, 2), keypoint_scores (N, 133), scores (N,)
         """
-        rgb = _as_rgb(image)
-        boxes_xywh, box_sc = _as_boxes(boxes, box_scores, (rgb.shape[1], rgb.shape[0]))
-        images, center, scale = self.crops(rgb, boxes_xywh)
+        pixels, bgr = _as_image(image, _check_channel_order(channel_order))
+        if boxes is None and not self._warned_whole_image:
+            self._warned_whole_image = True
+            log.warning(WHOLE_IMAGE_WARNING)
+        boxes_xywh, box_sc = _as_boxes(boxes, box_scores, (pixels.shape[1], pixels.shape[0]))
+        images, center, scale = self.crops(pixels, boxes_xywh, bgr=bgr)
         keypoints, keypoint_scores = self.predict_crops(images, center, scale)
         scores = rescore(keypoint_scores, box_sc, KEYPOINT_SCORE_THR)
         return PosePrediction(

@@ -103,6 +103,16 @@ class FrameSource:
     def close(self) -> None:
         """Release the device or file (idempotent)."""
 
+    def __repr__(self) -> str:
+        parts = [self.name or self.kind]
+        if self.num_frames is not None:
+            parts.append(f"{self.num_frames} {'images' if self.kind == 'images' else 'frames'}")
+        if self.frame_wh is not None:
+            parts.append(f"{self.frame_wh[0]}x{self.frame_wh[1]}")
+        if self.fps is not None:
+            parts.append(f"{self.fps:g} fps")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
     def __enter__(self) -> FrameSource:
         return self
 

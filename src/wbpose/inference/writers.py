@@ -7,23 +7,162 @@ file, the codec and containers to try. :class:`ImageSink` writes ``<stem>.png`` 
 
 :class:`BackgroundWorker` runs drawing and encoding off the main thread (OpenCV releases the GIL), with a bounded
 queue, so the network does not wait for them; errors there reach the caller on the next ``put`` or on ``close``.
+
+Where outputs go (:func:`output_paths`) and whether they can go there (:func:`check_outputs`) are decided before any
+frame is read, so a read-only or mistyped output location is named at start-up (not blamed on a codec later).
+:func:`write_results_json` writes the results json with strict json only: a NaN or infinity is an error there, and
+the pipeline drops non-finite poses (counted, logged) before they reach it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-__all__ = ["FOURCC_BY_SUFFIX", "BackgroundWorker", "ImageSink", "VideoSink"]
+__all__ = [
+    "DEFAULT_OUT",
+    "FOURCC_BY_SUFFIX",
+    "BackgroundWorker",
+    "ImageSink",
+    "OutputPaths",
+    "VideoSink",
+    "check_outputs",
+    "check_writable",
+    "output_paths",
+    "write_results_json",
+]
 
 #: Default FourCC of each container (what OpenCV's FFmpeg writer supports out of the box).
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "XVID", ".webm": "VP80"}
+#: Output folder when none is given.
+DEFAULT_OUT = Path("outputs/predict")
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where one run writes.
+
+    Attributes:
+        results: the results json.
+        video: the annotated video (videos and webcams, when drawing), else ``None``.
+        images: the folder of the drawn PNGs (images, when drawing), else ``None``.
+    """
+
+    results: Path
+    video: Path | None = None
+    images: Path | None = None
+
+
+def output_paths(
+    source_kind: str,
+    source_name: str,
+    out: str | os.PathLike | None = None,
+    *,
+    video_path: str | os.PathLike | None = None,
+    results_path: str | os.PathLike | None = None,
+    draw: bool = True,
+    results_name: str = "results.json",
+) -> OutputPaths:
+    """The output files of a run on a source of ``source_kind`` (``"images"``, ``"video"``, ``"webcam"``).
+
+    - a video or webcam, when drawing: ``video_path``, else ``<out>/<input stem><suffix>`` (``.mp4`` unless the
+      input's container is one the writer knows);
+    - images, when drawing: a PNG per image in ``out``;
+    - the results json: ``results_path``; else, for a video given ``video_path`` and no ``out``, beside that video
+      (same stem, ``.json``); else ``<out>/<results_name>``.
+
+    ``out`` ``None`` is :data:`DEFAULT_OUT`.
+    """
+    is_video = source_kind in ("video", "webcam")
+    folder = Path(out) if out is not None else DEFAULT_OUT
+    video: Path | None = None
+    if draw and is_video:
+        if video_path is not None:
+            video = Path(video_path)
+        else:
+            stem, suffix = Path(source_name).stem, Path(source_name).suffix.lower()
+            video = folder / f"{stem}{suffix if suffix in FOURCC_BY_SUFFIX else '.mp4'}"
+    if results_path is not None:
+        results = Path(results_path)
+    elif video is not None and video_path is not None and out is None:
+        results = video.with_suffix(".json")
+    else:
+        results = folder / results_name
+    return OutputPaths(results=results, video=video, images=folder if draw and not is_video else None)
+
+
+def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> None:
+    """Refuse, naming it, an output ``path`` that cannot be created: a file where a folder is needed (or the other
+    way round), or a nearest existing folder that is not writable. Nothing is created.
+
+    Args:
+        path: the output file (or folder with ``folder=True``).
+        what: what it is, for the message ("results json", "annotated video", "output folder").
+        folder: ``path`` is a folder to create or reuse.
+
+    Raises:
+        ValueError: it cannot be written, naming ``path`` and the blocking file or folder.
+    """
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise ValueError(f"cannot write the {what} {path}: it is a file, not a folder")
+        if not folder and path.is_dir():
+            raise ValueError(f"cannot write the {what} {path}: it is a folder, not a file")
+        if not os.access(path if folder else path.parent, os.W_OK | os.X_OK) or not os.access(path, os.W_OK):
+            raise ValueError(f"cannot write the {what} {path}: no write permission")
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(
+            f"cannot write the {what} {path}: {parent} is a file, not a folder; choose an output path in a folder"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write the {what} {path}: the folder {parent} is not writable")
+
+
+def check_outputs(paths: OutputPaths) -> None:
+    """:func:`check_writable` on every output of a run (before any work starts)."""
+    if paths.images is not None:
+        check_writable(paths.images, "output folder", folder=True)
+    if paths.video is not None:
+        check_writable(paths.video, "annotated video")
+    check_writable(paths.results, "results json")
+
+
+def write_results_json(path: str | os.PathLike, results: list[dict]) -> Path:
+    """Write results as strict json, atomically (a temporary file in the same folder, then ``os.replace``).
+
+    Raises:
+        ValueError: a NaN or infinite number in ``results`` (strict json has none), naming the file; nothing is
+            written then.
+    """
+    path = Path(path)
+    try:
+        text = json.dumps(results, separators=(",", ":"), allow_nan=False)
+    except ValueError as err:
+        raise ValueError(f"refusing to write {path}: the results hold a non-finite number ({err})") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 class VideoSink:
