@@ -12,11 +12,11 @@ Modes:
 - ``run SCHEME SEED OUT [overrides]``: one ``experiment=demo`` training run (``scripts/train.py``) with the
   augmentation stream ``SCHEME`` into the folder ``OUT``.
 - ``feet RESULTS.json [...]``: where a model puts the feet, from results json files written by
-  ``scripts/eval.py ckpt_path=... bbox_source=gt`` (``results_keypoints.json``) on the synthetic val set: each
-  result is matched to the ground-truth person of its image with the nearest body keypoints, and every foot with a
-  labelled heel, big toe and ankle is put in its own frame (true heel at 0, true big toe at 1 along the first axis);
-  prints the median predicted big toe, heel and ankle in that frame, and the share of feet whose predicted big toe
-  is nearer the true heel than the true big toe.
+  ``scripts/eval.py ckpt_path=... data=synthetic bbox_source=gt`` (``results_keypoints.json``) on the synthetic
+  val set: each result is matched to the ground-truth person of its image with the nearest body keypoints, and
+  every foot with a labelled heel, big toe and ankle is put in its own frame (true heel at 0, true big toe at 1
+  along the first axis); prints the median predicted big toe, heel and ankle in that frame, and the share of feet
+  whose predicted big toe is nearer the true heel than the true big toe.
 - ``study``: several ``run``s (``--schemes``, ``--seeds``, ``--jobs`` at a time, Hydra overrides after ``--``)
   and a table of each run's final validation AP per part (GT-box-free: the training's own val, detector boxes),
   with the share of runs whose foot AP is above ``--high``.

@@ -144,3 +144,19 @@ def test_evaluation_prepares_the_val_files_only(tmp_path: Path) -> None:
         assert len([p for p in folder.iterdir() if p.is_dir()]) == 3
     finally:
         cache.set_cache_dir(None)
+
+
+def test_synthetic_evaluation_needs_only_the_val_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evaluation (``prepare_train=False``) reads the val files of a synthetic root without generating anything
+    when the train json is absent; training would generate (into an empty or marked root only)."""
+    calls = []
+    monkeypatch.setattr("wbpose.engine.datamodule.generate_dataset", lambda root, **kw: calls.append(root))
+    write_root(tmp_path)
+    dm = make_dm(tmp_path, synthetic={"num_train": 4, "num_val": 2, "seed": 5})
+    Path(dm.train_ann_file).unlink()
+    dm.prepare_train = False
+    dm.prepare_data()
+    assert calls == []
+    dm.prepare_train = True
+    dm.prepare_data()
+    assert calls == [str(tmp_path)]

@@ -59,7 +59,9 @@ def test_ddp_cpu_matches_single_process(synthetic_root, tmp_path) -> None:
 
     eval_dir = tmp_path / "single"
     # one compute thread, as each DDP process had (OMP_NUM_THREADS=1): the same convolution arithmetic
-    cfg = compose_config("eval", [f"ckpt_path={ckpt}", "trainer=cpu", "cpu_threads=1"], output_dir=eval_dir)
+    # the data comes from the command line (a checkpoint's data config is never used)
+    data = ["data=synthetic", f"data.data_root={synthetic_root}", "data.num_workers=0", "data.val_batch_size=1"]
+    cfg = compose_config("eval", [f"ckpt_path={ckpt}", "trainer=cpu", "cpu_threads=1", *data], output_dir=eval_dir)
     threads = torch.get_num_threads()
     try:
         single, objects = evaluate(cfg)

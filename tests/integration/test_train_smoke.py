@@ -32,16 +32,18 @@ def short_run(make_cfg, synthetic_root, tmp_path) -> tuple[Path, dict]:
     return Path(cfg.paths.output_dir), objects
 
 
-def test_short_run_then_eval_from_checkpoint_alone(short_run, tmp_path, capsys) -> None:
+def test_short_run_then_eval_from_checkpoint_alone(short_run, synthetic_root, tmp_path, capsys) -> None:
+    """Model, input, codec and module settings come from the checkpoint alone; the data from the command line."""
     run_dir, objects = short_run
+    data = ["data=synthetic", f"data.data_root={synthetic_root}", "data.num_workers=0", "data.val_batch_size=16"]
     ckpt = Path(objects["validated_checkpoint"])
     assert ckpt.name.startswith("best_epoch000") and (run_dir / "checkpoints" / "last.ckpt").is_file()
     saved = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     assert saved == pytest.approx(objects["metrics"])
     assert (run_dir / "csv" / "images" / "val_predictions_epoch000.png").is_file()
 
-    eval_cfg = compose_config("eval", [f"ckpt_path={ckpt}", "trainer=cpu"], output_dir=tmp_path / "eval")
-    metrics, eval_objects = evaluate(eval_cfg, overrides=[f"ckpt_path={ckpt}", "trainer=cpu"])
+    eval_cfg = compose_config("eval", [f"ckpt_path={ckpt}", "trainer=cpu", *data], output_dir=tmp_path / "eval")
+    metrics, eval_objects = evaluate(eval_cfg, overrides=[f"ckpt_path={ckpt}", "trainer=cpu", *data])
     assert eval_objects["cfg"].codec._target_.endswith("DarkHeatmap")  # from the checkpoint's config
     # same checkpoint, same detector boxes: the numbers of training's final validation
     assert metrics["test/wholebody_ap"] == pytest.approx(saved["val/wholebody_ap"])
@@ -58,7 +60,7 @@ def test_short_run_then_eval_from_checkpoint_alone(short_run, tmp_path, capsys) 
     assert "Testing DataLoader 0: 100%" in out  # not a terminal: the plain TQDM bar, readable in a log file
     assert eval_objects["module"].model.forward.__func__ is type(eval_objects["module"].model).forward  # unwrapped
 
-    gt_cfg = compose_config("eval", [f"ckpt_path={ckpt}", "bbox_source=gt"], output_dir=tmp_path / "eval_gt")
+    gt_cfg = compose_config("eval", [f"ckpt_path={ckpt}", "bbox_source=gt", *data], output_dir=tmp_path / "eval_gt")
     gt_metrics, _ = evaluate(gt_cfg, overrides=["bbox_source=gt", "module.flip_test=false"])
     assert set(gt_metrics) == set(metrics)
 

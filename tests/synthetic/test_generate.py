@@ -11,7 +11,7 @@ from xtcocotools.cocoeval import COCOeval
 
 from wbpose.keypoints import KEYPOINT_NAMES, PART_FIELDS, PART_SLICES, sigmas_array
 from wbpose.synthetic.draw import PALETTE
-from wbpose.synthetic.generate import DETECTIONS_FILE, generate_dataset, main
+from wbpose.synthetic.generate import DETECTIONS_FILE, MARKER_FILE, generate_dataset, main
 from wbpose.synthetic.people import sample_figure
 
 PART_LENGTHS = {"keypoints": 51, "foot_kpts": 18, "face_kpts": 204, "lefthand_kpts": 63, "righthand_kpts": 63}
@@ -165,3 +165,36 @@ def test_part_label_prob_zero_leaves_parts_unlabelled(tmp_path: Path):
     assert anns and not any(a[flag] for a in anns for flag in BOOL_FIELDS)
     assert stats["train"]["face_labelled"] == 0 and stats["train"]["body_labelled"] > 0
     assert json.loads((tmp_path / DETECTIONS_FILE).read_text()) == []
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_refuses_a_folder_it_did_not_mark(tmp_path: Path):
+    """A folder holding anything without the marker (a real dataset) is refused and left byte for byte as it was."""
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "coco_wholebody_val_v1.0.json").write_text('{"images": []}')
+    (root / "val2017").mkdir()
+    (root / "val2017" / "000000000785.jpg").write_bytes(b"\xff\xd8 real image")
+    before = _files(root)
+    with pytest.raises(FileExistsError, match=rf"refusing to generate synthetic data into {root}: .*{MARKER_FILE}"):
+        generate_dataset(root, num_train=1, num_val=1, seed=0)
+    assert _files(root) == before and sorted(p.name for p in root.iterdir()) == ["annotations", "val2017"]
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(FileExistsError, match="a_file: it is a file"):
+        generate_dataset(tmp_path / "a_file", num_train=1, num_val=1)
+
+
+def test_marks_its_root_and_regenerates_into_it(tmp_path: Path):
+    root = tmp_path / "empty"
+    root.mkdir()  # an existing empty folder is fine
+    generate_dataset(root, num_train=1, num_val=1, seed=1)
+    marker = json.loads((root / MARKER_FILE).read_text())
+    assert marker["generator"] == "wbpose.synthetic.generate"
+    assert (marker["num_train"], marker["num_val"], marker["seed"]) == (1, 1, 1)
+    first = (root / "annotations" / "coco_wholebody_val_v1.0.json").read_bytes()
+    generate_dataset(root, num_train=1, num_val=1, seed=2)  # marked by the generator: regenerated in place
+    assert json.loads((root / MARKER_FILE).read_text())["seed"] == 2
+    assert (root / "annotations" / "coco_wholebody_val_v1.0.json").read_bytes() != first

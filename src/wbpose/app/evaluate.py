@@ -6,13 +6,18 @@ MMPose-format results json) into the run folder.
 
 Which config is used:
 
-- our ``.ckpt`` files carry their training config (the unresolved one, so that ``${paths.data_dir}`` resolves on
-  this machine): its model, input, data, codec and module nodes are used, with this command's overrides of those
-  groups on top (``input=384x288`` replaces the node; ``module.flip_test=false`` sets one value); paths, trainer
-  and logger come from ``conf/eval.yaml``;
+- our ``.ckpt`` files carry their training config (the unresolved one): its model, input, codec and module nodes
+  are used (read as data, only the project's own classes: :mod:`wbpose.checkpoints.stored_config`), with this
+  command's overrides of those groups on top (``input=384x288`` replaces the node; ``module.flip_test=false`` sets
+  one value);
 - weights without a config (MMPose ``.pth``, converted files) take model, input and codec from the recipe of
   their released file name (:mod:`wbpose.checkpoints.recipes`) unless given on the command line; a file with no
-  recipe needs ``model=``, ``input=`` and ``codec=``.
+  recipe needs ``model=``, ``input=`` and ``codec=``;
+- the data, paths, trainer and logger always come from ``conf/eval.yaml`` and this command line, never from the
+  checkpoint: a checkpoint trained on synthetic data does not make evaluation generate data, and the data root is
+  only read (``data=synthetic`` on the command line evaluates on a synthetic root, generated when absent into an
+  empty or generator-marked folder only). The results file is written where this command says
+  (``module.test_metric.outfile``, the run folder by default).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from wbpose.app.train import apply_cpu_threads
 from wbpose.build import build_codec, build_datamodule, build_loggers, build_module, model_arch
 from wbpose.checkpoints.io import LoadedCheckpoint, check_same_arch, load_checkpoint, load_state_dict_checked
 from wbpose.checkpoints.recipes import Recipe
+from wbpose.checkpoints.stored_config import CHECKPOINT_GROUPS
 from wbpose.data.layout import ensure_dataset
 from wbpose.engine.timing import StageTimer, format_split
 from wbpose.metrics.tables import metrics_table, write_metrics_json
@@ -43,8 +49,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["build_eval_config", "evaluate", "recipe_nodes"]
 
-#: Config groups that a checkpoint's embedded config provides (and the command line may override).
-MODEL_GROUPS = ("model", "input", "data", "codec", "module")
+#: Config groups that a checkpoint's embedded config provides (and the command line may override); data is not
+#: one of them: what to score on is this command's choice.
+MODEL_GROUPS = CHECKPOINT_GROUPS
 #: Progress-bar refresh (batches) when the output is not a terminal: a plain TQDM line every 20 batches.
 LOG_REFRESH_BATCHES = 20
 #: Groups a weights-only checkpoint needs from its recipe or the command line.
@@ -110,6 +117,10 @@ def build_eval_config(cfg: DictConfig, loaded: LoadedCheckpoint, overrides: Sequ
                 OmegaConf.update(final, key, value, merge=False, force_add=True)
             elif value is not None:
                 final[group] = cfg[group]
+        # where the metrics write is this command's choice (the checkpoint's outfile values are dropped as data)
+        for which in ("val_metric", "test_metric"):
+            if OmegaConf.select(final, f"module.{which}") is not None and OmegaConf.select(cfg, f"module.{which}"):
+                final.module[which].outfile = cfg.module[which].get("outfile")
     return final
 
 

@@ -62,7 +62,8 @@ def check_resume_checkpoint(cfg: DictConfig) -> None:
     if not Path(str(path)).is_file():
         raise FileNotFoundError(f"ckpt_path={path} does not exist (a run's checkpoints are in <run dir>/checkpoints/)")
     checkpoint = read_checkpoint(path)  # weights_only: never runs code from the file
-    check_same_arch(model_arch(cfg), config_arch(embedded_config(checkpoint)), str(path))
+    # its stored config is checked as data (refused if it names code outside the project) before Lightning opens it
+    check_same_arch(model_arch(cfg), config_arch(embedded_config(checkpoint, source=path)), str(path))
 
 
 def _best_checkpoint(trainer: pl.Trainer, monitor: str | None) -> str | None:

@@ -1,6 +1,7 @@
 """Checkpoints: the one weights-only reader, the one loaded type, MMPose key maps, released recipes, init weights.
 
 - :mod:`~wbpose.checkpoints.reader`: ``read_checkpoint`` (never runs code from a file) and the config keys;
+- :mod:`~wbpose.checkpoints.stored_config`: a checkpoint's stored config read as data (the project's classes only);
 - :mod:`~wbpose.checkpoints.io`: ``load_checkpoint(path) -> LoadedCheckpoint`` for every supported format;
 - :mod:`~wbpose.checkpoints.mmpose`: MMPose key map, arch inference, conversion, ImageNet backbones;
 - :mod:`~wbpose.checkpoints.recipes`: input size and codec of each released MMPose file;

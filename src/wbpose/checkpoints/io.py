@@ -29,7 +29,13 @@ import torch
 from torch import nn
 
 from wbpose.checkpoints.mmpose import load_mmpose_checkpoint
-from wbpose.checkpoints.reader import LIGHTNING_VERSION_KEY, embedded_config, read_checkpoint
+from wbpose.checkpoints.reader import (
+    CONFIG_KEY,
+    LIGHTNING_VERSION_KEY,
+    RAW_CONFIG_KEY,
+    embedded_config,
+    read_checkpoint,
+)
 from wbpose.checkpoints.recipes import Recipe, recipe_for_file
 
 __all__ = [
@@ -53,8 +59,9 @@ class LoadedCheckpoint:
         state_dict: ``TopdownPoseModel`` keys (``backbone.*``, ``head.*``).
         format: one of :data:`FORMATS` (never ``imagenet``: backbones are not pose models).
         arch: the HRNet variant the weights belong to.
-        config: the resolved training config (native files), else ``None``.
-        raw_config: the training config before interpolation (native files), else ``None``.
+        config: the resolved training config (native files), else ``None``: only its model, input, codec and
+            module groups, checked as data (:mod:`wbpose.checkpoints.stored_config`).
+        raw_config: the same groups before interpolation (native files), else ``None``.
         recipe: input size and codec for weights without a config, from the file name; else ``None``.
         source: the file, for messages.
     """
@@ -78,7 +85,7 @@ def config_arch(config: Any) -> str | None:
 
 
 def _format_of(checkpoint: Mapping[str, Any]) -> str:
-    if embedded_config(checkpoint) is not None or LIGHTNING_VERSION_KEY in checkpoint:
+    if checkpoint.get(CONFIG_KEY) or checkpoint.get(RAW_CONFIG_KEY) or LIGHTNING_VERSION_KEY in checkpoint:
         return "native"
     if {"state_dict", "arch", "source"} <= set(checkpoint):
         return "converted"
@@ -107,8 +114,9 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None) -> LoadedC
     found = report.checkpoint_arch
     if arch is not None and found is not None and arch != found:
         raise ValueError(f"{path}: arch={arch!r} was requested, but the weights are HRNet-{found}")
-    config = embedded_config(checkpoint) if fmt == "native" else None
-    raw = embedded_config(checkpoint, raw=True) if fmt == "native" else None
+    # the stored config as data: refused (naming the file and node) if it names code outside the project
+    config = embedded_config(checkpoint, source=path) if fmt == "native" else None
+    raw = embedded_config(checkpoint, raw=True, source=path) if fmt == "native" else None
     recipe = None if config is not None else recipe_for_file(path)
     return LoadedCheckpoint(state, fmt, found, config, raw, recipe, str(path))  # type: ignore[arg-type]
 

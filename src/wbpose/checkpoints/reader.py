@@ -5,7 +5,8 @@ ImageNet backbones) is read by :func:`read_checkpoint`, so opening a file never 
 dicts hold plain Python values, sometimes numpy scalars/arrays (best scores, 1.x ``dataset_meta``): only those
 numpy globals are allow-listed, inside a ``safe_globals`` context so the process-wide allow-list is untouched.
 Anything else, such as a pickle that would call ``os.system``, is refused with a ``ValueError`` naming the file
-and the globals it references.
+and the globals it references. The config a checkpoint stores is read as data too (:func:`embedded_config`, checked
+by :mod:`wbpose.checkpoints.stored_config`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from wbpose.checkpoints.stored_config import checked_config
 
 __all__ = [
     "CONFIG_KEY",
@@ -38,12 +41,21 @@ RAW_CONFIG_KEY = "wbpose_config_raw"
 LIGHTNING_VERSION_KEY = "pytorch-lightning_version"
 
 
-def embedded_config(checkpoint: Mapping[str, Any], raw: bool = False) -> dict[str, Any] | None:
-    """The training config stored in a checkpoint dict (resolved, or unresolved with ``raw``), if any."""
+def embedded_config(
+    checkpoint: Mapping[str, Any], raw: bool = False, source: str | os.PathLike = "checkpoint"
+) -> dict[str, Any] | None:
+    """The training config stored in a checkpoint dict (resolved, or unresolved with ``raw``), if any, as data.
+
+    Only the groups a checkpoint supplies (model, input, codec, module) come back, checked by
+    :func:`wbpose.checkpoints.stored_config.checked_config`: a ``_target_`` outside the project's classes, another
+    Hydra key or a resolver interpolation raises ``ValueError`` naming ``source`` and the node.
+    """
     if not isinstance(checkpoint, Mapping):
         return None
     first, second = (RAW_CONFIG_KEY, CONFIG_KEY) if raw else (CONFIG_KEY, RAW_CONFIG_KEY)
-    return checkpoint.get(first) or checkpoint.get(second)
+    key = first if checkpoint.get(first) else second
+    stored = checkpoint.get(key)
+    return None if not stored else checked_config(stored, str(source), key)
 
 
 def _numpy_safe_globals() -> list:

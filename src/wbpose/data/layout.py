@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from wbpose.synthetic.generate import check_generation_root
+
 log = logging.getLogger(__name__)
 
 __all__ = ["DET_FILE", "LAYOUT_HINT", "TRAIN_ANN", "VAL_ANN", "ensure_dataset"]
@@ -36,17 +38,28 @@ _LAYOUT = (
 def ensure_dataset(data_cfg: Any, train: bool = True) -> None:
     """Raise ``FileNotFoundError`` naming the root, the layout and the override when annotation files are missing.
 
+    The data root is only read here and by the loaders; a synthetic config (``data.synthetic``) generates its
+    root when the annotation files are absent, and then only into an empty folder or one the generator marked.
+
     Args:
         data_cfg: the ``data`` config node (``data_root``, ``train_ann``, ``val_ann``, ``det_file``,
             ``val_bbox_source``, ``synthetic``).
         train: also require the training annotations.
+
+    Raises:
+        FileNotFoundError: real data with annotation or detection files missing.
+        FileExistsError: synthetic data to be generated into a folder that holds files the generator did not mark.
     """
-    if data_cfg.get("synthetic") is not None:
-        return  # generated on demand by WholeBodyDataModule.prepare_data
     root = Path(str(data_cfg.data_root))
     needed = [data_cfg.get("val_ann")]
     if train:
         needed.append(data_cfg.get("train_ann"))
+    if data_cfg.get("synthetic") is not None:
+        # generated on demand by WholeBodyDataModule.prepare_data, only into an empty or generator-marked folder:
+        # say so now, before anything is built, rather than after
+        if not all(p and (root / str(p)).is_file() for p in needed):
+            check_generation_root(root)
+        return
     if data_cfg.get("val_bbox_source", "det") == "det":
         needed.append(data_cfg.get("det_file"))
     missing = [str(root / str(p)) for p in needed if p and not (root / str(p)).is_file()]

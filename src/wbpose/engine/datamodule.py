@@ -101,7 +101,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
         val_bbox_source: "det" (detector boxes, the published protocol) or "gt" (annotation boxes).
         det_score_thr: keep detections with ``score >= det_score_thr``.
         synthetic: ``{"num_train", "num_val", "seed"}`` to generate a synthetic root in ``prepare_data`` when the
-            annotation files are absent; ``None`` for real data.
+            annotation files are absent (into an empty or generator-marked folder only); ``None`` for real data.
         flip_prob: random flip probability.
         half_body_prob: half-body probability.
         half_body_mode: "1.x" (default) or "0.x" half-body rule.
@@ -199,10 +199,15 @@ class WholeBodyDataModule(pl.LightningDataModule):
     prepare_train = True
 
     def prepare_data(self) -> None:
-        """Generate the synthetic dataset when configured and absent; build or verify the annotation cache."""
-        if self.synthetic is not None and not (
-            os.path.isfile(self.train_ann_file) and os.path.isfile(self.val_ann_file)
-        ):
+        """Generate the synthetic dataset when configured and absent; build or verify the annotation cache.
+
+        Generation happens only with ``synthetic`` set (``data=synthetic``, chosen by this run's own config) and
+        only into an empty folder or one the generator marked (:func:`~wbpose.synthetic.generate.claim_root`
+        refuses any other), so a real root is only ever read. Evaluation (``prepare_train=False``) needs the val
+        files only.
+        """
+        needed = (self.train_ann_file, self.val_ann_file) if self.prepare_train else (self.val_ann_file,)
+        if self.synthetic is not None and not all(os.path.isfile(p) for p in needed):
             generate_dataset(self.data_root, **self.synthetic)
         if self.cache_dir is not None:
             splits = (self.train_ann_file, self.val_ann_file) if self.prepare_train else (self.val_ann_file,)

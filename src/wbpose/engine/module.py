@@ -288,20 +288,27 @@ class TopdownPoseModule(pl.LightningModule):
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, map_location: str | torch.device = "cpu", with_metrics: bool = False
+        cls, path: str | Path, map_location: str | torch.device = "cpu", ann_file: str | Path | None = None
     ) -> TopdownPoseModule:
         """Rebuild a module from one of our checkpoints alone, from the config it carries.
+
+        The stored config is read as data (:mod:`wbpose.checkpoints.stored_config`): model, input, codec and
+        module settings only, built from the project's own classes; a file naming anything else is refused.
 
         Args:
             path: a ``.ckpt`` written by ``scripts/train.py``.
             map_location: device for the weights.
-            with_metrics: also build the metrics (needs the annotation files the config names).
+            ann_file: also build the metrics, scoring against this annotation file (the checkpoint's data config is
+                never used; the metrics write no results file).
         """
         loaded = load_checkpoint(path)
         if loaded.config is None:
             raise ValueError(
                 f"checkpoint {path} has no embedded config ('{CONFIG_KEY}'); build the module from a config"
             )
-        module = build_module(OmegaConf.create(loaded.config), with_metrics=with_metrics, init_weights=False)
+        cfg = OmegaConf.create(loaded.config)
+        with_metrics = ann_file is not None
+        module = build_module(cfg, ann_file=None if ann_file is None else str(ann_file), with_metrics=with_metrics,
+                              init_weights=False)  # fmt: skip
         load_state_dict_checked(module.model, loaded.state_dict, loaded.source)
         return module.to(map_location)

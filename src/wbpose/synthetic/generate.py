@@ -17,6 +17,11 @@ The people (:mod:`wbpose.synthetic.people`, drawn by :mod:`wbpose.synthetic.draw
 labelled by :mod:`wbpose.synthetic.scene`) are articulated cartoon figures whose every keypoint is marked
 in the pixels, so that a tiny network can learn them at low resolution.
 
+Where it writes: only into an empty (or absent) folder, or one it marked itself. Every generated root gets
+:data:`MARKER_FILE` (written first, holding the generator's parameters), and a folder that holds anything but no
+marker is refused with a ``FileExistsError`` naming it, so pointing the generator (or ``data=synthetic``) at a
+real dataset never overwrites it. A marked root is regenerated in place.
+
 Determinism: each image is drawn from its own generator seeded with ``(seed, split, index)``, the json is
 written with fixed key order and rounded floats, and nothing depends on time or the machine, so the same
 seed gives byte-identical json files (and identical JPEGs with the same OpenCV build).
@@ -39,6 +44,8 @@ from wbpose.synthetic.scene import PersonLabel, part_box, render_scene
 log = logging.getLogger(__name__)
 
 DETECTIONS_FILE = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
+#: The file that marks a folder as written by :func:`generate_dataset` (json: the generator's parameters).
+MARKER_FILE = ".wbpose_synthetic.json"
 _SPLIT_CODE = {"train": 0, "val": 1}
 _FIRST_IMAGE_ID = {"train": 1, "val": 1_000_001}
 
@@ -177,6 +184,35 @@ def _write_json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, separators=(",", ":")))
 
 
+def check_generation_root(root: str | Path) -> None:
+    """Raise unless the generator may write into ``root``: absent, an empty folder, or a folder it marked.
+
+    Raises:
+        FileExistsError: ``root`` is a file, or a folder holding anything without :data:`MARKER_FILE` (a real
+            dataset, or files of another program), named in the message.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"cannot generate synthetic data into {root}: it is a file, not a folder")
+    if root.is_dir() and not (root / MARKER_FILE).is_file() and any(root.iterdir()):
+        raise FileExistsError(
+            f"refusing to generate synthetic data into {root}: the folder is not empty and was not written by the "
+            f"generator (no {MARKER_FILE}), so it may hold a real dataset. Point data.data_root (or --out) at an "
+            "empty folder, or at a synthetic root this generator made"
+        )
+
+
+def claim_root(root: str | Path, params: dict) -> Path:
+    """Make ``root`` the generator's (:func:`check_generation_root`), create it and write :data:`MARKER_FILE` with
+    ``params`` first, so that even an interrupted generation leaves a marked folder."""
+    check_generation_root(root)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    marker = {"generator": "wbpose.synthetic.generate", **params}
+    (root / MARKER_FILE).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
+    return root
+
+
 def generate_dataset(
     root: str | Path,
     num_train: int = 300,
@@ -190,7 +226,8 @@ def generate_dataset(
     """Write a synthetic COCO-WholeBody dataset under ``root`` (see the module docstring for the layout).
 
     Args:
-        root: Dataset root directory (created if missing; existing files are overwritten).
+        root: Dataset root directory: created if missing; an existing one must be empty or marked by the generator
+            (:data:`MARKER_FILE`; its generated files are overwritten).
         num_train: Number of training images.
         num_val: Number of validation images (these also get detector results).
         seed: Seed; the same seed gives byte-identical json files.
@@ -204,8 +241,20 @@ def generate_dataset(
         Statistics: ``{"train": {...}, "val": {...}, "seconds", "images_per_s", "root"}``; each split has
         counts of images, people, detections, people per COCO area range and, per part, labelled points
         (v > 0), visible points (v = 2) and instances with any labelled point.
+
+    Raises:
+        FileExistsError: ``root`` holds files the generator did not mark (:func:`check_generation_root`).
     """
-    root = Path(root)
+    params = {
+        "num_train": int(num_train),
+        "num_val": int(num_val),
+        "seed": int(seed),
+        "jpeg_quality": int(jpeg_quality),
+        "image_hw": None if image_hw is None else [int(v) for v in image_hw],
+        "image_hw_range": [[int(v) for v in hw] for hw in image_hw_range],
+        "part_label_prob": None if part_label_prob is None else {k: float(v) for k, v in part_label_prob.items()},
+    }
+    root = claim_root(root, params)
     options = {"image_hw": image_hw, "image_hw_range": image_hw_range, "jpeg_quality": jpeg_quality,
                "part_label_prob": part_label_prob}  # fmt: skip
     start = time.perf_counter()
