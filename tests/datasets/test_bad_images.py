@@ -3,6 +3,9 @@ the blank "no prediction" sample of evaluation, strict mode, and the ``data.bad_
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 from pathlib import Path
 
 import cv2
@@ -10,10 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.bad_images import break_image, image_file, one_person_root
+from helpers.bad_images import REASONS, break_image, image_file, one_person_root
 from wbpose.codecs import MSRAHeatmap
 from wbpose.data.augment import build_train_augmentations
-from wbpose.data.bad_images import BadImagePolicy, jpeg_is_truncated, note_bad_rows, read_image_file
+from wbpose.data.bad_images import (
+    BadImagePolicy,
+    jpeg_is_truncated,
+    libjpeg_corruption,
+    note_bad_rows,
+    read_image_file,
+)
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
 from wbpose.data.errors import DataError
 from wbpose.engine.datamodule import WholeBodyDataModule
@@ -137,3 +146,81 @@ def test_datamodule_modes(root: Path) -> None:
     strict = WholeBodyDataModule(root, bad_images={"strict": True, "budget": 5}, **kw)
     strict.setup("fit")
     assert strict.train_dataset.on_bad_image == strict.val_dataset.on_bad_image == "raise"
+
+
+@pytest.mark.parametrize("how", ["scrambled", "cut_and_closed"])
+def test_jpeg_with_corrupt_data_is_a_bad_image(tmp_path: Path, capfd, how: str) -> None:
+    """Garbage in the middle of the entropy-coded data, or half a JPEG given its end marker back: OpenCV decodes
+    both without an error (half the picture wrong); libjpeg's warning of that one decode makes them bad images."""
+    root = one_person_root(tmp_path, num_train=4, num_val=2)
+    path = image_file(root, "train", 2)
+    good_pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    break_image(path, how)
+    wrong = cv2.imread(str(path), cv2.IMREAD_COLOR)  # what a plain decode would train on
+    assert wrong is not None and (np.abs(wrong.astype(int) - good_pixels).max(-1) > 8).mean() > 0.2
+    assert "Corrupt JPEG data" in capfd.readouterr().err  # its only trace: libjpeg's line on stderr
+    image, why = read_image_file(str(path))
+    assert image is None and re.fullmatch(REASONS[how], why), why
+    assert not jpeg_is_truncated(path.read_bytes())  # it has its end marker: only the decode tells
+    # libjpeg's line went into the reason, not to the terminal; stderr still works afterwards
+    print("after", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert "Corrupt JPEG data" not in err and "after" in err
+    # good files decode to exactly what cv2.imread gives (the same single decode)
+    for image_id in (1, 3, 4):
+        other = image_file(root, "train", image_id)
+        np.testing.assert_array_equal(read_image_file(str(other))[0], cv2.imread(str(other), cv2.IMREAD_COLOR))
+    # strict (the dataset's default): a DataError naming the file, the record and libjpeg's message
+    with pytest.raises(DataError, match=r"cannot decode image .*000000000002\.jpg for image_id 2, .*libjpeg reports"):
+        _train(root)[1]
+    # non-strict: replaced by the next readable instance, marked and described (what the run counts and logs)
+    ds = _train(root, on_bad_image="replace")
+    assert [int(s["bad_index"]) for s in ds.__getitems__([0, 1, 2])] == [-1, 1, -1]
+    assert re.fullmatch(r".*000000000002\.jpg \(image_id 2, instance_id 2\): " + REASONS[how], ds.describe_bad_image(1))
+
+
+def test_libjpeg_messages_are_told_apart_and_other_stderr_output_is_kept(tmp_path: Path, capfd) -> None:
+    text = "Corrupt JPEG data: bad Huffman code\nsome other thread's line\n"
+    assert libjpeg_corruption(text) == ("Corrupt JPEG data: bad Huffman code", "some other thread's line\n")
+    assert libjpeg_corruption("Corrupt JPEG data: bad ICC marker\n") == (None, "Corrupt JPEG data: bad ICC marker\n")
+    assert libjpeg_corruption("Premature end of JPEG file\n")[0] == "Premature end of JPEG file"
+    assert libjpeg_corruption("Warning: unknown JFIF revision number 3.01\n")[0] is None
+    # whatever reaches fd 2 during a decode, other than libjpeg's corrupt-data line, is written on to stderr
+    root = one_person_root(tmp_path, num_train=1, num_val=1)
+    path = image_file(root, "train", 1)
+    break_image(path, "scrambled")
+    capfd.readouterr()
+    real_decode = cv2.imdecode
+
+    def chatty_decode(buffer, flags):
+        os.write(2, b"a line from elsewhere\n")
+        return real_decode(buffer, flags)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cv2, "imdecode", chatty_decode)
+        assert read_image_file(str(path))[1].startswith("corrupt: libjpeg reports")
+    err = capfd.readouterr().err
+    assert "a line from elsewhere" in err and "Corrupt JPEG data" not in err
+
+
+def test_corrupt_jpeg_is_detected_in_a_forked_loader_worker(tmp_path: Path) -> None:
+    """Each forked process (a DataLoader worker) listens on its own scratch file: a parent that decoded first and a
+    child decoding after the fork both see their own warning."""
+    root = one_person_root(tmp_path, num_train=2, num_val=1)
+    bad, good = image_file(root, "train", 1), image_file(root, "train", 2)
+    break_image(bad, "cut_and_closed")
+    assert read_image_file(str(bad))[1].startswith("corrupt: libjpeg")  # the parent's scratch file exists now
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it decodes, then leave without pytest's teardown
+        try:
+            results = [read_image_file(str(p))[1] or "ok" for p in (good, bad, good)]
+            os.write(write_fd, "|".join(results).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_fd) as f:
+        child = f.read().split("|")
+    assert child[0] == "ok" and child[1].startswith("corrupt: libjpeg reports") and child[2] == "ok"
+    assert read_image_file(str(good))[1] is None and read_image_file(str(bad))[1].startswith("corrupt: libjpeg")

@@ -1,12 +1,16 @@
 """Bad image files for the fault tests: a dataset root of one person per image, and ways to break an image.
 
 :func:`break_image` makes a JPEG written by :func:`helpers.annotations.write_images` "corrupt" (garbage bytes),
-"truncated" (its first half: OpenCV still decodes that, filling the rest with grey), "missing" (deleted) or
-"wrong_size" (a readable JPEG of another size than the annotation file says).
+"truncated" (its first half: OpenCV still decodes that, filling the rest with grey), "missing" (deleted),
+"wrong_size" (a readable JPEG of another size than the annotation file says), "scrambled" (64 garbage bytes in the
+middle of its entropy-coded data) or "cut_and_closed" (its first half given its end-of-image marker back): the last
+two decode without an error and with the rest of the picture wrong; only libjpeg's warning tells.
+:data:`REASONS` is what ``read_image_file`` (and so the bad-image messages) says for each.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -15,7 +19,15 @@ import numpy as np
 from helpers.annotations import ANN_FILE, coco_wholebody, person, write_images, write_json
 
 #: The ways :func:`break_image` breaks a file.
-BREAKS = ("corrupt", "truncated", "missing", "wrong_size")
+BREAKS = ("corrupt", "truncated", "missing", "wrong_size", "scrambled", "cut_and_closed")
+#: The reason the bad-image messages give for each way (a regular expression for the whole reason).
+_LIBJPEG = (
+    re.escape("corrupt: libjpeg reports 'Corrupt JPEG data: ")
+    + r".*"
+    + re.escape("(the decoded pixels would be wrong)")
+)
+REASONS = {"corrupt": "corrupt", "truncated": "truncated", "missing": "missing", "wrong_size": r"decodes to .*",
+           "scrambled": _LIBJPEG, "cut_and_closed": _LIBJPEG}  # fmt: skip
 
 
 def image_file(root: Path, split: str, image_id: int) -> Path:
@@ -34,6 +46,14 @@ def break_image(path: Path, how: str) -> None:
         path.unlink()
     elif how == "wrong_size":
         cv2.imwrite(str(path), np.full((50, 70, 3), 128, np.uint8))
+    elif how == "scrambled":
+        data = path.read_bytes()
+        middle = len(data) // 2
+        garbage = np.random.default_rng(11).integers(0, 256, 64, np.uint8).tobytes()
+        path.write_bytes(data[:middle] + garbage + data[middle + 64 :])
+    elif how == "cut_and_closed":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2] + b"\xff\xd9")
     else:
         raise ValueError(f"unknown way to break an image: {how!r}; expected one of {BREAKS}")
 

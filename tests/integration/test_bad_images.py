@@ -3,7 +3,9 @@ the budget listing every one; validation scores a bad image's boxes as misses an
 the ``DataError`` of the first bad image.
 
 The training set has 200 images of one person each: 3 corrupt (garbage bytes), 1 truncated (the first half of the
-JPEG, which OpenCV decodes without an error: the end-of-image marker is checked) and 1 missing.
+JPEG, which OpenCV decodes without an error: the end-of-image marker is checked), 1 missing, and 2 whose
+entropy-coded data is broken (garbage in the middle; the first half given its end marker back), which OpenCV
+decodes too: libjpeg's warning of that decode is what counts them.
 """
 
 from __future__ import annotations
@@ -17,12 +19,20 @@ from pathlib import Path
 
 import pytest
 
-from helpers.bad_images import break_image, image_file, one_person_root
+from helpers.bad_images import REASONS, break_image, image_file, one_person_root
 from wbpose.app.train import train
 from wbpose.data.errors import DataError
 
 #: image id -> how its training image is broken
-BROKEN = {7: "corrupt", 50: "corrupt", 120: "corrupt", 77: "truncated", 160: "missing"}
+BROKEN = {
+    7: "corrupt",
+    50: "corrupt",
+    120: "corrupt",
+    77: "truncated",
+    160: "missing",
+    30: "scrambled",
+    140: "cut_and_closed",
+}
 BAD_VAL_IMAGE = 3
 MODULE_LOG = "wbpose.engine.bad_images"  # the module's bad-image ledger logs there
 
@@ -60,16 +70,17 @@ def test_training_skips_names_and_counts_bad_images(make_cfg, broken_root: Path,
         _, objects = train(cfg)
     trainer = objects["trainer"]
     assert trainer.global_step == 4  # the whole epoch ran: every bad sample had a stand-in
-    assert float(trainer.callback_metrics["train/bad_images"]) == len(BROKEN) == 5
+    assert float(trainer.callback_metrics["train/bad_images"]) == len(BROKEN) == 7
     warnings = [r.getMessage() for r in caplog.records if r.name == MODULE_LOG and r.levelno == logging.WARNING]
     for image_id, how in BROKEN.items():
         named = [m for m in warnings if f"train2017/{image_id:012d}.jpg" in m]
         assert len(named) == 1, named  # once per file
-        assert named[0].endswith(f"(image_id {image_id}, instance_id {image_id}): {how}")
+        _, reason = named[0].split(f"(image_id {image_id}, instance_id {image_id}): ")
+        assert re.fullmatch(REASONS[how], reason), reason
     assert len(warnings) == len(BROKEN)
     with open(Path(cfg.paths.output_dir) / "csv" / "metrics.csv") as f:  # the logger saw the running total
         logged = [float(row["train/bad_images"]) for row in csv.DictReader(f) if row.get("train/bad_images")]
-    assert len(logged) == 4 and logged == sorted(logged) and logged[-1] == 5
+    assert len(logged) == 4 and logged == sorted(logged) and logged[-1] == 7
 
 
 def test_training_stops_past_the_budget_listing_every_bad_file(make_cfg, broken_root: Path) -> None:
@@ -78,7 +89,11 @@ def test_training_stops_past_the_budget_listing_every_bad_file(make_cfg, broken_
         train(cfg)
     message = str(info.value)
     count = int(re.search(r"stopping: (\d+) bad training images", message).group(1))
-    listed = [i for i in BROKEN if f"{i:012d}.jpg (image_id {i}, instance_id {i}): {BROKEN[i]}" in message]
+    listed = [
+        i
+        for i in BROKEN
+        if re.search(rf"{i:012d}\.jpg \(image_id {i}, instance_id {i}\): {REASONS[BROKEN[i]]}", message)
+    ]
     assert count >= 3 and len(listed) == count  # every bad file seen, each with its record and what is wrong
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig, open_dict
 
 from wbpose.app.config import parse_override
-from wbpose.checkpoints.reader import is_intact
+from wbpose.checkpoints.reader import checkpoint_problem
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def run_key(overrides: Sequence[str]) -> str:
 
 def find_last_checkpoint(search_root: Path, key: str, exclude: Path | None = None) -> Path | None:
     """The newest intact checkpoint (by mtime; ``last.ckpt`` first among equals) of the runs under ``search_root``
-    with ``key``. A torn or corrupt file (:func:`~wbpose.checkpoints.reader.is_intact`) is skipped with a warning
-    for the previous good one."""
+    with ``key``. A torn, corrupt or foreign file (:func:`~wbpose.checkpoints.reader.checkpoint_problem`: CRC of
+    every member, not a torch checkpoint at all) is skipped with a warning saying why, for the previous good one."""
     found = []
     for key_file in search_root.glob(f"**/{RUN_KEY_FILE}"):
         folder = key_file.parent
@@ -48,9 +48,10 @@ def find_last_checkpoint(search_root: Path, key: str, exclude: Path | None = Non
         if key_file.read_text().strip() == key:
             found += list((folder / "checkpoints").glob("*.ckpt"))
     for path in sorted(found, key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True):
-        if is_intact(path):
+        problem = checkpoint_problem(path)
+        if problem is None:
             return path
-        log.warning("ckpt_path=auto: skipping %s: truncated or corrupt; trying the previous checkpoint", path)
+        log.warning("ckpt_path=auto: skipping %s, trying the previous checkpoint: %s", path, problem)
     return None
 
 

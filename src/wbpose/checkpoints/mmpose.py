@@ -124,6 +124,25 @@ def infer_arch(state: Mapping[str, torch.Tensor]) -> str:
     raise ValueError(f"unsupported HRNet width {width} (stem {stem_channels}); known: {sorted(ARCHS)}")
 
 
+def _first_keys(state: Mapping[str, torch.Tensor], count: int = 5) -> str:
+    """``N tensors, the first: a, b, ...`` for a message about a file that is not what was expected."""
+    shown = ", ".join(f"{k} {list(v.shape)}" for k, v in list(state.items())[:count])
+    return f"{len(state)} tensors, the first: {shown}{', ...' if len(state) > count else ''}"
+
+
+def _not_a_pose_model(state: Mapping[str, torch.Tensor], source: str) -> ValueError:
+    """The error for weights whose HRNet arch cannot be told: no HRNet keys at all, or an unbuilt width."""
+    try:
+        infer_arch(state)
+    except ValueError as err:
+        reason = str(err)
+    else:  # pragma: no cover - only called when infer_arch failed
+        reason = "its arch is known"
+    if reason.startswith("unsupported"):
+        return ValueError(f"{source} is an HRNet pose checkpoint of a width this project does not build: {reason}")
+    return ValueError(f"{source} is not an HRNet pose checkpoint (no {_ARCH_KEY!r}); it holds {_first_keys(state)}")
+
+
 def _try_infer_arch(state: Mapping[str, torch.Tensor]) -> str | None:
     try:
         return infer_arch(state)
@@ -224,7 +243,7 @@ def load_mmpose_checkpoint(
     report = KeyReport(source=source, ignored=dropped + non_tensor, checkpoint_arch=_try_infer_arch(state))
     if model is None:
         if report.checkpoint_arch is None:
-            raise ValueError(f"{source}: cannot infer the HRNet arch (no {_ARCH_KEY!r} of a known width)")
+            raise _not_a_pose_model(state, source)
         head = state.get("head.final_layer.weight")
         with torch.device("meta"):
             reference = build_pose_model(report.checkpoint_arch, head.shape[0] if head is not None else 133)
@@ -278,6 +297,8 @@ def load_imagenet_backbone(path_or_state: PathOrState, backbone: nn.Module, stri
     report.unexpected = []
     report.missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
     if strict and not report.ok:
+        if not report.loaded:  # nothing in common: another kind of network altogether
+            raise ValueError(f"{source} is not an HRNet checkpoint: it holds {_first_keys(raw)}")
         raise ValueError(f"backbone weights do not fit the backbone:\n{report.format()}")
     backbone.load_state_dict(matched, strict=False)
     log.info("loaded backbone weights:\n%s", report.format())

@@ -193,7 +193,9 @@ class CocoWholeBodyDataset(Dataset):
                 "or download)"
             )
         if image is None:
-            raise DataError(f"cannot decode image {path} for {what}: {why or 'corrupt'} (not an image OpenCV decodes)")
+            # "corrupt: libjpeg reports ..." says why itself; a bare "corrupt" is a file OpenCV refused
+            detail = why if why and why != "corrupt" else "corrupt (not an image OpenCV decodes)"
+            raise DataError(f"cannot decode image {path} for {what}: {detail}")
         w, h = inst.image_wh[inst.image_index[index]].tolist()
         raise DataError(
             f"image {path} decodes to {image.shape[1]}x{image.shape[0]} but the annotation file says {w}x{h} "
