@@ -213,10 +213,6 @@ def test_real_sample_annotations_as_predictions():
     assert all(v == pytest.approx(1.0) or v == -1.0 for v in metrics.values())  # -1: e.g. no medium-size face
 
 
-def _dying_worker(part: str, use_area: bool):
-    os._exit(1)
-
-
 def _failing_writer(path, results):
     raise OSError(28, "No space left on device")
 
@@ -232,7 +228,7 @@ def test_broken_worker_pool_falls_back_to_sequential(ann_file, gt, monkeypatch, 
     if engine == "fast":
         monkeypatch.setattr(evaluation, "_write_shared_results", _failing_writer)
     else:
-        monkeypatch.setattr(evaluation, "_evaluate_shared", _dying_worker)
+        monkeypatch.setattr(evaluation, "_WORKER_CODE", "import os; os._exit(1)")  # every worker dies at start
     match = "writing it here" if engine == "fast" else "running the remaining parts"
     with pytest.warns(UserWarning, match=match):
         assert scored(ann_file, preds, num_procs=2, engine=engine, outfile=tmp_path / "two.json") == expected

@@ -22,14 +22,14 @@ Decisions:
   real data, that is the plain mean.
 - No predictions at all is not an error: the real evaluation runs on an empty result set and gives 0 wherever
   ground truth exists.
-- Speed: the six runs use worker processes started from a fork server (a clean, single-threaded process that
-  imported this module, never the caller itself: forking a process with threads, such as a trainer with loader,
-  logger or OpenMP threads, can leave the child stuck on a lock held by a thread that no longer exists). Each
-  worker receives the ground truth and results once (pickled) and returns the ten stats; the parent writes the
-  results json meanwhile. Workers capture xtcocotools' prints, which are shown only when ``verbose``. The six
-  runs finish sooner in parallel (figures: README, ``benchmarks/metric.py``), so the default is as many workers
-  as usable cores (per local rank, at most 6); ``num_procs=1`` runs them in this process (also the fallback
-  where workers cannot be started or fail).
+- Speed: the six runs use worker processes, fresh interpreters started with ``subprocess`` (never a plain fork
+  of the caller: forking a process with threads, such as a trainer with loader, logger or OpenMP threads, can
+  leave the child stuck on a lock held by a thread that no longer exists, and a spawned or fork-server child
+  would re-run the caller's main script). Each worker receives the ground truth and results once (pickled on
+  its stdin), evaluates its share of the parts and returns their stats; the parent writes the results json
+  meanwhile. Workers capture xtcocotools' prints, which are shown only when ``verbose``. The default is as many
+  workers as usable cores (per local rank, at most 6); ``num_procs=1`` runs them in this process (also the
+  fallback for the parts of a worker that fails).
 - Results files are written atomically and readable by others (mode 0666 less the umask, as ``open`` gives).
 - The results json keeps every float at full precision (shortest round-trip repr), so a direct xtcocotools run on
   the file gives the same numbers. The fast path encodes arrays with ``orjson`` (each part's (N, 3k) block at
@@ -46,15 +46,15 @@ import io
 import itertools
 import json
 import mmap
-import multiprocessing as mp
 import os
+import pickle
 import re
+import subprocess
 import sys
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,9 +88,6 @@ POOL_ORDER: tuple[str, ...] = ("wholebody", "face", "lefthand", "righthand", "fo
 #: Result fields kept when reading a results file (MMPose 0.x adds center/scale; part scores are optional).
 _RESULT_FIELDS = ("image_id", "category_id", *PART_FIELDS.values(), "score")
 _PART_SCORE_FIELDS = ("foot_score", "face_score", "lefthand_score", "righthand_score", "wholebody_score")
-
-# (coco_gt, coco_dt) of the evaluation in flight, in a worker process (set once by _init_worker).
-_SHARED: tuple[COCO, COCO] | None = None
 
 
 @contextlib.contextmanager
@@ -139,30 +136,68 @@ def evaluate_part(coco_gt: COCO, coco_dt: COCO, part: str, use_area: bool = True
     return np.asarray(coco_eval.stats, dtype=np.float64), out.getvalue()
 
 
-def _init_worker(shared: tuple[COCO, COCO]) -> None:
-    """Worker initializer: keep the (unpickled) ground truth and results for the tasks of this worker."""
-    global _SHARED
-    _SHARED = shared
+#: What a worker interpreter runs (``python -c``); a test replaces it to simulate a dying worker.
+_WORKER_CODE = "from wbpose.metrics.evaluation import _worker_main; _worker_main()"
 
 
-def _evaluate_shared(part: str, use_area: bool) -> tuple[str, np.ndarray, str]:
-    """Worker entry point: evaluate ``part`` on the worker's ``_SHARED`` objects."""
-    coco_gt, coco_dt = _SHARED
-    stats, text = evaluate_part(coco_gt, coco_dt, part, use_area)
-    return part, stats, text
+def _worker_main() -> None:
+    """Worker entry point (a fresh interpreter): read ``(coco_gt, coco_dt, use_area)`` pickled on stdin, evaluate
+    the parts named in ``argv[2:]`` and pickle ``{part: (stats, text)}`` to the file ``argv[1]``."""
+    coco_gt, coco_dt, use_area = pickle.load(sys.stdin.buffer)
+    out = {part: evaluate_part(coco_gt, coco_dt, part, use_area) for part in sys.argv[2:]}
+    with open(sys.argv[1], "wb") as f:
+        pickle.dump(out, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _worker_context() -> mp.context.BaseContext | None:
-    """Where evaluation workers come from: a fork server (preloading this module), else fresh interpreters;
-    ``None`` in a daemonic process (which may not have children). Never a fork of this process: it may have
-    threads (loader, logger, OpenMP), and a child forked while one of them holds a lock can hang for good."""
-    if mp.current_process().daemon:
-        return None
-    if "forkserver" in mp.get_all_start_methods():
-        context = mp.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-        return context
-    return mp.get_context("spawn")
+def _worker_parts(workers: int) -> list[list[str]]:
+    """:data:`POOL_ORDER` (longest first) dealt to ``workers`` in a snake order, so their loads come out even."""
+    groups: list[list[str]] = [[] for _ in range(workers)]
+    for i, part in enumerate(POOL_ORDER):
+        row, col = divmod(i, workers)
+        groups[col if row % 2 == 0 else workers - 1 - col].append(part)
+    return [g for g in groups if g]
+
+
+def _evaluate_in_workers(
+    coco_gt: COCO, coco_dt: COCO, workers: int, use_area: bool, background: Callable[[], object] | None
+) -> dict[str, tuple[np.ndarray, str]]:
+    """Evaluate the parts in ``workers`` fresh interpreters (``subprocess``: fork and exec at once, so nothing of
+    this process -- its threads, their locks -- is carried over); ``background()`` runs here meanwhile. Returns
+    what the workers delivered (a failed worker's parts are missing, with a warning)."""
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding wbpose/: importable as here
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    payload = pickle.dumps((coco_gt, coco_dt, use_area), protocol=pickle.HIGHEST_PROTOCOL)
+    outputs: dict[str, tuple[np.ndarray, str]] = {}
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="wbpose_eval_") as tmp:
+        procs = []
+        for k, parts in enumerate(_worker_parts(workers)):
+            out = Path(tmp) / f"worker{k}.pkl"
+            cmd = [sys.executable, "-c", _WORKER_CODE, str(out), *parts]
+            try:
+                proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+                procs.append((proc, out, parts))
+                proc.stdin.write(payload)
+                proc.stdin.close()
+            except OSError as err:  # e.g. a worker that died before reading its input
+                failures.append(f"{parts}: {err!r}")
+        try:
+            if background is not None:
+                background()
+        finally:
+            for proc, out, parts in procs:
+                code = proc.wait()
+                if code == 0 and out.is_file():
+                    with open(out, "rb") as f:
+                        outputs.update(pickle.load(f))
+                elif not any(str(parts) in failure for failure in failures):
+                    failures.append(f"{parts}: exit status {code}")
+    if failures:
+        warnings.warn(
+            f"evaluation workers failed ({'; '.join(failures)}); running the remaining parts sequentially",
+            stacklevel=3,
+        )
+    return outputs
 
 
 def evaluate_parts(
@@ -173,7 +208,7 @@ def evaluate_parts(
     verbose: bool = False,
     background: Callable[[], object] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run the six evaluations, in worker processes (from a fork server) when ``num_procs`` > 1.
+    """Run the six evaluations, in worker processes (fresh interpreters) when ``num_procs`` > 1.
 
     Args:
         coco_gt: Ground truth.
@@ -188,23 +223,9 @@ def evaluate_parts(
     """
     num_procs = default_num_procs() if num_procs is None else max(1, int(num_procs))
     outputs: dict[str, tuple[np.ndarray, str]] = {}
-    context = _worker_context() if num_procs > 1 else None
-    if context is not None:
-        try:
-            workers = min(num_procs, len(EVAL_PARTS))
-            shared = (coco_gt, coco_dt)
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(shared,)) as pool:
-                futures = [pool.submit(_evaluate_shared, part, use_area) for part in POOL_ORDER]
-                if background is not None:
-                    background()
-                    background = None
-                for future in futures:
-                    part, stats, text = future.result()
-                    outputs[part] = (stats, text)
-        except (BrokenProcessPool, OSError) as err:  # e.g. a worker killed for memory: finish in this process
-            warnings.warn(
-                f"evaluation workers failed ({err!r}); running the remaining parts sequentially", stacklevel=2
-            )
+    if num_procs > 1:
+        outputs = _evaluate_in_workers(coco_gt, coco_dt, min(num_procs, len(EVAL_PARTS)), use_area, background)
+        background = None
     if background is not None:
         background()
     for part in EVAL_PARTS:
