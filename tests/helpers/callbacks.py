@@ -97,3 +97,15 @@ class SaveWeightsAtEnd(pl.Callback):
         if trainer.global_rank == 0:
             state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
             torch.save({"global_step": trainer.global_step, "state_dict": state}, self.path)
+
+
+class TouchOnValidation(pl.Callback):
+    """Creates ``<path>.rank<global rank>`` when a validation starts (a test waits for it to act mid-validation)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_validation_start(self, trainer: pl.Trainer, *args: object) -> None:
+        from pathlib import Path
+
+        Path(f"{self.path}.rank{trainer.global_rank}").touch()

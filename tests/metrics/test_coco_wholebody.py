@@ -213,26 +213,22 @@ def test_real_sample_annotations_as_predictions():
     assert all(v == pytest.approx(1.0) or v == -1.0 for v in metrics.values())  # -1: e.g. no medium-size face
 
 
-def _dying_worker(part: str, use_area: bool):
-    os._exit(1)
-
-
-def _dying_fast_worker(path):
-    os._exit(1)
+def _failing_writer(path, results):
+    raise OSError(28, "No space left on device")
 
 
 @pytest.mark.parametrize("engine", ["fast", "xtcocotools"])
 def test_broken_worker_pool_falls_back_to_sequential(ann_file, gt, monkeypatch, engine, tmp_path):
-    """xtcocotools engine: the parts of a dead worker are evaluated here. Fast engine (whose worker writes the
-    results json while the evaluation runs here): the json is written here."""
+    """xtcocotools engine: the parts of a dead worker are evaluated here. Fast engine (whose writer thread writes
+    the results json while the evaluation runs here): when the thread fails, the json is written here."""
     import wbpose.metrics.evaluation as evaluation
 
     preds = detector_like_predictions(gt, seed=6)
     expected = scored(ann_file, preds, num_procs=1, engine=engine, outfile=tmp_path / "one.json")
     if engine == "fast":
-        monkeypatch.setattr(evaluation, "_write_shared_results", _dying_fast_worker)
+        monkeypatch.setattr(evaluation, "_write_shared_results", _failing_writer)
     else:
-        monkeypatch.setattr(evaluation, "_evaluate_shared", _dying_worker)
+        monkeypatch.setattr(evaluation, "_WORKER_CODE", "import os; os._exit(1)")  # every worker dies at start
     match = "writing it here" if engine == "fast" else "running the remaining parts"
     with pytest.warns(UserWarning, match=match):
         assert scored(ann_file, preds, num_procs=2, engine=engine, outfile=tmp_path / "two.json") == expected

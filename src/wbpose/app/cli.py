@@ -38,11 +38,22 @@ def eval_main(cfg: DictConfig) -> float | None:
     return metrics.get("test/wholebody_ap")
 
 
+DEMO_USAGE = """usage: wbpose-demo [key=value ...]
+
+Train the tiny HRNet on synthetic data (generated on first use) and print the per-part AP/AR before and after;
+writes outputs/demo/ (metrics_before.json, metrics.json, predictions.png, checkpoints, csv and offline wandb logs).
+The arguments are Hydra overrides of conf/train.yaml with experiment=demo, e.g. trainer.max_epochs=5 seed=1."""
+
+
 def demo(argv: list[str] | None = None) -> None:
     """``wbpose-demo [overrides]``: the README's main job (synthetic data, train, evaluate, picture)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(DEMO_USAGE)
+        return
     from wbpose.app.demo import run_demo
 
-    overrides = ["experiment=demo", "logger=[csv,wandb]", "callbacks=tqdm", *(sys.argv[1:] if argv is None else argv)]
+    overrides = ["experiment=demo", "logger=[csv,wandb]", "callbacks=tqdm", *args]
     run_demo(compose_config("train", overrides, output_dir=project_root() / "outputs" / "demo"))
 
 

@@ -7,12 +7,16 @@ Importing this module registers the resolvers the configs use:
 - ``${wandb_offline:}``: ``True`` unless ``WANDB_MODE=online``, so runs never need the network; sync later with
   ``wandb sync <run dir>``;
 - ``${sweep_group:}``: the multirun folder's name in a sweep (wandb groups a sweep's runs by it), else null;
-- ``${run_name:}``: the job's overrides (``input=256x192,seed=1``), else null: each wandb run says what it varied.
+- ``${run_name:}``: the job's overrides (``input=256x192,seed=1``), else null: each wandb run says what it varied;
+- ``${run_id:}``: what makes a run folder's name unique beside its start time: ``<array job>_<task>`` in a SLURM
+  array, ``<job id>`` in another SLURM job, else six random hex digits. Drawn once per composed config (Hydra
+  copies it to a sweep's jobs), so two runs started in the same second never share a folder.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +30,7 @@ __all__ = [
     "parse_override",
     "project_root",
     "register_resolvers",
+    "run_id",
 ]
 
 
@@ -77,9 +82,17 @@ def _run_name() -> str | None:
     return str(HydraConfig.get().job.override_dirname) or None
 
 
+def run_id() -> str:
+    """The unique part of a run folder's name: SLURM's array job and task ids, its job id, else 6 random hex digits."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and task:
+        return f"{array_job}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or secrets.token_hex(3)
+
+
 def register_resolvers() -> None:
     """Register the resolvers the configs use (idempotent): ``wbpose_root``, ``wandb_offline``, ``sweep_group``,
-    ``run_name``."""
+    ``run_name``, ``run_id`` (cached per config: every use in one config gives the same id)."""
     for name, fn in (
         ("wbpose_root", lambda: str(project_root())),
         ("wandb_offline", _wandb_offline),
@@ -88,6 +101,8 @@ def register_resolvers() -> None:
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    if not OmegaConf.has_resolver("run_id"):
+        OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
 
 
 register_resolvers()

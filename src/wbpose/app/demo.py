@@ -8,7 +8,6 @@ Everything goes through the same code as real runs (``wbpose.app.train.train``, 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from wbpose.app.startup import clear_previous_run
 from wbpose.app.train import train
 from wbpose.build import build_codec, build_datamodule, build_module
 from wbpose.engine.module import TopdownPoseModule
@@ -140,8 +140,8 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
     """
     out = Path(cfg.paths.output_dir)
     start = time.monotonic()
-    # a previous demo's checkpoints would make Lightning version the new ones (last-v1.ckpt)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    # the demo's folder is fixed: the previous demo's run (checkpoints, logs, run key) is replaced, not refused
+    clear_previous_run(out)
     before = evaluate_untrained(cfg)  # also generates the synthetic data (DataModule.prepare_data) when absent
     write_metrics_json(out / "metrics_before.json", before)
     t_train = time.monotonic()

@@ -5,26 +5,36 @@ aside): every training run writes that key to ``run_key.txt`` in its folder, and
 newest intact checkpoint (``last.ckpt`` first; torn files skipped) under ``<paths.log_dir>/<task_name>/`` whose
 folder holds the same key. This is what a pre-empted SLURM job needs: re-submitting the same command continues
 where it stopped, in a new run folder.
-A wandb run is resumed under the same id (the id is kept in ``wandb_id.txt`` next to the key).
+A wandb run is resumed under the same id: each training run draws its wandb id up front (unless the config gives
+one), so the id is known before wandb starts, and keeps it in ``wandb_id.txt`` next to the key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
 from wbpose.app.config import parse_override
+from wbpose.app.startup import RUN_KEY_FILE, claim_run_folder, is_first_process
 from wbpose.checkpoints.reader import checkpoint_problem
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RUN_KEY_FILE", "WANDB_ID_FILE", "find_last_checkpoint", "resolve_auto_resume", "run_key"]
+__all__ = [
+    "RUN_KEY_FILE",
+    "WANDB_ID_FILE",
+    "assign_wandb_id",
+    "find_last_checkpoint",
+    "remember_wandb_id",
+    "resolve_auto_resume",
+    "run_key",
+]
 
-RUN_KEY_FILE = "run_key.txt"
 WANDB_ID_FILE = "wandb_id.txt"
 #: Overrides that do not change what is trained.
 _IGNORED = ("ckpt_path", "hydra", "paths.output_dir", "trainer.enable_progress_bar", "extras")
@@ -56,15 +66,15 @@ def find_last_checkpoint(search_root: Path, key: str, exclude: Path | None = Non
 
 
 def resolve_auto_resume(cfg: DictConfig, overrides: Sequence[str]) -> Path | None:
-    """Write this run's key; with ``ckpt_path=auto`` replace it by the checkpoint to resume (or ``None``).
+    """Claim the run folder with this run's key (:func:`~wbpose.app.startup.claim_run_folder`: a folder holding
+    another run is refused); with ``ckpt_path=auto`` replace it by the checkpoint to resume (or ``None``).
 
     Returns:
         The checkpoint resumed from, or ``None``.
     """
     output_dir = Path(cfg.paths.output_dir)
     key = run_key(overrides)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / RUN_KEY_FILE).write_text(key + "\n")
+    claim_run_folder(output_dir, key)
     if str(cfg.get("ckpt_path")) != "auto":
         return None
     search_root = Path(cfg.paths.log_dir) / str(cfg.task_name)
@@ -83,10 +93,29 @@ def resolve_auto_resume(cfg: DictConfig, overrides: Sequence[str]) -> Path | Non
     return last
 
 
+def assign_wandb_id(cfg: DictConfig) -> str | None:
+    """Give the wandb logger of ``cfg`` an id when it has none (a new run: 8 random hex digits), so the id is known
+    before wandb starts its run (Lightning's ``logger.version`` is ``None`` until then). Returns the id, or
+    ``None`` without a wandb logger."""
+    wandb_cfg = cfg.logger.get("wandb") if cfg.get("logger") else None
+    if not wandb_cfg:
+        return None
+    if not wandb_cfg.get("id"):
+        with open_dict(cfg):
+            wandb_cfg.id = secrets.token_hex(4)
+    return str(wandb_cfg.id)
+
+
 def remember_wandb_id(cfg: DictConfig, loggers: Sequence[object]) -> None:
-    """Keep the wandb run id in the run folder, so ``ckpt_path=auto`` can resume the same dashboard run."""
+    """Keep the wandb run id in the run folder, so ``ckpt_path=auto`` can resume the same dashboard run (first
+    process only: the other ranks have no wandb run)."""
     from pytorch_lightning.loggers import WandbLogger
 
+    if not is_first_process():
+        return
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            (Path(cfg.paths.output_dir) / WANDB_ID_FILE).write_text(str(logger.version) + "\n")
+            if logger.version is None:  # no id given and no run yet: nothing that could be resumed
+                log.warning("wandb logger without an id: ckpt_path=auto will start a new wandb run")
+                continue
+            (Path(cfg.paths.output_dir) / WANDB_ID_FILE).write_text(f"{logger.version}\n")

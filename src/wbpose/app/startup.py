@@ -1,19 +1,99 @@
-"""Checks before any training starts: a writable run folder with room for the checkpoints.
+"""Checks before any training starts: a writable run folder of this run's own, with room for the checkpoints.
 
 A 210-epoch run that fails at its first checkpoint, hours in, because the folder is read-only or the disk is
-full, is the failure these catch up front. (A missing dataset is checked by
+full, is the failure these catch up front. So is a folder that already holds another run (two jobs of a SLURM array
+started in the same second, or a ``hydra.run.dir`` given twice): the second run is refused instead of mixing its
+metrics and checkpoints into the first's. (A missing dataset is checked by
 :func:`wbpose.data.layout.ensure_dataset`.)
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
-__all__ = ["checkpoint_bytes", "check_output_dir"]
+__all__ = [
+    "RUN_KEY_FILE",
+    "check_output_dir",
+    "checkpoint_bytes",
+    "claim_run_folder",
+    "clear_previous_run",
+    "is_first_process",
+    "RunFolderCheck",
+]
+
+#: Written by every training run in its folder (its overrides' hash, read by ``ckpt_path=auto``); created
+#: exclusively, so two processes can never both own one folder.
+RUN_KEY_FILE = "run_key.txt"
+#: What a previous run leaves in its folder (besides :data:`RUN_KEY_FILE`).
+RUN_MARKERS = ("checkpoints", "metrics.json", "csv/metrics.csv")
+
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+
+
+def is_first_process() -> bool:
+    """True unless the environment names this process a non-zero rank (torchrun, SLURM, or Lightning's launcher of
+    the other ranks, which run the same command in the same folder)."""
+    return all(os.environ.get(name, "0") in ("0", "") for name in _RANK_VARIABLES)
+
+
+def _previous_run(folder: Path) -> list[str]:
+    """The files in ``folder`` that show a run was (or is) there."""
+    found = []
+    for name in (RUN_KEY_FILE, *RUN_MARKERS):
+        path = folder / name
+        if path.is_dir() and any(path.iterdir()) or path.is_file():
+            found.append(name)
+    return found
+
+
+def clear_previous_run(output_dir: str | Path) -> None:
+    """Delete what :func:`claim_run_folder` looks for in ``output_dir`` (the demo's fixed folder is re-used on
+    purpose: each demo run replaces the previous one)."""
+    folder = Path(output_dir)
+    for name in (RUN_KEY_FILE, *RUN_MARKERS):
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+
+
+def claim_run_folder(output_dir: str | Path, key: str) -> None:
+    """Make ``output_dir`` this run's own: refuse a folder that holds another run, then write ``key`` to
+    :data:`RUN_KEY_FILE` (created exclusively: of two runs starting in one folder at once, one is refused).
+
+    Ranks other than the first (:func:`is_first_process`) share the first's folder and only check nothing.
+
+    Raises:
+        FileExistsError: the folder already holds a run, naming it and what was found.
+    """
+    folder = Path(output_dir)
+    if not is_first_process():
+        return
+    hint = (
+        "; two runs in one folder would mix their metrics and checkpoints. Start this run in a new folder "
+        "(leave hydra.run.dir / paths.output_dir at their default, which is unique per run), or resume that run "
+        f"in a new folder with ckpt_path={folder / 'checkpoints' / 'last.ckpt'} (or ckpt_path=auto)"
+    )
+    found = _previous_run(folder)
+    if found:
+        raise FileExistsError(f"the run folder {folder} already holds a run ({', '.join(found)}){hint}")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(folder / RUN_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        raise FileExistsError(
+            f"the run folder {folder} was taken by another run starting at the same time{hint}"
+        ) from None
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+
 
 #: Checkpoints a run keeps at once: the best and last.ckpt (save_top_k=1 + save_last), one more being written.
 CHECKPOINTS_KEPT = 3
@@ -54,3 +134,27 @@ def check_output_dir(output_dir: str | Path, model: nn.Module | None = None, mar
             f"{needed / 2**20:.0f} MiB needed ({CHECKPOINTS_KEPT} checkpoints of "
             f"{checkpoint_bytes(model) / 2**20:.0f} MiB, x{margin} margin); free space or move paths.log_dir"
         )
+
+
+def _refuse_unwritable(folder: str) -> None:
+    try:
+        check_output_dir(folder)
+    except OSError as err:
+        raise SystemExit(f"error: {err}") from None  # a message, not a traceback from inside Hydra
+
+
+def _hydra_callback_base() -> type:
+    from hydra.experimental.callback import Callback
+
+    return Callback
+
+
+class RunFolderCheck(_hydra_callback_base()):
+    """Hydra callback (``conf/hydra/default.yaml``): before Hydra creates the run (or sweep) folder, make sure it
+    can be written, and stop with one line naming it if not (instead of a traceback from Hydra's ``mkdir``)."""
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        _refuse_unwritable(str(config.hydra.run.dir))
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        _refuse_unwritable(str(config.hydra.sweep.dir))

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from wbpose.app.config import CONFIG_DIR, parse_override
 from wbpose.app.extras import apply_extras, task_wrapper
-from wbpose.app.resume import remember_wandb_id, resolve_auto_resume
+from wbpose.app.resume import assign_wandb_id, remember_wandb_id, resolve_auto_resume
 from wbpose.app.startup import check_output_dir
 from wbpose.build import (
     build_callbacks,
@@ -33,7 +34,7 @@ from wbpose.metrics.tables import metrics_table, write_metrics_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["apply_cpu_threads", "task_overrides", "train"]
+__all__ = ["apply_cpu_threads", "keep_cpu_processes", "task_overrides", "train"]
 
 
 def apply_cpu_threads(cfg: DictConfig) -> None:
@@ -54,6 +55,27 @@ def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
+def keep_cpu_processes(cfg: DictConfig, overrides: list[str]) -> None:
+    """Under ``debug=...`` (one CPU process: ``devices: 1``), keep the processes of a CPU trainer option that asks
+    for several (``trainer=ddp_sim`` / ``ddp_cpu``: 2), unless ``trainer.devices`` is on the command line."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or any(parse_override(o)[0] == "trainer.devices" for o in overrides):
+        return
+    choices = HydraConfig.get().runtime.choices
+    debug, trainer_option = choices.get("debug"), choices.get("trainer")
+    option_file = CONFIG_DIR / "trainer" / f"{trainer_option}.yaml"
+    if not debug or not trainer_option or not option_file.is_file():
+        return
+    option = OmegaConf.load(option_file)
+    devices = option.get("devices")
+    several = isinstance(devices, int) and devices > 1
+    if option.get("accelerator") == "cpu" and several and cfg.trainer.devices != devices:
+        log.info("debug=%s with trainer=%s: keeping its %d CPU processes", debug, trainer_option, devices)
+        with open_dict(cfg):
+            cfg.trainer.devices = devices
+
+
 def check_resume_checkpoint(cfg: DictConfig) -> None:
     """Fail clearly when ``cfg.ckpt_path`` is missing or was trained with another architecture."""
     path = cfg.get("ckpt_path")
@@ -64,6 +86,17 @@ def check_resume_checkpoint(cfg: DictConfig) -> None:
     checkpoint = read_checkpoint(path)  # weights_only: never runs code from the file
     # its stored config is checked as data (refused if it names code outside the project) before Lightning opens it
     check_same_arch(model_arch(cfg), config_arch(embedded_config(checkpoint, source=path)), str(path))
+
+
+def _without_progress_bars(callbacks: list[Any]) -> list[Any]:
+    """``callbacks`` less its progress bars: ``trainer.enable_progress_bar=false`` alone turns the bar off (Lightning
+    refuses a progress-bar callback with it)."""
+    from pytorch_lightning.callbacks import ProgressBar
+
+    kept = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
+    if len(kept) < len(callbacks):
+        log.info("trainer.enable_progress_bar=false: progress bar callback left out")
+    return kept
 
 
 def _best_checkpoint(trainer: pl.Trainer, monitor: str | None) -> str | None:
@@ -101,6 +134,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
     check_output_dir(cfg.paths.output_dir)  # writable, before anything is written there
     apply_extras(cfg)
     resolve_auto_resume(cfg, task_overrides())
+    keep_cpu_processes(cfg, task_overrides())
     apply_cpu_threads(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
@@ -113,6 +147,9 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
     if cfg.get("train", True):
         check_output_dir(cfg.paths.output_dir, module.model)  # room for the checkpoints
     callbacks = build_callbacks(cfg)
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = _without_progress_bars(callbacks)
+    assign_wandb_id(cfg)  # known before wandb starts: kept for ckpt_path=auto
     loggers = build_loggers(cfg)
     remember_wandb_id(cfg, loggers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

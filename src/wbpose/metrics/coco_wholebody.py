@@ -106,8 +106,8 @@ class CocoWholeBodyMetric(Metric):
         keypoint_score_thr: Keypoints with a score above this count in the instance score.
         nms_thr: OKS-NMS threshold (a candidate is dropped if its OKS with a kept one is greater).
         use_area: ``COCOeval(..., use_area)``; MMPose uses True (the GT ``area``).
-        num_procs: Workers. Fast engine: it evaluates in this process; N > 1 writes the results json in a forked
-            worker meanwhile. xtcocotools engine: worker processes for the six evaluations (``None``: usable cores /
+        num_procs: Workers. Fast engine: it evaluates in this process; N > 1 writes the results json in a thread
+            meanwhile. xtcocotools engine: worker processes for the six evaluations (``None``: usable cores /
             local ranks, at most 6; 1: sequential). The numbers do not depend on it.
         verbose: Print xtcocotools' summary tables.
         engine: "fast" (numpy on arrays, the default) or "xtcocotools" (the reference); same numbers.

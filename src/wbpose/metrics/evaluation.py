@@ -22,37 +22,39 @@ Decisions:
   real data, that is the plain mean.
 - No predictions at all is not an error: the real evaluation runs on an empty result set and gives 0 wherever
   ground truth exists.
-- Speed: the six runs use forked worker processes that inherit the loaded ground truth and results from the
-  parent (nothing is pickled but the ten stats); the parent writes the results json meanwhile. Workers capture
-  xtcocotools' prints, which are shown only when ``verbose``. Forking costs a few percent of worker CPU (copy-on-
-  write), but the six runs finish sooner in parallel (figures: README, ``benchmarks/metric.py``), so the default
-  is as many workers as usable cores (per local rank, at most 6); ``num_procs=1`` runs them in this process
-  (also the fallback where fork is unavailable or workers fail).
+- Speed: the six runs use worker processes, fresh interpreters started with ``subprocess`` (never a plain fork
+  of the caller: forking a process with threads, such as a trainer with loader, logger or OpenMP threads, can
+  leave the child stuck on a lock held by a thread that no longer exists, and a spawned or fork-server child
+  would re-run the caller's main script). Each worker receives the ground truth and results once (pickled on
+  its stdin), evaluates its share of the parts and returns their stats; the parent writes the results json
+  meanwhile. Workers capture xtcocotools' prints, which are shown only when ``verbose``. The default is as many
+  workers as usable cores (per local rank, at most 6); ``num_procs=1`` runs them in this process (also the
+  fallback for the parts of a worker that fails).
+- Results files are written atomically and readable by others (mode 0666 less the umask, as ``open`` gives).
 - The results json keeps every float at full precision (shortest round-trip repr), so a direct xtcocotools run on
   the file gives the same numbers. The fast path encodes arrays with ``orjson`` (each part's (N, 3k) block at
   once); the list-of-dicts path with ``pydantic_core.to_json`` when importable, else with ``json``.
 - The fast engine evaluates the six parts together in this process (they share the pairs and OKS terms); with
-  ``num_procs`` > 1 the results json is written by a forked worker meanwhile. Results files are decoded into arrays
+  ``num_procs`` > 1 the results json is written by a thread meanwhile. Results files are decoded into arrays
   in pieces (no Python object per result survives a piece).
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import itertools
 import json
 import mmap
-import multiprocessing as mp
 import os
+import pickle
 import re
+import subprocess
 import sys
 import tempfile
+import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +67,7 @@ from wbpose.data.coco_files import CocoArrays, load_coco, parse_annotation_file,
 from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES, sigmas_array
 from wbpose.metrics import cocoeval
 from wbpose.metrics.cocoeval import KeypointResults
+from wbpose.metrics.files import write_atomic
 
 if TYPE_CHECKING:  # the reference engine's objects; xtcocotools is imported where that engine runs
     from xtcocotools.coco import COCO
@@ -85,9 +88,6 @@ POOL_ORDER: tuple[str, ...] = ("wholebody", "face", "lefthand", "righthand", "fo
 #: Result fields kept when reading a results file (MMPose 0.x adds center/scale; part scores are optional).
 _RESULT_FIELDS = ("image_id", "category_id", *PART_FIELDS.values(), "score")
 _PART_SCORE_FIELDS = ("foot_score", "face_score", "lefthand_score", "righthand_score", "wholebody_score")
-
-# (coco_gt, coco_dt) of the evaluation in flight; forked workers inherit it instead of unpickling anything.
-_SHARED: tuple[COCO, COCO] | None = None
 
 
 @contextlib.contextmanager
@@ -136,15 +136,68 @@ def evaluate_part(coco_gt: COCO, coco_dt: COCO, part: str, use_area: bool = True
     return np.asarray(coco_eval.stats, dtype=np.float64), out.getvalue()
 
 
-def _evaluate_shared(part: str, use_area: bool) -> tuple[str, np.ndarray, str]:
-    """Worker entry point: evaluate ``part`` on the inherited ``_SHARED`` objects."""
-    coco_gt, coco_dt = _SHARED
-    stats, text = evaluate_part(coco_gt, coco_dt, part, use_area)
-    return part, stats, text
+#: What a worker interpreter runs (``python -c``); a test replaces it to simulate a dying worker.
+_WORKER_CODE = "from wbpose.metrics.evaluation import _worker_main; _worker_main()"
 
 
-def _can_fork() -> bool:
-    return "fork" in mp.get_all_start_methods() and not mp.current_process().daemon
+def _worker_main() -> None:
+    """Worker entry point (a fresh interpreter): read ``(coco_gt, coco_dt, use_area)`` pickled on stdin, evaluate
+    the parts named in ``argv[2:]`` and pickle ``{part: (stats, text)}`` to the file ``argv[1]``."""
+    coco_gt, coco_dt, use_area = pickle.load(sys.stdin.buffer)
+    out = {part: evaluate_part(coco_gt, coco_dt, part, use_area) for part in sys.argv[2:]}
+    with open(sys.argv[1], "wb") as f:
+        pickle.dump(out, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _worker_parts(workers: int) -> list[list[str]]:
+    """:data:`POOL_ORDER` (longest first) dealt to ``workers`` in a snake order, so their loads come out even."""
+    groups: list[list[str]] = [[] for _ in range(workers)]
+    for i, part in enumerate(POOL_ORDER):
+        row, col = divmod(i, workers)
+        groups[col if row % 2 == 0 else workers - 1 - col].append(part)
+    return [g for g in groups if g]
+
+
+def _evaluate_in_workers(
+    coco_gt: COCO, coco_dt: COCO, workers: int, use_area: bool, background: Callable[[], object] | None
+) -> dict[str, tuple[np.ndarray, str]]:
+    """Evaluate the parts in ``workers`` fresh interpreters (``subprocess``: fork and exec at once, so nothing of
+    this process -- its threads, their locks -- is carried over); ``background()`` runs here meanwhile. Returns
+    what the workers delivered (a failed worker's parts are missing, with a warning)."""
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding wbpose/: importable as here
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    payload = pickle.dumps((coco_gt, coco_dt, use_area), protocol=pickle.HIGHEST_PROTOCOL)
+    outputs: dict[str, tuple[np.ndarray, str]] = {}
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="wbpose_eval_") as tmp:
+        procs = []
+        for k, parts in enumerate(_worker_parts(workers)):
+            out = Path(tmp) / f"worker{k}.pkl"
+            cmd = [sys.executable, "-c", _WORKER_CODE, str(out), *parts]
+            try:
+                proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+                procs.append((proc, out, parts))
+                proc.stdin.write(payload)
+                proc.stdin.close()
+            except OSError as err:  # e.g. a worker that died before reading its input
+                failures.append(f"{parts}: {err!r}")
+        try:
+            if background is not None:
+                background()
+        finally:
+            for proc, out, parts in procs:
+                code = proc.wait()
+                if code == 0 and out.is_file():
+                    with open(out, "rb") as f:
+                        outputs.update(pickle.load(f))
+                elif not any(str(parts) in failure for failure in failures):
+                    failures.append(f"{parts}: exit status {code}")
+    if failures:
+        warnings.warn(
+            f"evaluation workers failed ({'; '.join(failures)}); running the remaining parts sequentially",
+            stacklevel=3,
+        )
+    return outputs
 
 
 def evaluate_parts(
@@ -155,7 +208,7 @@ def evaluate_parts(
     verbose: bool = False,
     background: Callable[[], object] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run the six evaluations, in forked worker processes when ``num_procs`` > 1.
+    """Run the six evaluations, in worker processes (fresh interpreters) when ``num_procs`` > 1.
 
     Args:
         coco_gt: Ground truth.
@@ -168,33 +221,11 @@ def evaluate_parts(
     Returns:
         ``{part: stats (10,)}`` for the six evaluated parts.
     """
-    global _SHARED
     num_procs = default_num_procs() if num_procs is None else max(1, int(num_procs))
     outputs: dict[str, tuple[np.ndarray, str]] = {}
-    if num_procs > 1 and _can_fork():
-        _SHARED = (coco_gt, coco_dt)
-        try:
-            workers = min(num_procs, len(EVAL_PARTS))
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
-                # Frozen objects are never scanned by the workers' garbage collector, so the inherited ground
-                # truth and results are not copied page by page (copy-on-write) in every worker.
-                gc.freeze()
-                try:
-                    futures = [pool.submit(_evaluate_shared, part, use_area) for part in POOL_ORDER]
-                finally:
-                    gc.unfreeze()
-                if background is not None:
-                    background()
-                    background = None
-                for future in futures:
-                    part, stats, text = future.result()
-                    outputs[part] = (stats, text)
-        except (BrokenProcessPool, OSError) as err:  # e.g. a worker killed for memory: finish in this process
-            warnings.warn(
-                f"evaluation workers failed ({err!r}); running the remaining parts sequentially", stacklevel=2
-            )
-        finally:
-            _SHARED = None
+    if num_procs > 1:
+        outputs = _evaluate_in_workers(coco_gt, coco_dt, min(num_procs, len(EVAL_PARTS)), use_area, background)
+        background = None
     if background is not None:
         background()
     for part in EVAL_PARTS:
@@ -252,29 +283,9 @@ def dumps_results(results: list[dict]) -> bytes:
     return json.dumps(results, separators=(",", ":")).encode()
 
 
-def _write_atomic(path: str | Path, data: bytes | Iterable[bytes]) -> Path:
-    """Write ``data`` (bytes, or pieces of bytes in order) atomically (temporary file in the same folder, then
-    ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(data, bytes | bytearray):
-                f.write(data)
-            else:
-                f.writelines(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def write_results(path: str | Path, results: list[dict]) -> Path:
     """Write the results json atomically (temporary file in the same folder, then ``os.replace``)."""
-    return _write_atomic(path, dumps_results(results))
+    return write_atomic(path, dumps_results(results))
 
 
 def load_results(coco_gt: COCO, results: list[dict]) -> COCO:
@@ -454,7 +465,7 @@ def dumps_results_arrays(results: KeypointResults) -> bytes:
 def write_results_arrays(path: str | Path, results: KeypointResults) -> Path:
     """Write the results json of arrays atomically (temporary file in the same folder, then ``os.replace``), piece
     by piece (the 0.7 GB text of the full val set is never held whole)."""
-    return _write_atomic(path, _results_json_pieces(results))
+    return write_atomic(path, _results_json_pieces(results))
 
 
 class _Result(msgspec.Struct, gc=False):
@@ -698,13 +709,23 @@ def _summary_text(stats: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
-# The results whose json a forked writer is writing; the writer inherits them.
-_FAST_SHARED: KeypointResults | None = None
+class _Writer(threading.Thread):
+    """Writes the results json in a thread (the arrays are shared, nothing is copied); keeps the error, if any."""
+
+    def __init__(self, path: str | Path, results: KeypointResults) -> None:
+        super().__init__(name="wbpose-results-writer", daemon=True)
+        self.path, self.results, self.error = path, results, None
+
+    def run(self) -> None:
+        try:
+            _write_shared_results(self.path, self.results)
+        except BaseException as err:  # reported (and the file written again) by the caller
+            self.error = err
 
 
-def _write_shared_results(path: str) -> None:
-    """Forked worker entry point: write the results json of the inherited results to ``path``."""
-    write_results_arrays(path, _FAST_SHARED)
+def _write_shared_results(path: str | Path, results: KeypointResults) -> None:
+    """The writer thread's work: the results json of ``results`` at ``path``."""
+    write_results_arrays(path, results)
 
 
 def evaluate_fast(
@@ -717,36 +738,25 @@ def evaluate_fast(
     """The six evaluations with the fast engine (``{part: stats (10,)}``), writing ``results_file`` meanwhile.
 
     The six parts are evaluated together in this process (they share the results' pairs with the ground truth and
-    the point-wise OKS terms). With ``num_procs`` > 1 the results json is written by a forked worker meanwhile (it
-    inherits the arrays; if it fails, the json is written here); ``None`` or 1 writes it here afterwards. (Two threads
-    splitting the OKS and matching by image did not shorten them on the shared 2-core machine: numpy's many small
-    operations hold the GIL.)
+    the point-wise OKS terms). With ``num_procs`` > 1 the results json is written by a thread meanwhile (it shares
+    the arrays; its file writes release the GIL; if it fails, the json is written here); ``None`` or 1 writes it
+    here afterwards. No process is forked: the caller may be a trainer with threads, whose forked child can hang on
+    a lock one of them held. (Two threads splitting the OKS and matching by image did not shorten them on the
+    shared 2-core machine: numpy's many small operations hold the GIL.)
     """
-    global _FAST_SHARED
     workers = 1 if num_procs is None else max(1, int(num_procs))
-    writer, pool = None, None
-    if results_file is not None and workers > 1 and _can_fork():
-        _FAST_SHARED = results
-        pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
-        gc.freeze()  # the inherited objects are never scanned (copied page by page) by the worker's collector
-        try:
-            writer = pool.submit(_write_shared_results, str(results_file))
-        finally:
-            gc.unfreeze()
-    try:
-        stats = cocoeval.evaluate_parts(gt, results, tuple(EVAL_PARTS), use_area)
-        if writer is not None:
-            try:
-                writer.result()
-            except (BrokenProcessPool, OSError) as err:
-                warnings.warn(f"results json writer failed ({err!r}); writing it here", stacklevel=2)
-                writer = None
-        if results_file is not None and writer is None:
-            write_results_arrays(results_file, results)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-        _FAST_SHARED = None
+    writer = None
+    if results_file is not None and workers > 1:
+        writer = _Writer(results_file, results)
+        writer.start()
+    stats = cocoeval.evaluate_parts(gt, results, tuple(EVAL_PARTS), use_area)
+    if writer is not None:
+        writer.join()
+        if writer.error is not None:
+            warnings.warn(f"results json writer failed ({writer.error!r}); writing it here", stacklevel=2)
+            writer = None
+    if results_file is not None and writer is None:
+        write_results_arrays(results_file, results)
     return {part: stats[part] for part in EVAL_PARTS}
 
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from wbpose.metrics.files import write_atomic
+
 __all__ = [
     "PART_COLUMNS",
     "format_table",
@@ -112,12 +114,10 @@ def sweep_table(groups: Mapping[str, Sequence[Mapping[str, Any]]], digits: int =
 
 
 def write_metrics_json(path: str | Path, metrics: Mapping[str, Any], **extra: Any) -> Path:
-    """Write ``{"metrics": {...}, **extra}`` as JSON (floats only in ``metrics``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``{"metrics": {...}, **extra}`` as JSON (floats only in ``metrics``), atomically, with the mode a new
+    file gets under the umask (:func:`wbpose.metrics.files.write_atomic`)."""
     payload = {"metrics": {k: float(v) for k, v in metrics.items()}, **extra}
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    return path
+    return write_atomic(path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 def read_metrics_json(path: str | Path) -> dict[str, float]:
