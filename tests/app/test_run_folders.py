@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from wbpose.app.config import CONFIG_DIR
 from wbpose.app.startup import RUN_KEY_FILE, claim_run_folder, clear_previous_run
 
-_SLURM = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
+_SLURM = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "TORCHELASTIC_RUN_ID")
 
 
 def _folders(overrides: tuple[str, ...] = ()) -> tuple[str, str]:
@@ -44,6 +44,15 @@ def test_slurm_ids_name_the_folder(monkeypatch) -> None:
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
     run_dir, sweep_dir = _folders()
     assert run_dir.endswith("_4200_7") and sweep_dir.endswith("_4200_7")
+
+
+def test_torchrun_ranks_share_the_rendezvous_id(monkeypatch) -> None:
+    for name in _SLURM:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # plain torchrun without --rdzv-id: nothing shared to use
+    assert _folders()[0] != _folders()[0]
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "3f2c9a1e-77aa-4b0e-9d1c-5a0e2b7c1d00")  # --standalone draws a uuid
+    assert _folders()[0].endswith("_3f2c9a1e") and _folders()[1].endswith("_3f2c9a1e")
 
 
 @pytest.mark.parametrize("left", [RUN_KEY_FILE, "checkpoints/last.ckpt", "csv/metrics.csv", "metrics.json"])

@@ -9,8 +9,8 @@ Importing this module registers the resolvers the configs use:
 - ``${sweep_group:}``: the multirun folder's name in a sweep (wandb groups a sweep's runs by it), else null;
 - ``${run_name:}``: the job's overrides (``input=256x192,seed=1``), else null: each wandb run says what it varied;
 - ``${run_id:}``: what makes a run folder's name unique beside its start time: ``<array job>_<task>`` in a SLURM
-  array, ``<job id>`` in another SLURM job, else six random hex digits. Drawn once per composed config (Hydra
-  copies it to a sweep's jobs), so two runs started in the same second never share a folder.
+  array, ``<job id>`` in another SLURM job, torchrun's rendezvous id, else six random hex digits. Drawn once per
+  composed config (Hydra copies it to a sweep's jobs), so two runs started in the same second never share a folder.
 """
 
 from __future__ import annotations
@@ -83,11 +83,18 @@ def _run_name() -> str | None:
 
 
 def run_id() -> str:
-    """The unique part of a run folder's name: SLURM's array job and task ids, its job id, else 6 random hex digits."""
+    """The unique part of a run folder's name: SLURM's array job and task ids, its job id, torchrun's rendezvous id
+    (``--rdzv-id`` or ``--standalone``), else 6 random hex digits."""
     array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     if array_job and task:
         return f"{array_job}_{task}"
-    return os.environ.get("SLURM_JOB_ID") or secrets.token_hex(3)
+    if os.environ.get("SLURM_JOB_ID"):
+        return os.environ["SLURM_JOB_ID"]
+    # torchrun's rendezvous id is shared by every rank of one launch ("none" unless --rdzv-id or --standalone)
+    elastic = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    if elastic != "none":
+        return elastic.replace("-", "")[:8]
+    return secrets.token_hex(3)
 
 
 def register_resolvers() -> None:
