@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.wbpose-installed
 PYTEST_ARGS ?= -m "not slow and not gpu"
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo test test-all lint docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	# xtcocotools' wheel is built against numpy 1; build it from source against the installed numpy 2.
 	$(BIN)/pip install -q "numpy>=2" cython
 	$(BIN)/pip install -q --no-binary xtcocotools --no-build-isolation xtcocotools
-	$(BIN)/pip install -q -e ".[dev,onnx]"
+	# the same extras as the README's Install section
+	$(BIN)/pip install -q -e ".[dev,onnx,docs]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -35,6 +36,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests scripts benchmarks
 	$(BIN)/python scripts/check_layers.py
 
+## The documentation site (mkdocs-material) into site/; --strict: a broken link or a page missing from nav fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/codecs.py
 	$(BIN)/python benchmarks/model.py
@@ -42,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/metric.py
 
 clean:
-	rm -rf $(VENV) outputs multirun data/synthetic
+	rm -rf $(VENV) outputs multirun data/synthetic site

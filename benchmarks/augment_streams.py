@@ -1,4 +1,4 @@
-"""The demo's foot AP across augmentation streams and seeds (README "The demo").
+"""The demo's foot AP across augmentation streams and seeds (docs/benchmarks.md, "The demo's foot AP over seeds").
 
 Modes:
 

@@ -1,8 +1,8 @@
 """CPU-time split of the video path (robust to load): per-stage thread CPU ms/frame, process CPU of pipeline vs floor.
 
-Usage: ``python benchmarks/video_cpu_split.py [tiny|w32] [reps]`` (the figures of the README's video paragraph).
+Usage: ``python benchmarks/video_cpu_split.py [tiny|w32] [reps]`` (the figures of docs/benchmarks.md#video-path).
 """
-# ruff: noqa: E402, E501, E701, B007  (a measuring script kept as it was run; see the README video paragraph)
+# ruff: noqa: E402, E501, E701, B007  (a measuring script kept as it was run; see docs/benchmarks.md#video-path)
 
 import os
 import sys

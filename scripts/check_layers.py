@@ -1,5 +1,9 @@
 """Check the import layers of the ``wbpose`` package: no upward import, no import cycle, every module placed.
 
+It also checks the map of the code, ``docs/architecture.md``: its module table must have one row per module of the
+package, ``| `wbpose.a.b` | <layer number> <layer name> | ... |``, with the layer of ``LAYERS``, and no row for a
+module that no longer exists.
+
 A module may import modules of its own layer or of a lower one (``LAYERS`` below, top to bottom), and the module
 import graph must have no cycle. Every ``import wbpose...`` / ``from wbpose... import ...`` (and relative import)
 counts, at module level and inside functions alike, except those under ``if TYPE_CHECKING:``.
@@ -12,14 +16,15 @@ How imports map to modules:
   own submodules is normal, and a submodule importing a sibling by its full name would otherwise always close a
   cycle through the ``__init__``).
 
-Usage: ``python scripts/check_layers.py [--package-dir src/wbpose]``; exit status 1 on any violation. Tests load
-``check(package_dir)`` from this file with importlib.
+Usage: ``python scripts/check_layers.py [--package-dir src/wbpose] [--doc docs/architecture.md]``; exit status 1 on
+any violation. Tests load ``check(package_dir, doc_page)`` from this file with importlib.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +61,11 @@ LAYERS: dict[str, tuple[int, str]] = {
 }
 
 DEFAULT_PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / PACKAGE
+#: The map of the code: one module-table row per module (``doc_violations``).
+DEFAULT_DOC_PAGE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+
+#: A module-table row of the map: ``| `wbpose.a.b` | 3 glue | ... |`` (the layer cell starts with its number).
+_DOC_ROW = re.compile(r"^\|\s*`(wbpose(?:\.\w+)*)`\s*\|\s*(\d+)?[^|]*\|")
 
 
 class Import(NamedTuple):
@@ -236,9 +246,48 @@ def analyse(package_dir: Path) -> tuple[list[str], int, int]:
     return violations, len(modules), len(imports)
 
 
-def check(package_dir: Path) -> list[str]:
-    """The layer violations of the package in ``package_dir`` (empty when it is clean)."""
-    return analyse(package_dir)[0]
+def doc_violations(package_dir: Path, doc_page: Path) -> list[str]:
+    """What the module table of ``doc_page`` gets wrong about the package in ``package_dir`` (empty when right).
+
+    Every module needs a row ``| `wbpose.a.b` | <layer> <name> | ... |`` whose layer number is the one ``LAYERS``
+    gives it; a row naming a module that does not exist (moved, renamed, removed) is reported too.
+    """
+    doc_page = Path(doc_page)
+    if not doc_page.is_file():
+        return [f"{_display(doc_page)}: the map of the code is missing (every module needs a row in its module table)"]
+    rows: dict[str, tuple[int, int | None]] = {}
+    for number, line in enumerate(doc_page.read_text(encoding="utf-8").splitlines(), start=1):
+        match = _DOC_ROW.match(line.strip())
+        if match:
+            rows.setdefault(match.group(1), (number, int(match.group(2)) if match.group(2) else None))
+    modules = module_files(Path(package_dir))
+    where = _display(doc_page)
+    violations: list[str] = []
+    for module in modules:
+        layer = layer_of(module)
+        if module not in rows:
+            cell = f"{layer[0]} {layer[1]}" if layer else "<layer>"
+            violations.append(
+                f"{where}: {module} is missing from the module table: add the row "
+                f"| `{module}` | {cell} | <what it holds> |"
+            )
+        elif layer is not None and rows[module][1] != layer[0]:
+            line, written = rows[module]
+            violations.append(
+                f"{where}:{line}: {module} is listed in layer {written}, but LAYERS places it in layer {layer[0]} "
+                f"{layer[1]}"
+            )
+    for module, (line, _) in sorted(rows.items(), key=lambda item: item[1][0]):
+        if module not in modules:
+            violations.append(f"{where}:{line}: {module} is listed in the module table but there is no such module")
+    return violations
+
+
+def check(package_dir: Path, doc_page: Path | None = None) -> list[str]:
+    """The layer violations of the package in ``package_dir`` (empty when it is clean), and with ``doc_page`` what
+    that map of the code gets wrong about it (:func:`doc_violations`)."""
+    violations = analyse(package_dir)[0]
+    return violations + (doc_violations(package_dir, doc_page) if doc_page is not None else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,16 +295,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--package-dir", type=Path, default=DEFAULT_PACKAGE_DIR, help=f"default: {_display(DEFAULT_PACKAGE_DIR)}"
     )
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=DEFAULT_DOC_PAGE,
+        help=f"the map whose module table must list every module (default: {_display(DEFAULT_DOC_PAGE)})",
+    )
     args = parser.parse_args(argv)
     if not (args.package_dir / "__init__.py").is_file():
         parser.error(f"{args.package_dir} is not a package directory (no __init__.py)")
     violations, n_modules, n_imports = analyse(args.package_dir)
+    violations += doc_violations(args.package_dir, args.doc)
     for violation in violations:
         print(violation)
     if violations:
         print(f"{len(violations)} violation(s) in {n_modules} modules, {n_imports} imports", file=sys.stderr)
         return 1
-    print(f"ok: {n_modules} modules, {n_imports} imports, no upward import, no cycle")
+    print(
+        f"ok: {n_modules} modules, {n_imports} imports, no upward import, no cycle, "
+        f"every module in {_display(args.doc)}"
+    )
     return 0
 
 

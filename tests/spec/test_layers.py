@@ -108,3 +108,53 @@ def test_unplaced_module_is_reported(package_copy: Path) -> None:
     (package_copy / "newpkg" / "__init__.py").write_text('"""Not in the layer table yet."""\n', encoding="utf-8")
     violations = check_layers.check(package_copy)
     assert len(violations) == 1 and "wbpose.newpkg is in no layer" in violations[0], violations
+
+
+DOC_PAGE = REPO_ROOT / "docs" / "architecture.md"
+
+
+def _page_without(tmp_path: Path, module: str) -> Path:
+    """A copy of the architecture page without the module-table row of ``module``."""
+    lines = DOC_PAGE.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith(f"| `{module}` |")]
+    assert len(kept) == len(lines) - 1, f"expected exactly one row for {module}"
+    page = tmp_path / "architecture.md"
+    page.write_text("".join(kept), encoding="utf-8")
+    return page
+
+
+def test_real_doc_page_lists_every_module() -> None:
+    assert check_layers.doc_violations(PACKAGE_DIR, DOC_PAGE) == []
+    assert check_layers.check(PACKAGE_DIR, DOC_PAGE) == []
+
+
+def test_module_missing_from_doc_page_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    page = _page_without(tmp_path, "wbpose.codecs.dark_refine")
+    violations = check_layers.doc_violations(PACKAGE_DIR, page)
+    assert len(violations) == 1, violations
+    assert "wbpose.codecs.dark_refine is missing from the module table" in violations[0]
+    assert "| `wbpose.codecs.dark_refine` | 1 domain |" in violations[0]  # the row to add, with its layer
+    assert check_layers.main(["--package-dir", str(PACKAGE_DIR), "--doc", str(page)]) == 1
+    assert "wbpose.codecs.dark_refine is missing" in capsys.readouterr().out
+
+
+def test_doc_page_wrong_layer_and_stale_row_are_reported(tmp_path: Path) -> None:
+    text = DOC_PAGE.read_text(encoding="utf-8")
+    assert "| `wbpose.build` | 2 build |" in text
+    text = text.replace("| `wbpose.build` | 2 build |", "| `wbpose.build` | 3 glue |")
+    text += "\n| `wbpose.gone.module` | 1 domain | moved away |\n"
+    page = tmp_path / "architecture.md"
+    page.write_text(text, encoding="utf-8")
+    violations = check_layers.doc_violations(PACKAGE_DIR, page)
+    assert len(violations) == 2, violations
+    assert "wbpose.build is listed in layer 3, but LAYERS places it in layer 2 build" in violations[0]
+    assert "wbpose.gone.module is listed in the module table but there is no such module" in violations[1]
+
+
+def test_new_module_needs_a_doc_row(package_copy: Path) -> None:
+    # the copy holds conf/ as a real folder (the checkout's src/wbpose/conf is a symlink, not walked): drop it
+    shutil.rmtree(package_copy / "conf")
+    (package_copy / "codecs" / "simcc.py").write_text('"""A new codec."""\n', encoding="utf-8")
+    assert check_layers.check(package_copy) == []  # placed by its prefix, imports fine
+    violations = check_layers.check(package_copy, DOC_PAGE)
+    assert len(violations) == 1 and "wbpose.codecs.simcc is missing from the module table" in violations[0]

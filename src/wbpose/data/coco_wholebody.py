@@ -2,7 +2,7 @@
 
 The instances come from :func:`wbpose.data.annotations.load_instances` (MMPose 1.x parsing and filtering rules,
 docs/conventions.md#annotations); the per-sample pipeline is MMPose 1.x's (docs/conventions.md#augmentation),
-built from ``wbpose.data.transforms`` and ``wbpose.data.augment``. A sample is the dict of ``docs/ARCHITECTURE.md``.
+built from ``wbpose.data.transforms`` and ``wbpose.data.augment``. A sample is the dict of ``docs/architecture.md``.
 
 Speed (``benchmarks/data_pipeline.py``): a batch is built stage by stage (all annotation work, then decode + warp +
 normalise per image), the image stays BGR until the fused normalisation, a flip is folded into the warp matrix,

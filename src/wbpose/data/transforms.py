@@ -9,7 +9,7 @@ docs/conventions.md#augmentation), re-implemented for speed:
 3. :class:`TopdownAffine`: aspect fix to ``input_wh``, one ``cv2.warpAffine`` and the same matrix on the keypoints;
 4. optional photometric augmentation on the crop (``wbpose.data.augment.PhotometricAugment``);
 5. :class:`GenerateTarget`: heatmaps and weights from the codec (train only);
-6. :func:`normalize_image` + :func:`pack_sample`: the sample dict of ``docs/ARCHITECTURE.md``.
+6. :func:`normalize_image` + :func:`pack_sample`: the sample dict of ``docs/architecture.md``.
 
 ``CocoWholeBodyDataset`` runs the annotation half (2, the geometry of 3, and 5) before decoding the JPEG and the
 pixel half (the warp of 3, 4, 6) after it; the result is the same as running 1-6 in order.
@@ -241,7 +241,7 @@ def denormalize_image(image_chw: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def pack_sample(sample: TopdownSample) -> dict[str, torch.Tensor]:
-    """Turn a warped sample into the sample dict of ``docs/ARCHITECTURE.md`` (torch tensors, no copies).
+    """Turn a warped sample into the sample dict of ``docs/architecture.md`` (torch tensors, no copies).
 
     Reads: ``image_chw`` (or ``image`` and ``bgr``), ``center_xy``, ``scale_wh``, ``instance_id``, ``image_id``,
     ``bbox_score``, and, when targets were built, ``heatmaps``, ``weights``, ``keypoints_xy``, ``visible``.

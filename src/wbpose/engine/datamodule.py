@@ -1,6 +1,6 @@
 """LightningDataModule for COCO-WholeBody: augmented GT-box training crops, detector-box validation crops.
 
-Layout of a dataset root (real or synthetic, identical; ``docs/ARCHITECTURE.md``)::
+Layout of a dataset root (real or synthetic, identical; ``docs/architecture.md``)::
 
     annotations/coco_wholebody_{train,val}_v1.0.json
     train2017/*.jpg   val2017/*.jpg

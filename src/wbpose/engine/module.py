@@ -1,7 +1,7 @@
 """The LightningModule of top-down heatmap pose estimation: training loss, flip-test evaluation, optimiser and LR
 schedule, and checkpoints that carry their own resolved Hydra config.
 
-Data flow (docs/ARCHITECTURE.md): batch -> ``model`` -> heatmaps -> (flip test) -> ``codec.decode`` on the device
+Data flow (docs/architecture.md): batch -> ``model`` -> heatmaps -> (flip test) -> ``codec.decode`` on the device
 -> ``crop_to_image`` -> ``CocoWholeBodyMetric.update``. Every component is passed in, built from ``conf/`` by
 :func:`wbpose.build.build_module` (also used to rebuild a module from a checkpoint alone).
 """

@@ -1,6 +1,6 @@
 """A learnable synthetic COCO-WholeBody dataset, written in exactly the real file formats.
 
-``generate_dataset(root, ...)`` writes the layout of a real COCO-WholeBody root (docs/ARCHITECTURE.md)::
+``generate_dataset(root, ...)`` writes the layout of a real COCO-WholeBody root (docs/architecture.md)::
 
     root/annotations/coco_wholebody_{train,val}_v1.0.json
     root/train2017/%012d.jpg   root/val2017/%012d.jpg
