@@ -42,7 +42,7 @@ from torch import nn
 
 from wbpose.checkpoints.io import load_checkpoint
 from wbpose.checkpoints.recipes import RECIPES
-from wbpose.codecs import DarkHeatmap, MSRAHeatmap, flip_test_average
+from wbpose.codecs import CODECS, DarkHeatmap, flip_test_average, make_codec
 from wbpose.data.bad_images import read_image_file
 from wbpose.data.transforms import MEAN_RGB, STD_RGB, Normalize, TopdownAffine, TopdownSample
 from wbpose.geometry import bbox_xywh_to_xyxy, bbox_xyxy_to_center_scale, crop_to_image
@@ -64,8 +64,6 @@ __all__ = [
     "to_coco_results",
 ]
 
-#: Codec names accepted by :func:`make_codec` / :meth:`Predictor.from_checkpoint`.
-CODECS = ("msra", "dark")
 #: Channel orders :meth:`Predictor.predict` accepts; "bgr" (what ``cv2.imread`` returns) is the default.
 CHANNEL_ORDERS = ("bgr", "rgb")
 #: Keypoint score threshold of the instance score (MMPose ``keypoint_score_thr``; docs/conventions.md#rescoring).
@@ -184,27 +182,6 @@ def _as_boxes(
     if len(bad):
         raise ValueError(f"boxes must be finite [x, y, w, h] with w, h > 0; box #{bad[0]} is {b[bad[0]].tolist()}")
     return b, scores
-
-
-def make_codec(name: str, image_hw: Sequence[int], blur_kernel: int = 11) -> MSRAHeatmap | DarkHeatmap:
-    """Build a decoding codec for a network input size (heatmaps at stride 4).
-
-    ``sigma`` only affects encoding; it is set as in the recipes (2 up to 256x192, 3 above).
-
-    Args:
-        name: "msra" (argmax + quarter pixel) or "dark" (Taylor refinement after a Gaussian blur).
-        image_hw: network input (height, width), each divisible by 4.
-        blur_kernel: DARK modulation kernel (11 in every published recipe at training time).
-    """
-    h, w = (int(v) for v in image_hw)
-    if h % 4 or w % 4:
-        raise ValueError(f"image_hw must be divisible by the heatmap stride 4, got {(h, w)}")
-    sigma = 2.0 if h <= 256 else 3.0
-    if name == "msra":
-        return MSRAHeatmap((h, w), (h // 4, w // 4), sigma)
-    if name == "dark":
-        return DarkHeatmap((h, w), (h // 4, w // 4), sigma, blur_kernel=blur_kernel)
-    raise ValueError(f"unknown codec {name!r}; choose one of {CODECS}")
 
 
 def _default_device(device: str | torch.device | None) -> torch.device:
@@ -386,11 +363,13 @@ class Predictor:
                 f"ImageNet mean {list(MEAN_RGB)} std {list(STD_RGB)}"
             )
         h, w = meta.input_hw
-        codec: MSRAHeatmap | DarkHeatmap
-        if meta.codec == "dark":
-            codec = DarkHeatmap((h, w), meta.heatmap_hw, meta.sigma, blur_kernel=meta.blur_kernel or 11)
-        else:
-            codec = MSRAHeatmap((h, w), meta.heatmap_hw, meta.sigma)
+        codec = make_codec(
+            "dark" if meta.codec == "dark" else "msra",
+            (h, w),
+            sigma=meta.sigma,
+            heatmap_hw=meta.heatmap_hw,
+            blur_kernel=meta.blur_kernel or 11,
+        )
         log.info("loaded %s (ONNX Runtime, %s) with %r", path, meta.arch or "pose network", codec)
         return cls(network, codec, (w, h), device, flip_test, batch_size, shift_heatmap=meta.shift_heatmap,
                    padding=meta.box_padding, network_flips=meta.flip_test)  # fmt: skip
