@@ -47,8 +47,8 @@ from wbpose.data.bad_images import read_image_file
 from wbpose.data.transforms import MEAN_RGB, STD_RGB, Normalize, TopdownAffine, TopdownSample
 from wbpose.geometry import bbox_xywh_to_xyxy, bbox_xyxy_to_center_scale, crop_to_image
 from wbpose.keypoints import FLIP_INDICES, NUM_KEYPOINTS
-from wbpose.metrics.evaluation import build_results
 from wbpose.metrics.oks import rescore
+from wbpose.metrics.results_io import build_results
 from wbpose.models import build_pose_model
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """xtcocotools' COCO-WholeBody keypoint evaluation, vectorised in numpy on arrays: the same numbers, bit for bit.
 
-:func:`evaluate_part` computes what ``COCOeval(gt, dt, 'keypoints_<part>', sigmas, use_area)`` followed by
+:func:`evaluate_part_fast` computes what ``COCOeval(gt, dt, 'keypoints_<part>', sigmas, use_area)`` followed by
 ``evaluate()``, ``accumulate()`` and ``summarize()`` computes (xtcocotools 1.14, ``cocoeval.py``), from the
 ground truth as :class:`~wbpose.data.coco_files.CocoArrays` and the results as :class:`KeypointResults`, with no
 Python object per prediction. Every rule of the reference is kept (docs/conventions.md#evaluation):
@@ -591,15 +591,15 @@ def _evaluate_category(
     return results
 
 
-def evaluate_parts(
-    gt: CocoArrays, dt: KeypointResults, parts: tuple[str, ...] = tuple(EVAL_PARTS), use_area: bool = True
+def evaluate_parts_fast(
+    gt: CocoArrays, dt: KeypointResults, parts: tuple[str, ...] = tuple(EVAL_PARTS), *, use_area: bool = True
 ) -> dict[str, np.ndarray]:
     """The ten xtcocotools stats of each part: ``{part: (AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl)}``.
 
     Args:
         gt: Ground truth (all images of the file are evaluated, as ``params.imgIds``).
         dt: Results; every image id must be one of ``gt``'s (see
-            :func:`wbpose.metrics.evaluation.check_image_ids`).
+            :func:`wbpose.metrics.evaluation.check_image_ids_arrays`).
         parts: Any of body, foot, face, lefthand, righthand, wholebody.
         use_area: ``COCOeval(..., use_area)`` (MMPose: True).
 
@@ -622,6 +622,6 @@ def evaluate_parts(
     return {part: _summarize(precision[part], recall[part]) for part in parts}
 
 
-def evaluate_part(gt: CocoArrays, dt: KeypointResults, part: str, use_area: bool = True) -> np.ndarray:
-    """The ten xtcocotools stats of one part (see :func:`evaluate_parts`)."""
-    return evaluate_parts(gt, dt, (part,), use_area)[part]
+def evaluate_part_fast(gt: CocoArrays, dt: KeypointResults, part: str, *, use_area: bool = True) -> np.ndarray:
+    """The ten xtcocotools stats of one part (see :func:`evaluate_parts_fast`)."""
+    return evaluate_parts_fast(gt, dt, (part,), use_area=use_area)[part]
