@@ -7,8 +7,9 @@
 - :mod:`~wbpose.inference.tracking`: ``PoseTracker`` (detector every N frames, boxes from poses, track ids);
 - :mod:`~wbpose.inference.pipeline`: ``run`` (frames -> poses -> annotated video or PNGs + results json);
 - :mod:`~wbpose.inference.writers`: video/PNG outputs, the background writer;
-- :mod:`~wbpose.inference.export` / :mod:`~wbpose.inference.onnx_runtime`: ONNX export and its contract;
-- :mod:`~wbpose.inference.synthetic_video`: a synthetic video with known poses (tests, benchmarks).
+- :mod:`~wbpose.inference.export` / :mod:`~wbpose.inference.onnx_runtime`: ONNX export and its contract.
+
+The synthetic video with known poses that tests and benchmarks run this on is :mod:`wbpose.synthetic.video`.
 
 Drawing lives in :mod:`wbpose.visualize`. Names are imported on first use, so ``wbpose.inference.sources`` (or a
 mistyped path checked by a script) does not wait for torch.
