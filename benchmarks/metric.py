@@ -37,8 +37,8 @@ from helpers.predictions import detector_like_predictions  # noqa: E402
 from helpers.references import mmpose_oks, ref_oks_nms, ref_rescore  # noqa: E402
 from wbpose.keypoints import PART_FIELDS, PART_SLICES  # noqa: E402
 from wbpose.metrics import CocoWholeBodyMetric  # noqa: E402
-from wbpose.metrics.cocoeval import EVAL_PARTS  # noqa: E402
 from wbpose.metrics.evaluation import summarize_parts  # noqa: E402
+from wbpose.metrics.keypoint_results import EVAL_PARTS  # noqa: E402
 from wbpose.metrics.oks import oks_nms, rescore  # noqa: E402
 from wbpose.metrics.reference import (  # noqa: E402
     POOL_ORDER,

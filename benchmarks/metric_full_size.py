@@ -43,8 +43,8 @@ import torch
 from wbpose.data.coco_files import parse_annotation_file, parse_detection_file
 from wbpose.keypoints import NUM_KEYPOINTS, sigmas_array
 from wbpose.metrics import CocoWholeBodyMetric
-from wbpose.metrics.cocoeval import EVAL_PARTS
 from wbpose.metrics.evaluation import evaluate_arrays, evaluate_results_file, load_gt_arrays
+from wbpose.metrics.keypoint_results import EVAL_PARTS
 from wbpose.metrics.results_io import read_results_arrays
 from wbpose.synthetic.full_size import LAYOUT, TEMPLATE
 

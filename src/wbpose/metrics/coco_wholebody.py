@@ -33,8 +33,8 @@ from torchmetrics import Metric
 
 from wbpose.data.coco_files import CocoArrays
 from wbpose.keypoints import NUM_KEYPOINTS
-from wbpose.metrics.cocoeval import KeypointResults
 from wbpose.metrics.evaluation import ENGINES, evaluate_arrays, evaluate_results, load_gt_arrays
+from wbpose.metrics.keypoint_results import KeypointResults
 from wbpose.metrics.oks import select_people
 from wbpose.metrics.reference import load_coco_gt
 from wbpose.metrics.results_io import build_results

@@ -36,7 +36,7 @@ import numpy as np
 from wbpose.data import cache
 from wbpose.data.coco_files import CocoArrays, parse_annotation_file
 from wbpose.metrics import cocoeval
-from wbpose.metrics.cocoeval import EVAL_PARTS, KeypointResults
+from wbpose.metrics.keypoint_results import EVAL_PARTS, KeypointResults
 from wbpose.metrics.reference import check_image_ids, evaluate_parts_reference, load_coco_gt, load_results
 from wbpose.metrics.results_io import read_results_arrays, read_results_file, write_results, write_results_arrays
 

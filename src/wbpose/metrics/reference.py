@@ -32,7 +32,7 @@ import numpy as np
 
 from wbpose.data.coco_files import load_coco
 from wbpose.keypoints import sigmas_array
-from wbpose.metrics.cocoeval import EVAL_PARTS
+from wbpose.metrics.keypoint_results import EVAL_PARTS
 
 if TYPE_CHECKING:  # xtcocotools is imported where this engine runs
     from xtcocotools.coco import COCO

@@ -27,8 +27,8 @@ import orjson
 
 from wbpose.data.coco_files import paused_gc
 from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
-from wbpose.metrics.cocoeval import KeypointResults
 from wbpose.metrics.files import write_atomic
+from wbpose.metrics.keypoint_results import KeypointResults
 
 #: Result fields kept when reading a results file (MMPose 0.x adds center/scale; part scores are optional).
 _RESULT_FIELDS = ("image_id", "category_id", *PART_FIELDS.values(), "score")
