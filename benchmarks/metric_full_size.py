@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wbpose.data.coco_files import parse_annotation_file, parse_detection_file
+from wbpose.data.coco_files import parse_annotation_file
+from wbpose.data.detection_files import parse_detection_file
 from wbpose.keypoints import NUM_KEYPOINTS, sigmas_array
 from wbpose.metrics import CocoWholeBodyMetric
 from wbpose.metrics.evaluation import evaluate_arrays, evaluate_results_file, load_gt_arrays

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wbpose.data.coco_files import load_coco
+from wbpose.data.coco_json import load_coco
 from wbpose.keypoints import sigmas_array
 from wbpose.metrics.keypoint_results import EVAL_PARTS
 
@@ -52,7 +52,7 @@ def _quiet():
 
 def load_coco_gt(ann_file: str | Path) -> COCO:
     """Load a COCO-WholeBody annotation file into an xtcocotools ``COCO`` object, quietly, with the dataset's
-    checks (:func:`wbpose.data.coco_files.load_coco`: a missing or malformed file names the file and record)."""
+    checks (:func:`wbpose.data.coco_json.load_coco`: a missing or malformed file names the file and record)."""
     with _quiet():
         return load_coco(ann_file, allow_empty=True)
 

@@ -25,7 +25,7 @@ import msgspec
 import numpy as np
 import orjson
 
-from wbpose.data.coco_files import paused_gc
+from wbpose.data.coco_json import paused_gc
 from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
 from wbpose.metrics.files import write_atomic
 from wbpose.metrics.keypoint_results import KeypointResults
