@@ -37,7 +37,8 @@ import cv2
 import numpy as np
 
 from wbpose.inference.boxes import BoxSource, DetectionFile, WholeImage
-from wbpose.inference.predictor import WHOLE_IMAGE_WARNING, PosePrediction, Predictor, to_coco_results
+from wbpose.inference.prediction import PosePrediction, to_coco_results
+from wbpose.inference.predictor import WHOLE_IMAGE_WARNING, Predictor
 from wbpose.inference.sources import Frame, FrameSource, coco_image_id, open_source, prefetch
 from wbpose.inference.tracking import PoseTracker
 from wbpose.inference.writers import (
