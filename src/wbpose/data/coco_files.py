@@ -179,7 +179,7 @@ def _fill_annotations(anns: list[dict], out: dict[str, np.ndarray], start: int) 
     _fill_scalars(anns, out, start, typed=False)
 
 
-def _fill_scalars(anns: list, out: dict[str, np.ndarray], start: int, typed: bool) -> None:
+def _fill_scalars(anns: list, out: dict[str, np.ndarray], start: int, *, typed: bool) -> None:
     """Copy the ids, flags, areas and boxes of a chunk of annotations into the output arrays."""
     sl = slice(start, start + len(anns))
     get = getattr if typed else (lambda a, k, d=None: a.get(k, d))
@@ -273,7 +273,7 @@ def _fast_annotation_arrays(raw: bytes, path: str, allow_empty: bool) -> CocoArr
 def _plain_annotation_arrays(path: str, allow_empty: bool) -> CocoArrays:
     """The plain path: ``json`` objects, every check with its message, then the same arrays."""
     data = read_json(path, "annotation file")
-    check_top_level(data, path, allow_empty)
+    check_top_level(data, path, allow_empty=allow_empty)
     images, anns = data["images"], data["annotations"]
     image_ids, file_names, image_wh = _image_arrays(
         [im["id"] for im in images], [im["file_name"] for im in images], [(im["width"], im["height"]) for im in images]

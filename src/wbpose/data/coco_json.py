@@ -83,7 +83,7 @@ def check_records(records: list, keys: tuple[str, ...], path: str, kind: str) ->
                 raise DataError(f"{path}: {kind} #{i} (id {rid}) has no field '{key}'")
 
 
-def check_top_level(data: Any, path: str, allow_empty: bool) -> None:
+def check_top_level(data: Any, path: str, *, allow_empty: bool) -> None:
     """The checks every annotation file passes (shape of the top level and required record fields)."""
     if not isinstance(data, dict):
         raise DataError(f"annotation file {path}: expected a json object, got a {type(data).__name__}")
@@ -118,7 +118,7 @@ def bbox_check(bbox: Any, path: str, what: str) -> None:
         raise DataError(f"{path}: {what} field 'bbox' must be [x, y, w, h], got {bbox!r}")
 
 
-def load_coco(ann_file: str | os.PathLike, allow_empty: bool = False) -> Any:
+def load_coco(ann_file: str | os.PathLike, *, allow_empty: bool = False) -> Any:
     """Read a COCO(-WholeBody) annotation json into xtcocotools' ``COCO`` (prints silenced), checking its shape.
 
     Args:
@@ -133,6 +133,6 @@ def load_coco(ann_file: str | os.PathLike, allow_empty: bool = False) -> Any:
 
     path = str(ann_file)
     data = read_json(path, "annotation file")
-    check_top_level(data, path, allow_empty)
+    check_top_level(data, path, allow_empty=allow_empty)
     with contextlib.redirect_stdout(io.StringIO()):
         return COCO(annotation_file=path, ann_data=data)

@@ -292,9 +292,10 @@ def _evaluate_category(
     dt: KeypointResults,
     dt_cat: np.ndarray,
     parts: tuple[str, ...],
-    use_area: bool,
     dt_area: np.ndarray,
     dt_image_rows: np.ndarray,
+    *,
+    use_area: bool,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Precision (T, R, A) and recall (T, A) of each part for one category (-1 where undefined)."""
     num_images = len(gt.image_ids)
@@ -370,7 +371,9 @@ def evaluate_parts_fast(
         dt_cat, gt_cat = dt.categories(), np.asarray(gt.ann_category_ids)
         for k, cat in enumerate(categories.tolist()):
             gt_sel = np.flatnonzero(gt_cat == cat)
-            per_part = _evaluate_category(gt, gt_sel, dt, dt_cat == cat, parts, use_area, dt_area, dt_image_rows)
+            per_part = _evaluate_category(
+                gt, gt_sel, dt, dt_cat == cat, parts, dt_area, dt_image_rows, use_area=use_area
+            )
             for part, (p, r) in per_part.items():
                 precision[part][:, :, k, :, 0], recall[part][:, k, :, 0] = p, r
     return {part: _summarize(precision[part], recall[part]) for part in parts}

@@ -173,7 +173,7 @@ class _Result(msgspec.Struct, gc=False):
     wholebody_score: float | None = None
 
 
-def _results_to_arrays(rows: list, n: int, out: dict[str, np.ndarray], start: int, typed: bool) -> None:
+def _results_to_arrays(rows: list, n: int, out: dict[str, np.ndarray], start: int, *, typed: bool) -> None:
     get = getattr if typed else (lambda r, k, d=None: r.get(k, d))
     sl = slice(start, start + len(rows))
     fields = list(PART_FIELDS.values())
