@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the sh
 
 # The in-run baselines: MMPose 1.x's structure, checked against the plain per-keypoint references by the tests.
 from helpers.references import mmpose_style_decode, mmpose_style_encode  # noqa: E402
-from wbpose.codecs import DarkHeatmap, MSRAHeatmap  # noqa: E402
+from wbpose.codecs import DarkHeatmap  # noqa: E402
+from wbpose.codecs import make_codec as codec_by_name  # noqa: E402
 from wbpose.keypoints import NUM_KEYPOINTS  # noqa: E402
 
 RECIPES = {"256x192": ((256, 192), (64, 48), 2), "384x288": ((384, 288), (96, 72), 3)}
@@ -124,9 +125,9 @@ def timed_pair(
 
 def make_codec(recipe: str, kind: str):
     image_hw, heatmap_hw, sigma = RECIPES[recipe]
-    if kind == "msra":
-        return MSRAHeatmap(image_hw, heatmap_hw, sigma)
-    return DarkHeatmap(image_hw, heatmap_hw, sigma, blur_kernel=int(kind[4:]) if kind != "dark" else 11)
+    blur_kernel = int(kind[4:]) if kind.startswith("dark") and kind != "dark" else 11
+    return codec_by_name("msra" if kind == "msra" else "dark", image_hw, sigma=sigma, heatmap_hw=heatmap_hw,
+                         blur_kernel=blur_kernel)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- benchmarks

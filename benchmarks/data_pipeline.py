@@ -42,13 +42,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared test helpers
 
 from helpers.annotations import coco_wholebody, image_record, person, random_keypoints, write_json  # noqa: E402
-from wbpose.codecs import DarkHeatmap, MSRAHeatmap  # noqa: E402
+from wbpose.codecs import CODECS, make_codec  # noqa: E402
 from wbpose.data.augment import build_train_augmentations  # noqa: E402
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset, keep_freed_memory  # noqa: E402
 from wbpose.geometry import bbox_xyxy_to_center_scale, warp_matrix  # noqa: E402
 
 SIZES = {"256x192": ((256, 192), (64, 48), 2.0), "384x288": ((384, 288), (96, 72), 3.0)}
-CODECS = {"msra": MSRAHeatmap, "dark": DarkHeatmap}
 
 
 def write_textured_jpegs(folder: Path, n: int, seed: int = 0, wh: tuple[int, int] = (640, 480)) -> list[Path]:
@@ -120,7 +119,7 @@ def measure(
     """
     image_hw, heatmap_hw, sigma = SIZES[size]
     input_wh = (image_hw[1], image_hw[0])
-    codec = CODECS[codec_name](image_hw, heatmap_hw, sigma)
+    codec = make_codec(codec_name, image_hw, sigma=sigma, heatmap_hw=heatmap_hw)
     train = CocoWholeBodyDataset(ann, img_dir, input_wh, codec=codec, transforms=build_train_augmentations())
     val = CocoWholeBodyDataset(ann, img_dir, input_wh)
     order = [i % len(train) for i in range(samples)]

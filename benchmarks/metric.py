@@ -37,19 +37,18 @@ from helpers.predictions import detector_like_predictions  # noqa: E402
 from helpers.references import mmpose_oks, ref_oks_nms, ref_rescore  # noqa: E402
 from wbpose.keypoints import PART_FIELDS, PART_SLICES  # noqa: E402
 from wbpose.metrics import CocoWholeBodyMetric  # noqa: E402
-from wbpose.metrics.evaluation import (  # noqa: E402
-    EVAL_PARTS,
+from wbpose.metrics.evaluation import summarize_parts  # noqa: E402
+from wbpose.metrics.keypoint_results import EVAL_PARTS  # noqa: E402
+from wbpose.metrics.oks import oks_nms, rescore  # noqa: E402
+from wbpose.metrics.reference import (  # noqa: E402
     POOL_ORDER,
-    build_results,
     default_num_procs,
-    evaluate_part,
-    evaluate_parts,
+    evaluate_part_reference,
+    evaluate_parts_reference,
     load_coco_gt,
     load_results,
-    summarize_parts,
-    write_results,
 )
-from wbpose.metrics.oks import oks_nms, rescore  # noqa: E402
+from wbpose.metrics.results_io import build_results, write_results  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------- naive baseline
@@ -89,7 +88,7 @@ def naive_pipeline(coco_gt, preds: dict[str, np.ndarray], out: Path) -> tuple[di
     laps.lap("json")
     with open(out) as f:
         coco_dt = load_results(coco_gt, json.load(f))
-    stats = {part: evaluate_part(coco_gt, coco_dt, part)[0] for part in EVAL_PARTS}
+    stats = {part: evaluate_part_reference(coco_gt, coco_dt, part)[0] for part in EVAL_PARTS}
     laps.lap("evals")
     return summarize_parts(stats), laps
 
@@ -109,7 +108,7 @@ def wbpose_phases(coco_gt, preds: dict[str, np.ndarray], out: Path, num_procs: i
     laps.lap("json write")
     coco_dt = load_results(coco_gt, results)
     laps.lap("loadRes")
-    evaluate_parts(coco_gt, coco_dt, num_procs=num_procs)
+    evaluate_parts_reference(coco_gt, coco_dt, num_procs=num_procs)
     laps.lap("evals")
     return laps
 
@@ -125,7 +124,7 @@ def per_part_cpu(coco_gt, preds: dict[str, np.ndarray]) -> dict[str, float]:
     out = {}
     for part in POOL_ORDER:
         start = time.process_time()
-        evaluate_part(coco_gt, coco_dt, part)
+        evaluate_part_reference(coco_gt, coco_dt, part)
         out[part] = time.process_time() - start
     return out
 

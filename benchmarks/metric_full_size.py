@@ -40,16 +40,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wbpose.data.coco_files import parse_annotation_file, parse_detection_file
+from wbpose.data.coco_files import parse_annotation_file
+from wbpose.data.detection_files import parse_detection_file
 from wbpose.keypoints import NUM_KEYPOINTS, sigmas_array
 from wbpose.metrics import CocoWholeBodyMetric
-from wbpose.metrics.evaluation import (
-    EVAL_PARTS,
-    evaluate_arrays,
-    evaluate_results_file,
-    load_gt_arrays,
-    read_results_arrays,
-)
+from wbpose.metrics.evaluation import evaluate_arrays, evaluate_results_file, load_gt_arrays
+from wbpose.metrics.keypoint_results import EVAL_PARTS
+from wbpose.metrics.results_io import read_results_arrays
 from wbpose.synthetic.full_size import LAYOUT, TEMPLATE
 
 
@@ -209,7 +206,7 @@ def main() -> None:
         fast, wall, cpu = timed(lambda: evaluate_results_file(ann, results, engine="fast"))
         rows.append((f"score_results.py end to end (parse GT + {size:.0f} MB results + six evaluations)", wall, cpu))
         gt = load_gt_arrays(ann)
-        loaded, wall, cpu = timed(lambda: evaluate_arrays(gt, read_results_arrays(results), ann))
+        loaded, wall, cpu = timed(lambda: evaluate_arrays(gt, read_results_arrays(results), ann_file=ann))
         rows.append(("fast engine, GT loaded first: parse the results + six evaluations", wall, cpu))
         fast_stats = {p: np.array([fast[f"{p}_{s}"] for s in STATS]) for p in EVAL_PARTS}
         compare = {}
@@ -217,7 +214,7 @@ def main() -> None:
             ref, wall_ref = mmpose_pipeline(ann, results)
             rows.append(("MMPose: loadRes(json.load) + six sequential xtcocotools runs (GT loaded first)", wall_ref,
                          None))  # fmt: skip
-            _, wall, cpu = timed(lambda: evaluate_arrays(gt, read_results_arrays(results), ann))
+            _, wall, cpu = timed(lambda: evaluate_arrays(gt, read_results_arrays(results), ann_file=ann))
             rows.append(("fast engine, GT loaded first, again after MMPose's pipeline", wall, cpu))
             compare["fast engine"] = max(np.abs(fast_stats[p] - ref[p]).max() for p in EVAL_PARTS)
             in_process = {k.split("/", 1)[1]: float(v) for k, v in metrics.items()}

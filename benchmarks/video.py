@@ -1,6 +1,6 @@
 """Frames/s of the video path (read -> boxes -> pose -> tracking -> draw -> encode) next to the network-only floor.
 
-A synthetic video (``wbpose.inference.synthetic_video``: 2 people per frame, 480x640, moving and overlapping) goes
+A synthetic video (``wbpose.synthetic.video``: 2 people per frame, 480x640, moving and overlapping) goes
 through ``wbpose.inference.pipeline.run`` exactly as ``scripts/predict.py --source video.mp4 --boxes TRUE_BOXES
 --track --det-every 5`` runs it (frames read in a background thread, drawing and encoding in another), with the flip
 test, on CPU with ``torch.set_num_threads(2)``. In the same run, the *network-only floor* runs the same crops (the
@@ -61,8 +61,8 @@ from wbpose.inference import Predictor, make_codec  # noqa: E402
 from wbpose.inference.boxes import DetectionFile  # noqa: E402
 from wbpose.inference.pipeline import run  # noqa: E402
 from wbpose.inference.sources import Frame, FrameSource, VideoFile  # noqa: E402
-from wbpose.inference.synthetic_video import make_synthetic_video  # noqa: E402
 from wbpose.inference.tracking import PoseTracker  # noqa: E402
+from wbpose.synthetic.video import make_synthetic_video  # noqa: E402
 
 DEMO_CKPT = Path(__file__).resolve().parents[1] / "outputs/demo/checkpoints/best_epoch029.ckpt"
 SIZES = {"tiny": (128, 96), "w32": (256, 192)}

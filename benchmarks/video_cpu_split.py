@@ -24,8 +24,8 @@ from wbpose.inference import Predictor
 from wbpose.inference import pipeline as pl
 from wbpose.inference.boxes import DetectionFile
 from wbpose.inference.sources import VideoFile
-from wbpose.inference.synthetic_video import make_synthetic_video
 from wbpose.inference.tracking import PoseTracker
+from wbpose.synthetic.video import make_synthetic_video
 
 arch = sys.argv[1] if len(sys.argv) > 1 else "tiny"
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wbpose.codecs import DarkHeatmap, MSRAHeatmap
+from wbpose.codecs import make_codec
 from wbpose.data.augment import build_train_augmentations
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
 from wbpose.data.layout import TRAIN_ANN, VAL_ANN
@@ -57,8 +57,7 @@ def main() -> None:
     args = parser.parse_args()
 
     h, w = args.input_hw
-    sigma = args.sigma or (2.0 if h <= 256 else 3.0)
-    codec = (MSRAHeatmap if args.codec == "msra" else DarkHeatmap)((h, w), (h // 4, w // 4), sigma)
+    codec = make_codec(args.codec, (h, w), sigma=args.sigma or None)
     ann_file, img_dir = resolve(args.data_root, args.split, args.ann_file, args.img_dir)
     transforms = build_train_augmentations() if args.split == "train" else None
     dataset = CocoWholeBodyDataset(ann_file, img_dir, (w, h), codec=codec, transforms=transforms, seed=args.seed)

@@ -17,7 +17,7 @@ def bench():
 
 
 def test_pose_only_run_cuts_the_same_crops_and_poses(bench, tmp_path):
-    from wbpose.inference.synthetic_video import make_synthetic_video
+    from wbpose.synthetic.video import make_synthetic_video
 
     video = make_synthetic_video(tmp_path, num_frames=5, frame_hw=(240, 320), num_people=2, seed=3)
     predictor, _ = bench.build_predictor("tiny", tmp_path)

@@ -17,8 +17,8 @@ from wbpose.inference import Predictor, make_codec, predict_source
 from wbpose.inference.boxes import DetectionFile, WholeImage
 from wbpose.inference.pipeline import make_boxes, run
 from wbpose.inference.sources import Frame, FrameSource
-from wbpose.inference.synthetic_video import make_synthetic_video
 from wbpose.inference.tracking import PoseTracker
+from wbpose.synthetic.video import make_synthetic_video
 
 
 @pytest.fixture(autouse=True, scope="module")

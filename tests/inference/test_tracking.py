@@ -17,9 +17,9 @@ from inference.fakes import OraclePose
 from wbpose.inference.boxes import DetectionFile, WholeImage
 from wbpose.inference.predictor import PosePrediction
 from wbpose.inference.sources import Frame, VideoFile
-from wbpose.inference.synthetic_video import make_synthetic_video
 from wbpose.inference.tracking import PoseTracker, keypoint_boxes, keypoint_oks_matrix
 from wbpose.keypoints import sigmas_array
+from wbpose.synthetic.video import make_synthetic_video
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def test_export_then_predict_with_onnx_runtime(checkpoint: Path, tmp_path: Path,
     assert f"-> {out}" in printed and "opset 18, dynamic batch" in printed and "flip test folded in" in printed
     diff = float(printed.split("max |heatmap diff| ")[1].split()[0])
     assert diff <= 1e-4
-    from wbpose.inference.synthetic_video import make_synthetic_video
+    from wbpose.synthetic.video import make_synthetic_video
 
     video = make_synthetic_video(tmp_path / "video", num_frames=6, num_people=2, seed=4)
     run = tmp_path / "run"

@@ -1,7 +1,7 @@
 """scripts/predict.py on a synthetic video with each box source: annotated video, scorable results, tracking, errors.
 
 The video (16 frames, 320x240, three people moving and overlapping) and its ground truth (``image_id`` = frame
-index) come from ``wbpose.inference.synthetic_video``; the model is a tiny HRNet with random (BN-calibrated)
+index) come from ``wbpose.synthetic.video``; the model is a tiny HRNet with random (BN-calibrated)
 weights saved as an MMPose file, so scores are ~0: what is checked is that every output exists, has the input's
 frames and scores with scripts/score_results.py against the video's own ground truth. That tracking holds ids on
 people is shown with a perfect pose model in tests/inference/test_tracking.py.
@@ -18,7 +18,7 @@ import pytest
 
 from helpers.paths import load_script
 from helpers.threads import torch_threads
-from wbpose.inference.synthetic_video import make_synthetic_video
+from wbpose.synthetic.video import make_synthetic_video
 
 SMALL = ["--image-hw", "128", "96", "--codec", "msra", "--device", "cpu", "--no-progress"]
 FRAMES = 16

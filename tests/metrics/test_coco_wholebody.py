@@ -222,13 +222,14 @@ def test_broken_worker_pool_falls_back_to_sequential(ann_file, gt, monkeypatch, 
     """xtcocotools engine: the parts of a dead worker are evaluated here. Fast engine (whose writer thread writes
     the results json while the evaluation runs here): when the thread fails, the json is written here."""
     import wbpose.metrics.evaluation as evaluation
+    import wbpose.metrics.reference as reference
 
     preds = detector_like_predictions(gt, seed=6)
     expected = scored(ann_file, preds, num_procs=1, engine=engine, outfile=tmp_path / "one.json")
     if engine == "fast":
         monkeypatch.setattr(evaluation, "_write_shared_results", _failing_writer)
     else:
-        monkeypatch.setattr(evaluation, "_WORKER_CODE", "import os; os._exit(1)")  # every worker dies at start
+        monkeypatch.setattr(reference, "_WORKER_CODE", "import os; os._exit(1)")  # every worker dies at start
     match = "writing it here" if engine == "fast" else "running the remaining parts"
     with pytest.warns(UserWarning, match=match):
         assert scored(ann_file, preds, num_procs=2, engine=engine, outfile=tmp_path / "two.json") == expected

@@ -24,14 +24,10 @@ from helpers.annotations import coco_wholebody, image_record, make_wholebody_gt,
 from helpers.predictions import detector_like_predictions, gt_as_predictions
 from wbpose.data.coco_files import parse_annotation_file
 from wbpose.keypoints import NUM_KEYPOINTS, PART_SLICES, sigmas_array
-from wbpose.metrics import evaluation
-from wbpose.metrics.cocoeval import EVAL_PARTS, REC_THRS, KeypointResults, _accumulate, evaluate_parts
-from wbpose.metrics.evaluation import (
-    dumps_results_arrays,
-    evaluate_results_file,
-    read_results_arrays,
-    summarize_parts,
-)
+from wbpose.metrics import results_io
+from wbpose.metrics.cocoeval import EVAL_PARTS, REC_THRS, KeypointResults, _accumulate, evaluate_parts_fast
+from wbpose.metrics.evaluation import evaluate_results_file, summarize_parts
+from wbpose.metrics.results_io import dumps_results_arrays, read_results_arrays
 
 TOL = 1e-12
 
@@ -118,8 +114,8 @@ def test_equal_to_xtcocotools_on_every_special_case(tmp_path, seed):
     res_file = tmp_path / "res.json"
     res_file.write_bytes(dumps_results_arrays(results))
     ref = reference(ann_file, res_file)
-    assert_same(evaluate_parts(parse_annotation_file(ann_file), results), ref)
-    assert_same(evaluate_parts(parse_annotation_file(ann_file), read_results_arrays(res_file)), ref)
+    assert_same(evaluate_parts_fast(parse_annotation_file(ann_file), results), ref)
+    assert_same(evaluate_parts_fast(parse_annotation_file(ann_file), read_results_arrays(res_file)), ref)
     assert 0.05 < ref["wholebody"][0] < 0.95 and min(ref[p][3] for p in EVAL_PARTS) >= 0  # non-trivial, APm defined
     file_metrics = evaluate_results_file(ann_file, res_file, num_procs=2)
     assert file_metrics == pytest.approx(summarize_parts(ref), abs=TOL)
@@ -131,7 +127,8 @@ def test_use_area_false(tmp_path):
     res_file = tmp_path / "res.json"
     res_file.write_bytes(dumps_results_arrays(results))
     assert_same(
-        evaluate_parts(parse_annotation_file(ann_file), results, use_area=False), reference(ann_file, res_file, False)
+        evaluate_parts_fast(parse_annotation_file(ann_file), results, use_area=False),
+        reference(ann_file, res_file, False),
     )
 
 
@@ -148,7 +145,7 @@ def test_part_scores_rank_each_part(tmp_path):
     parsed = read_results_arrays(res_file)
     assert set(parsed.part_scores) == {"foot_score", "face_score", "lefthand_score", "wholebody_score"}
     assert np.isnan(parsed.part_scores["face_score"][0]) and not np.isnan(parsed.part_scores["face_score"][1])
-    assert_same(evaluate_parts(parse_annotation_file(ann_file), parsed), reference(ann_file, res_file))
+    assert_same(evaluate_parts_fast(parse_annotation_file(ann_file), parsed), reference(ann_file, res_file))
 
 
 def test_perfect_and_empty_results(tmp_path):
@@ -158,12 +155,12 @@ def test_perfect_and_empty_results(tmp_path):
     perfect = results_of(gt_as_predictions(gt))
     res_file = tmp_path / "res.json"
     res_file.write_bytes(dumps_results_arrays(perfect))
-    ours = evaluate_parts(arrays, perfect)
+    ours = evaluate_parts_fast(arrays, perfect)
     assert_same(ours, reference(ann_file, res_file))
     assert ours["body"][0] == 1.0 and (ours["lefthand"] == -1).all()
     empty = KeypointResults(np.zeros(0, np.int64), np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS)),
                             np.zeros(0))  # fmt: skip
-    zero = evaluate_parts(arrays, empty)
+    zero = evaluate_parts_fast(arrays, empty)
     assert all(((zero[p] == 0) | (zero[p] == -1)).all() for p in EVAL_PARTS) and zero["body"][0] == 0
 
 
@@ -198,9 +195,9 @@ def test_real_sample_equal_to_xtcocotools(tmp_path):
         results = results_of(detector_like_predictions(real, seed=seed, noise=0.2))
         res_file = tmp_path / f"res{seed}.json"
         res_file.write_bytes(dumps_results_arrays(results))
-        assert_same(evaluate_parts(parse_annotation_file(ann_file), results), reference(ann_file, res_file))
+        assert_same(evaluate_parts_fast(parse_annotation_file(ann_file), results), reference(ann_file, res_file))
     assert_same(
-        evaluate_parts(parse_annotation_file(ann_file), results_of(gt_as_predictions(real))),
+        evaluate_parts_fast(parse_annotation_file(ann_file), results_of(gt_as_predictions(real))),
         {p: v for p, v in reference_perfect(ann_file, real, tmp_path).items()},
     )
 
@@ -218,7 +215,7 @@ def test_wrapper_forms_of_coco_images_and_categories(tmp_path):
     del no_cats["categories"]
     ann_file = write_json(tmp_path / "nocat.json", no_cats)
     results = results_of(gt_as_predictions(gt))
-    stats = evaluate_parts(parse_annotation_file(ann_file), results)
+    stats = evaluate_parts_fast(parse_annotation_file(ann_file), results)
     assert all((stats[p] == -1).all() for p in EVAL_PARTS)
 
 
@@ -276,8 +273,8 @@ def test_results_file_parsed_in_pieces(tmp_path, monkeypatch):
     whole = read_results_arrays(files["compact"])
     assert whole.part_scores["face_score"][2] == 0.25 and np.isnan(whole.part_scores["face_score"][3])
     assert np.array_equal(whole.keypoints[-1, 0], np.round(results.keypoints[-1, 0], 1))
-    monkeypatch.setattr(evaluation, "RESULTS_CHUNK_BYTES", 3000)  # a result is about 8 kB
-    assert len(evaluation._result_spans(files["compact"].read_bytes(), 3000)) > 10
+    monkeypatch.setattr(results_io, "RESULTS_CHUNK_BYTES", 3000)  # a result is about 8 kB
+    assert len(results_io._result_spans(files["compact"].read_bytes(), 3000)) > 10
     for path in files.values():
         back = read_results_arrays(path)
         for name in ("image_ids", "keypoints", "keypoint_scores", "scores", "category_ids"):
@@ -287,6 +284,6 @@ def test_results_file_parsed_in_pieces(tmp_path, monkeypatch):
     write_json(files["compact"], entries)
     grown = read_results_arrays(files["compact"])
     assert np.array_equal(grown.keypoints, whole.keypoints) and np.array_equal(grown.scores, whole.scores)
-    monkeypatch.setattr(evaluation, "_decode_span", lambda *a: None)  # nothing unusual is decoded: the plain path
+    monkeypatch.setattr(results_io, "_decode_span", lambda *a: None)  # nothing unusual is decoded: the plain path
     plain = read_results_arrays(files["compact"])
     assert np.array_equal(plain.keypoints, whole.keypoints) and np.array_equal(plain.scores, whole.scores)

@@ -14,8 +14,8 @@ import torch
 from helpers.annotations import make_wholebody_gt, write_json
 from helpers.predictions import detector_like_predictions
 from wbpose.metrics import CocoWholeBodyMetric
-from wbpose.metrics.evaluation import build_results, write_results
 from wbpose.metrics.files import default_file_mode, write_atomic
+from wbpose.metrics.results_io import build_results, write_results
 from wbpose.metrics.tables import read_metrics_json, write_metrics_json
 
 

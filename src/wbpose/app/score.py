@@ -41,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         metrics = evaluate_results_file(
-            args.annotations, args.results, args.num_procs, args.verbose, args.engine, args.cache_dir
+            args.annotations,
+            args.results,
+            num_procs=args.num_procs,
+            verbose=args.verbose,
+            engine=args.engine,
+            cache_dir=args.cache_dir,
         )
     except (ValueError, FileNotFoundError, json.JSONDecodeError) as err:
         print(f"error: {err}", file=sys.stderr)

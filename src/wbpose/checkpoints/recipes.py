@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from wbpose.codecs.factory import default_sigma
+
 __all__ = ["RECIPES", "Recipe", "recipe_for_file", "recipe_from_name"]
 
 _URL = "https://download.openmmlab.com/mmpose/top_down/hrnet/"
@@ -49,7 +51,7 @@ class Recipe:
 
 def _recipe(arch: str, size: str, codec: str, experiment: str, file: str = "") -> Recipe:
     h, w = (int(v) for v in size.split("x"))
-    return Recipe(arch, (h, w), codec, 2.0 if h <= 256 else 3.0, experiment, _URL + file if file else "")
+    return Recipe(arch, (h, w), codec, default_sigma((h, w)), experiment, _URL + file if file else "")
 
 
 #: Released file name -> recipe: one entry per row of the seed tables.

@@ -43,13 +43,9 @@ from typing import Any, Literal
 import numpy as np
 
 from wbpose.data import cache
-from wbpose.data.coco_files import (
-    FIELD_LENGTHS,
-    CocoArrays,
-    DetectionArrays,
-    parse_annotation_file,
-    parse_detection_file,
-)
+from wbpose.data.coco_files import CocoArrays, parse_annotation_file
+from wbpose.data.coco_json import FIELD_LENGTHS
+from wbpose.data.detection_files import DetectionArrays, parse_detection_file
 from wbpose.data.errors import DataError
 from wbpose.geometry import bbox_xyxy_to_center_scale
 

@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from wbpose.data.coco_files import CocoArrays, DetectionArrays, parse_annotation_file, parse_detection_file
+from wbpose.data.coco_files import CocoArrays, parse_annotation_file
+from wbpose.data.detection_files import DetectionArrays, parse_detection_file
 
 logger = logging.getLogger(__name__)
 

@@ -1,141 +1,49 @@
-"""Reading COCO(-WholeBody) json files: one loader for the dataset and the metric, with errors that name the file.
+"""COCO-WholeBody annotation files read straight into numpy arrays (:class:`CocoArrays`), for the dataset, the
+cache (:mod:`wbpose.data.cache`) and the fast metric.
 
-Two readers:
-
-- :func:`parse_annotation_file` / :func:`parse_detection_file` turn a file straight into numpy arrays
-  (:class:`CocoArrays`, :class:`DetectionArrays`), which is what the dataset, the cache (:mod:`wbpose.data.cache`)
-  and the fast metric use. ``msgspec`` decodes the file once into typed records that keep only the fields read
-  here (the ``segmentation`` polygons, part boxes and ``*_valid`` flags are skipped unparsed), with each keypoint
-  list left as its raw text; then, in chunks, all-zero lists (unlabelled parts: most faces and hands) are
-  recognised by their text and the others decoded together into preallocated arrays. Peak memory is the file's
-  bytes plus the arrays plus a small record per annotation and one chunk of numbers, instead of a Python object
-  per number (``json.load`` of the 748 MB train file holds about 6 GB); figures in the README.
-- :func:`load_coco` builds xtcocotools' ``COCO`` (the reference evaluation, ``engine="xtcocotools"``).
+``msgspec`` decodes the file once into typed records that keep only the fields read here (the ``segmentation``
+polygons, part boxes and ``*_valid`` flags are skipped unparsed), with each keypoint list left as its raw text;
+then, in chunks, all-zero lists (unlabelled parts: most faces and hands) are recognised by their text and the
+others decoded together into preallocated arrays. Peak memory is the file's bytes plus the arrays plus a small
+record per annotation and one chunk of numbers, instead of a Python object per number (``json.load`` of the
+748 MB train file holds about 6 GB); figures in the README.
 
 Well-formed files take the fast path. Anything it cannot decode (a missing field, a wrong type, an empty list)
-sends the file down the plain path (``json`` objects + the same checks as before), which raises a
-:class:`~wbpose.data.errors.DataError` naming the file, the record and the field, or, for a file that is unusual
-but valid (say an integer written as ``1.0``), converts it the slow way. Torch-free (``scripts/score_results.py``
-scores a results file without importing torch).
+sends the file down the plain path (``json`` objects + the checks of :mod:`wbpose.data.coco_json`), which raises
+a :class:`~wbpose.data.errors.DataError` naming the file, the record and the field, or, for a file that is unusual
+but valid (say an integer written as ``1.0``), converts it the slow way. Detection files:
+:mod:`wbpose.data.detection_files`; xtcocotools' ``COCO``: :func:`wbpose.data.coco_json.load_coco`. Torch-free
+(``scripts/score_results.py`` scores a results file without importing torch).
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import io
 import itertools
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 import numpy as np
 
+from wbpose.data.coco_json import (
+    FIELD_LENGTHS,
+    bbox_check,
+    check_keypoint_fields,
+    check_top_level,
+    paused_gc,
+    read_bytes,
+    read_json,
+)
 from wbpose.data.errors import DataError
-from wbpose.keypoints import NUM_KEYPOINTS, PART_FIELDS, PART_SLICES
+from wbpose.keypoints import NUM_KEYPOINTS
 
-__all__ = [
-    "FIELD_LENGTHS",
-    "CocoArrays",
-    "DetectionArrays",
-    "check_records",
-    "load_coco",
-    "parse_annotation_file",
-    "parse_detection_file",
-    "paused_gc",
-    "read_json",
-]
+__all__ = ["CocoArrays", "parse_annotation_file"]
 
-#: Expected list length of each keypoint field (3 numbers per keypoint), in concatenation order.
-FIELD_LENGTHS: dict[str, int] = {PART_FIELDS[p]: 3 * (sl.stop - sl.start) for p, sl in PART_SLICES.items()}
 #: Annotations whose keypoint lists are decoded together (at most 1.6 million numbers in flight as Python floats).
 CHUNK = 4096
 
 
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a large file is decoded (then restore its state).
-
-    Decoding makes millions of containers (a list per keypoint field, a record per annotation), which trigger
-    collections over every object of the process: in a process that holds many (a training run, a benchmark) those
-    cost more than the decoding itself. The decoded objects form no cycles; they are freed by reference counting.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def read_json(path: str | os.PathLike, what: str) -> Any:
-    """Load a json file, raising :class:`DataError` naming the file when it is missing or not valid json."""
-    if not os.path.isfile(path):
-        raise DataError(f"{what} not found: {path}")
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{what} {path} is not valid json: {e}") from e
-
-
-def _read_bytes(path: str | os.PathLike, what: str) -> bytes:
-    if not os.path.isfile(path):
-        raise DataError(f"{what} not found: {path}")
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def check_records(records: list, keys: tuple[str, ...], path: str, kind: str) -> None:
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}: {kind} #{i} is a {type(rec).__name__}, expected an object")
-        for key in keys:
-            if key not in rec:
-                rid = rec.get("id", "?")
-                raise DataError(f"{path}: {kind} #{i} (id {rid}) has no field '{key}'")
-
-
-def _check_top_level(data: Any, path: str, allow_empty: bool) -> None:
-    """The checks every annotation file passes (shape of the top level and required record fields)."""
-    if not isinstance(data, dict):
-        raise DataError(f"annotation file {path}: expected a json object, got a {type(data).__name__}")
-    for key in ("images", "annotations"):
-        empty_ok = allow_empty and key == "annotations" and data.get(key) == []
-        if (not isinstance(data.get(key), list) or not data[key]) and not empty_ok:
-            state = "missing" if key not in data else "empty or not a list"
-            raise DataError(f"annotation file {path} has no {key} ('{key}' is {state}): expected COCO-WholeBody json")
-    check_records(data["images"], ("id", "file_name", "width", "height"), path, "image")
-    ann_keys = ("id", "image_id", "bbox") + (("category_id",) if "categories" in data else ())
-    check_records(data["annotations"], ann_keys, path, "annotation")
-
-
-def load_coco(ann_file: str | os.PathLike, allow_empty: bool = False) -> Any:
-    """Read a COCO(-WholeBody) annotation json into xtcocotools' ``COCO`` (prints silenced), checking its shape.
-
-    Args:
-        ann_file: the json file.
-        allow_empty: accept an empty ``annotations`` list (the metric scores it as undefined, -1; a dataset
-            cannot train or evaluate on it).
-
-    Raises:
-        DataError: a missing file, invalid json, or a missing/malformed field (the message names file and record).
-    """
-    from xtcocotools.coco import COCO  # the reference evaluation only
-
-    path = str(ann_file)
-    data = read_json(path, "annotation file")
-    _check_top_level(data, path, allow_empty)
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(annotation_file=path, ann_data=data)
-
-
-# ------------------------------------------------------------------------------------------------- arrays
 @dataclass
 class CocoArrays:
     """A COCO-WholeBody annotation file as arrays: M images (sorted by id), C categories, N annotations (file order).
@@ -179,18 +87,6 @@ class CocoArrays:
         ids = np.unique(np.asarray(image_ids, dtype=np.int64))
         rows = np.minimum(np.searchsorted(self.image_ids, ids), max(len(self.image_ids) - 1, 0))
         return ids[self.image_ids[rows] != ids] if len(self.image_ids) else ids
-
-
-@dataclass
-class DetectionArrays:
-    """A COCO detection-results json as arrays (file order). ``image_ids``/``category_ids`` (N,) int64, ``bbox``
-    (N, 4) float64 xywh, ``scores`` (N,) float64."""
-
-    image_ids: np.ndarray
-    category_ids: np.ndarray
-    bbox: np.ndarray
-    scores: np.ndarray
-    source: str = ""
 
 
 _NO_FIELD = msgspec.Raw(b"")
@@ -245,13 +141,6 @@ class _File(msgspec.Struct, gc=False):
     categories: list[_Category] | None = None
 
 
-class _Det(msgspec.Struct, gc=False):
-    image_id: int
-    category_id: int
-    bbox: list[float]
-    score: float
-
-
 class _SlowPath(Exception):
     """The streaming parser met something it does not handle: use the plain json path (exact error messages)."""
 
@@ -290,7 +179,7 @@ def _fill_annotations(anns: list[dict], out: dict[str, np.ndarray], start: int) 
     _fill_scalars(anns, out, start, typed=False)
 
 
-def _fill_scalars(anns: list, out: dict[str, np.ndarray], start: int, typed: bool) -> None:
+def _fill_scalars(anns: list, out: dict[str, np.ndarray], start: int, *, typed: bool) -> None:
     """Copy the ids, flags, areas and boxes of a chunk of annotations into the output arrays."""
     sl = slice(start, start + len(anns))
     get = getattr if typed else (lambda a, k, d=None: a.get(k, d))
@@ -381,30 +270,10 @@ def _fast_annotation_arrays(raw: bytes, path: str, allow_empty: bool) -> CocoArr
     return CocoArrays(image_ids, file_names, image_wh, np.unique(np.asarray(categories, np.int64)), **out, source=path)
 
 
-def _check_keypoint_fields(ann: dict[str, Any], path: str) -> None:
-    """Raise :class:`DataError` unless a non-crowd annotation has all 5 keypoint lists and ``num_keypoints``."""
-    aid = ann["id"]
-    for name, length in FIELD_LENGTHS.items():
-        kp = ann.get(name)
-        if not isinstance(kp, list) or len(kp) != length:
-            got = "missing" if kp is None else f"of length {len(kp)}" if isinstance(kp, list) else repr(kp)
-            raise DataError(
-                f"{path}: annotation id {aid} field '{name}' is {got}; expected a list of {length} numbers "
-                f"({length // 3} keypoints x (x, y, v))"
-            )
-    if "num_keypoints" not in ann:
-        raise DataError(f"{path}: annotation id {aid} has no field 'num_keypoints'")
-
-
-def _bbox_check(bbox: Any, path: str, what: str) -> None:
-    if not isinstance(bbox, list | tuple) or len(bbox) != 4:
-        raise DataError(f"{path}: {what} field 'bbox' must be [x, y, w, h], got {bbox!r}")
-
-
 def _plain_annotation_arrays(path: str, allow_empty: bool) -> CocoArrays:
     """The plain path: ``json`` objects, every check with its message, then the same arrays."""
     data = read_json(path, "annotation file")
-    _check_top_level(data, path, allow_empty)
+    check_top_level(data, path, allow_empty=allow_empty)
     images, anns = data["images"], data["annotations"]
     image_ids, file_names, image_wh = _image_arrays(
         [im["id"] for im in images], [im["file_name"] for im in images], [(im["width"], im["height"]) for im in images]
@@ -414,9 +283,9 @@ def _plain_annotation_arrays(path: str, allow_empty: bool) -> CocoArrays:
         aid = ann["id"]
         if ann["image_id"] not in known:
             raise DataError(f"{path}: annotation id {aid} has image_id {ann['image_id']}, which is not in 'images'")
-        _bbox_check(ann["bbox"], path, f"annotation id {aid}")
+        bbox_check(ann["bbox"], path, f"annotation id {aid}")
         if not ann.get("iscrowd", 0):
-            _check_keypoint_fields(ann, path)
+            check_keypoint_fields(ann, path)
             for name in FIELD_LENGTHS:
                 if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in ann[name]):
                     bad = next(v for v in ann[name] if not isinstance(v, int | float) or isinstance(v, bool))
@@ -455,7 +324,7 @@ def parse_annotation_file(ann_file: str | os.PathLike, allow_empty: bool = False
         DataError: a missing file, invalid json, or a missing/malformed field (the message names file and record).
     """
     path = str(ann_file)
-    raw = _read_bytes(path, "annotation file")
+    raw = read_bytes(path, "annotation file")
     with paused_gc():
         try:
             arrays = _fast_annotation_arrays(raw, path, allow_empty)
@@ -464,52 +333,3 @@ def parse_annotation_file(ann_file: str | os.PathLike, allow_empty: bool = False
             arrays = _plain_annotation_arrays(path, allow_empty)
     _check_annotation_arrays(arrays, path)
     return arrays
-
-
-def parse_detection_file(det_file: str | os.PathLike) -> DetectionArrays:
-    """Parse a COCO detection-results json (``[{image_id, category_id, bbox, score}, ...]``) into arrays.
-
-    Raises:
-        DataError: a missing file, invalid json, or a malformed record (the message names file and record).
-    """
-    path = str(det_file)
-    raw = _read_bytes(path, "detection file")
-    with paused_gc():
-        return _detection_arrays(raw, path)
-
-
-def _detection_arrays(raw: bytes, path: str) -> DetectionArrays:
-    try:
-        dets = msgspec.json.decode(raw, type=list[_Det])
-        if any(len(d.bbox) != 4 for d in dets):
-            raise _SlowPath
-        n = len(dets)
-        return DetectionArrays(
-            np.asarray([d.image_id for d in dets], np.int64).reshape(n),
-            np.asarray([d.category_id for d in dets], np.int64).reshape(n),
-            np.asarray([d.bbox for d in dets], np.float64).reshape(n, 4),
-            np.asarray([d.score for d in dets], np.float64).reshape(n),
-            path,
-        )
-    except (msgspec.DecodeError, _SlowPath):
-        pass
-    dets = read_json(path, "detection file")
-    if not isinstance(dets, list):
-        raise DataError(
-            f"detection file {path}: expected a json list of {{image_id, category_id, bbox, score}} records, "
-            f"got a {type(dets).__name__}"
-        )
-    check_records(dets, ("image_id", "category_id", "bbox", "score"), path, "detection")
-    for i, d in enumerate(dets):
-        _bbox_check(d["bbox"], path, f"detection #{i}")
-    n = len(dets)
-    try:
-        return DetectionArrays(
-            np.asarray([d["image_id"] for d in dets], np.int64).reshape(n),
-            np.asarray([d["category_id"] for d in dets], np.int64).reshape(n),
-            np.asarray([d["bbox"] for d in dets], np.float64).reshape(n, 4),
-            np.asarray([d["score"] for d in dets], np.float64).reshape(n),
-            path,
-        )
-    except (TypeError, ValueError) as e:
-        raise DataError(f"detection file {path}: non-numeric field ({e})") from e

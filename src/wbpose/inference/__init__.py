@@ -1,14 +1,16 @@
 """Inference: the :class:`Predictor` (boxes in, whole-body poses out) and what runs around it on images and videos.
 
-- :mod:`~wbpose.inference.predictor`: ``Predictor`` (checkpoints and ONNX files), ``PosePrediction``, results;
+- :mod:`~wbpose.inference.predictor`: ``Predictor`` (checkpoints and ONNX files); its inputs are checked by
+  :mod:`~wbpose.inference.inputs`, its output is :mod:`~wbpose.inference.prediction` (``PosePrediction``, results);
 - :mod:`~wbpose.inference.sources`: images, folders, globs, videos, webcams (``open_source``), read ahead;
 - :mod:`~wbpose.inference.boxes`: person boxes (``WholeImage``, ``DetectionFile``), IoU and NMS;
 - :mod:`~wbpose.inference.detector`: ``OnnxPersonDetector`` (RTMDet/YOLOX ONNX files in ONNX Runtime);
 - :mod:`~wbpose.inference.tracking`: ``PoseTracker`` (detector every N frames, boxes from poses, track ids);
 - :mod:`~wbpose.inference.pipeline`: ``run`` (frames -> poses -> annotated video or PNGs + results json);
 - :mod:`~wbpose.inference.writers`: video/PNG outputs, the background writer;
-- :mod:`~wbpose.inference.export` / :mod:`~wbpose.inference.onnx_runtime`: ONNX export and its contract;
-- :mod:`~wbpose.inference.synthetic_video`: a synthetic video with known poses (tests, benchmarks).
+- :mod:`~wbpose.inference.export` / :mod:`~wbpose.inference.onnx_runtime`: ONNX export and its contract.
+
+The synthetic video with known poses that tests and benchmarks run this on is :mod:`wbpose.synthetic.video`.
 
 Drawing lives in :mod:`wbpose.visualize`. Names are imported on first use, so ``wbpose.inference.sources`` (or a
 mistyped path checked by a script) does not wait for torch.
@@ -22,25 +24,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from wbpose.inference.boxes import Boxes, BoxSource, DetectionFile, WholeImage
     from wbpose.inference.detector import OnnxPersonDetector
+    from wbpose.inference.inputs import read_image
     from wbpose.inference.pipeline import predict_source
-    from wbpose.inference.predictor import (
-        CODECS,
-        PosePrediction,
-        Predictor,
-        make_codec,
-        read_image,
-        to_coco_results,
-    )
+    from wbpose.inference.prediction import PosePrediction, to_coco_results
+    from wbpose.inference.predictor import CODECS, Predictor, make_codec
     from wbpose.inference.sources import Frame, FrameSource, open_source
     from wbpose.inference.tracking import PoseTracker
 
 _EXPORTS = {
     "CODECS": "predictor",
-    "PosePrediction": "predictor",
+    "PosePrediction": "prediction",
     "Predictor": "predictor",
     "make_codec": "predictor",
-    "read_image": "predictor",
-    "to_coco_results": "predictor",
+    "read_image": "inputs",
+    "to_coco_results": "prediction",
     "Boxes": "boxes",
     "BoxSource": "boxes",
     "DetectionFile": "boxes",

@@ -37,7 +37,8 @@ import cv2
 import numpy as np
 
 from wbpose.inference.boxes import BoxSource, DetectionFile, WholeImage
-from wbpose.inference.predictor import WHOLE_IMAGE_WARNING, PosePrediction, Predictor, to_coco_results
+from wbpose.inference.prediction import PosePrediction, to_coco_results
+from wbpose.inference.predictor import WHOLE_IMAGE_WARNING, Predictor
 from wbpose.inference.sources import Frame, FrameSource, coco_image_id, open_source, prefetch
 from wbpose.inference.tracking import PoseTracker
 from wbpose.inference.writers import (
@@ -160,6 +161,27 @@ def _progress(enabled: bool, total: int | None, label: str):
     return progress
 
 
+class StageClock:
+    """Wall time of a loop per named stage: :meth:`lap` adds the time since the previous lap (or :meth:`start`)
+    to the stage it names; ``totals`` holds the sums (seconds), in the order the stages were named."""
+
+    def __init__(self, stages: tuple[str, ...]) -> None:
+        self.totals: dict[str, float] = dict.fromkeys(stages, 0.0)
+        self._last = time.perf_counter()
+
+    def start(self) -> float:
+        """Start timing (the next lap counts from now); returns the time."""
+        self._last = time.perf_counter()
+        return self._last
+
+    def lap(self, stage: str) -> float:
+        """Add the time since the previous lap to ``stage`` and start the next; returns the time."""
+        now = time.perf_counter()
+        self.totals[stage] += now - self._last
+        self._last = now
+        return now
+
+
 def run(
     predictor: Predictor,
     source: FrameSource,
@@ -212,7 +234,7 @@ def run(
         sink = ImageSink(paths.images)
     writer = BackgroundWorker(depth=prefetch_depth) if sink is not None else None
     results: list[dict] = []
-    timings = dict.fromkeys(("wait_read", "boxes", "pose", "track", "wait_write"), 0.0)
+    clock = StageClock(("wait_read", "boxes", "pose", "track", "wait_write"))
     frames = people = empty = nonfinite = 0
     seen_ids: set[int] = set()
     start = last = time.perf_counter()
@@ -221,14 +243,14 @@ def run(
     try:
         with bar if bar is not None else nullcontext():
             while True:
-                t0 = time.perf_counter()
+                clock.start()
                 try:
                     frame: Frame = next(frame_iter)
                 except StopIteration:
                     break
-                t1 = time.perf_counter()
+                clock.lap("wait_read")
                 person_boxes = boxes(frame)
-                t2 = time.perf_counter()
+                clock.lap("boxes")
                 try:  # frames are RGB (sources.Frame)
                     prediction = predictor.predict(frame.image, person_boxes.xywh, person_boxes.scores,
                                                    channel_order="rgb")  # fmt: skip
@@ -236,32 +258,23 @@ def run(
                     raise ValueError(f"{frame.name}: {err}") from err
                 prediction, bad = _drop_nonfinite(prediction, frame.name, warn=nonfinite == 0)
                 nonfinite += bad
-                t3 = time.perf_counter()
+                clock.lap("pose")
                 track_ids = None
                 if tracker is not None:
                     keep, track_ids = tracker.update(frame, prediction)
                     prediction = prediction.take(keep)
                     seen_ids.update(track_ids.tolist())
-                t4 = time.perf_counter()
-                if is_video:
-                    image_id = frame.index
-                else:
-                    image_id = person_boxes.image_id
-                    if image_id is None and frame.path is not None:
-                        image_id = coco_image_id(frame.path)
-                    image_id = frame.index if image_id is None else image_id
-                results += to_coco_results(prediction, image_id, track_ids)
+                clock.lap("track")
+                results += to_coco_results(prediction, _image_id(frame, person_boxes.image_id, is_video), track_ids)
                 people += len(prediction)
                 empty += int(len(prediction) == 0)
                 frames += 1
                 if writer is not None:
                     writer.put(_draw_task(sink, frame, prediction, track_ids, score_thr, is_video))
-                t5 = time.perf_counter()
-                for key, dt in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-                    timings[key] += dt
-                if bar is not None and (t5 - last > 0.25 or frames == source.num_frames):
-                    bar.update(bar.task_ids[0], completed=frames, fps=frames / max(t5 - start, 1e-9))
-                    last = t5
+                now = clock.lap("wait_write")
+                if bar is not None and (now - last > 0.25 or frames == source.num_frames):
+                    bar.update(bar.task_ids[0], completed=frames, fps=frames / max(now - start, 1e-9))
+                    last = now
     except KeyboardInterrupt:
         if source.kind != "webcam":
             raise
@@ -270,13 +283,13 @@ def run(
         frame_iter.close()
         source.close()
         if writer is not None:
-            t = time.perf_counter()
+            clock.start()
             try:
                 writer.close()
             finally:
                 sink.close()  # type: ignore[union-attr]
-            timings["wait_write"] += time.perf_counter() - t
-            timings["draw_write"] = writer.busy_s
+            clock.lap("wait_write")
+            clock.totals["draw_write"] = writer.busy_s
     seconds = time.perf_counter() - start
     if nonfinite:
         log.warning("left out %d poses with a NaN or infinite keypoint or score (%d frames of %s read)", nonfinite,
@@ -292,9 +305,19 @@ def run(
         frames_without_people=empty,
         track_ids=len(seen_ids),
         nonfinite_poses=nonfinite,
-        timings=timings,
+        timings=clock.totals,
         skipped=list(getattr(source, "skipped", None) or []),
     )
+
+
+def _image_id(frame: Frame, box_image_id: int | None, is_video: bool) -> int:
+    """The results' ``image_id`` of a frame: its index in a video; for an image, the detection file's id, else
+    the COCO id in its file name, else its index."""
+    if is_video:
+        return frame.index
+    if box_image_id is None and frame.path is not None:
+        box_image_id = coco_image_id(frame.path)
+    return frame.index if box_image_id is None else box_image_id
 
 
 def _draw_task(sink, frame: Frame, prediction: PosePrediction, track_ids, score_thr: float, is_video: bool):

@@ -31,23 +31,21 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from wbpose.checkpoints.io import load_checkpoint
 from wbpose.checkpoints.recipes import RECIPES
-from wbpose.codecs import DarkHeatmap, MSRAHeatmap, flip_test_average
-from wbpose.data.bad_images import read_image_file
+from wbpose.codecs import CODECS, DarkHeatmap, flip_test_average, make_codec
 from wbpose.data.transforms import MEAN_RGB, STD_RGB, Normalize, TopdownAffine, TopdownSample
 from wbpose.geometry import bbox_xywh_to_xyxy, bbox_xyxy_to_center_scale, crop_to_image
+from wbpose.inference.inputs import CHANNEL_ORDERS, as_boxes, as_image, check_channel_order, read_image
+from wbpose.inference.prediction import PosePrediction, to_coco_results
 from wbpose.keypoints import FLIP_INDICES, NUM_KEYPOINTS
-from wbpose.metrics.evaluation import build_results
 from wbpose.metrics.oks import rescore
 from wbpose.models import build_pose_model
 
@@ -64,10 +62,6 @@ __all__ = [
     "to_coco_results",
 ]
 
-#: Codec names accepted by :func:`make_codec` / :meth:`Predictor.from_checkpoint`.
-CODECS = ("msra", "dark")
-#: Channel orders :meth:`Predictor.predict` accepts; "bgr" (what ``cv2.imread`` returns) is the default.
-CHANNEL_ORDERS = ("bgr", "rgb")
 #: Keypoint score threshold of the instance score (MMPose ``keypoint_score_thr``; docs/conventions.md#rescoring).
 KEYPOINT_SCORE_THR = 0.2
 #: Logged when an image comes without person boxes (``Predictor.predict(image)``, ``scripts/predict.py`` without
@@ -77,134 +71,6 @@ WHOLE_IMAGE_WARNING = (
     "skeleton; pass boxes (Predictor.predict(image, boxes) with [x, y, w, h] rows) or a detector (scripts/predict.py "
     "--boxes det.json or --detector det.onnx; predict_source(predictor, source, boxes))"
 )
-
-
-@dataclass
-class PosePrediction:
-    """Poses of the people in one image.
-
-    Attributes:
-        keypoints: keypoints in image pixels, float32.
-        keypoint_scores: heatmap maxima (of the flip-averaged heatmaps), float32.
-        scores: instance scores, ``box_scores * mean(keypoint_scores > 0.2)``, float32.
-        boxes: the person boxes ``[x, y, w, h]`` in image pixels, float32.
-        box_scores: detector scores of the boxes (1 when none were given), float32.
-
-    Shape:
-        keypoints: (N, 133, 2); keypoint_scores: (N, 133); scores, box_scores: (N,); boxes: (N, 4)
-    """
-
-    keypoints: np.ndarray
-    keypoint_scores: np.ndarray
-    scores: np.ndarray
-    boxes: np.ndarray
-    box_scores: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.keypoints.shape[0])
-
-    def take(self, index: np.ndarray | Sequence[int]) -> PosePrediction:
-        """The people at ``index`` (indices or a boolean mask), in that order."""
-        index = np.asarray(index)
-        if index.dtype != bool:
-            index = index.astype(np.int64).reshape(-1)
-        return PosePrediction(self.keypoints[index], self.keypoint_scores[index], self.scores[index],
-                              self.boxes[index], self.box_scores[index])  # fmt: skip
-
-
-def _read_bgr(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file as OpenCV does (BGR uint8), with an error naming the file when it does not read."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    bgr, why = read_image_file(str(path))
-    if why == "truncated":
-        raise ValueError(f"cannot read image {path}: truncated JPEG (no end-of-image marker; a partial copy)")
-    if bgr is None:
-        raise ValueError(f"cannot read image {path}: {why or 'corrupt'}, or not an image format OpenCV decodes")
-    return bgr
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3).
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: OpenCV cannot decode it, or it is a truncated JPEG (no end-of-image marker; OpenCV would fill
-            the missing rows with grey: :func:`wbpose.data.bad_images.read_image_file`).
-    """
-    return cv2.cvtColor(_read_bgr(path), cv2.COLOR_BGR2RGB)
-
-
-def _check_channel_order(channel_order: str) -> bool:
-    """``True`` for BGR, ``False`` for RGB; anything else is refused."""
-    order = str(channel_order).lower()
-    if order not in CHANNEL_ORDERS:
-        raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
-    return order == "bgr"
-
-
-def _as_image(image: np.ndarray | str | os.PathLike, bgr: bool) -> tuple[np.ndarray, bool]:
-    """The image as a contiguous uint8 (H, W, 3) array and whether it is BGR (a file is read as BGR)."""
-    if isinstance(image, str | os.PathLike):
-        return _read_bgr(image), True
-    order = "BGR" if bgr else "RGB"
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected a {order} uint8 image, got dtype {image.dtype}")
-    if image.ndim == 2:
-        return np.ascontiguousarray(np.repeat(image[..., None], 3, axis=2)), bgr
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected a {order} image of shape (H, W, 3), got {image.shape}")
-    return np.ascontiguousarray(image), bgr
-
-
-def _as_boxes(
-    boxes: np.ndarray | Sequence | None, box_scores: np.ndarray | Sequence | None, image_wh: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Validate boxes: (N, 4) xywh, or (N, 5) with scores; ``None`` = the whole image with score 1.
-
-    Shape:
-        boxes: (N, 4) or (N, 5); box_scores: (N,) -> (N, 4) float64, (N,) float64
-    """
-    if boxes is None:
-        return np.array([[0.0, 0.0, image_wh[0], image_wh[1]]]), np.ones(1)
-    b = np.asarray(boxes, dtype=np.float64)
-    if b.size == 0:
-        b = b.reshape(0, 4)
-    if b.ndim != 2 or b.shape[1] not in (4, 5):
-        raise ValueError(f"expected boxes of shape (N, 4) [x, y, w, h] or (N, 5) with scores, got {b.shape}")
-    scores = b[:, 4] if b.shape[1] == 5 else np.ones(len(b))
-    if box_scores is not None:
-        scores = np.asarray(box_scores, dtype=np.float64).reshape(-1)
-        if scores.shape != (len(b),):
-            raise ValueError(f"expected {len(b)} box scores, got {scores.shape[0]}")
-    b = b[:, :4]
-    bad = np.flatnonzero(~np.isfinite(b).all(1) | (b[:, 2] <= 0) | (b[:, 3] <= 0))
-    if len(bad):
-        raise ValueError(f"boxes must be finite [x, y, w, h] with w, h > 0; box #{bad[0]} is {b[bad[0]].tolist()}")
-    return b, scores
-
-
-def make_codec(name: str, image_hw: Sequence[int], blur_kernel: int = 11) -> MSRAHeatmap | DarkHeatmap:
-    """Build a decoding codec for a network input size (heatmaps at stride 4).
-
-    ``sigma`` only affects encoding; it is set as in the recipes (2 up to 256x192, 3 above).
-
-    Args:
-        name: "msra" (argmax + quarter pixel) or "dark" (Taylor refinement after a Gaussian blur).
-        image_hw: network input (height, width), each divisible by 4.
-        blur_kernel: DARK modulation kernel (11 in every published recipe at training time).
-    """
-    h, w = (int(v) for v in image_hw)
-    if h % 4 or w % 4:
-        raise ValueError(f"image_hw must be divisible by the heatmap stride 4, got {(h, w)}")
-    sigma = 2.0 if h <= 256 else 3.0
-    if name == "msra":
-        return MSRAHeatmap((h, w), (h // 4, w // 4), sigma)
-    if name == "dark":
-        return DarkHeatmap((h, w), (h // 4, w // 4), sigma, blur_kernel=blur_kernel)
-    raise ValueError(f"unknown codec {name!r}; choose one of {CODECS}")
 
 
 def _default_device(device: str | torch.device | None) -> torch.device:
@@ -386,11 +252,13 @@ class Predictor:
                 f"ImageNet mean {list(MEAN_RGB)} std {list(STD_RGB)}"
             )
         h, w = meta.input_hw
-        codec: MSRAHeatmap | DarkHeatmap
-        if meta.codec == "dark":
-            codec = DarkHeatmap((h, w), meta.heatmap_hw, meta.sigma, blur_kernel=meta.blur_kernel or 11)
-        else:
-            codec = MSRAHeatmap((h, w), meta.heatmap_hw, meta.sigma)
+        codec = make_codec(
+            "dark" if meta.codec == "dark" else "msra",
+            (h, w),
+            sigma=meta.sigma,
+            heatmap_hw=meta.heatmap_hw,
+            blur_kernel=meta.blur_kernel or 11,
+        )
         log.info("loaded %s (ONNX Runtime, %s) with %r", path, meta.arch or "pose network", codec)
         return cls(network, codec, (w, h), device, flip_test, batch_size, shift_heatmap=meta.shift_heatmap,
                    padding=meta.box_padding, network_flips=meta.flip_test)  # fmt: skip
@@ -498,11 +366,11 @@ class Predictor:
         Shape:
             image: (H, W, 3); boxes: (N, 4) -> keypoints (N, 133, 2), keypoint_scores (N, 133), scores (N,)
         """
-        pixels, bgr = _as_image(image, _check_channel_order(channel_order))
+        pixels, bgr = as_image(image, check_channel_order(channel_order))
         if boxes is None and not self._warned_whole_image:
             self._warned_whole_image = True
             log.warning(WHOLE_IMAGE_WARNING)
-        boxes_xywh, box_sc = _as_boxes(boxes, box_scores, (pixels.shape[1], pixels.shape[0]))
+        boxes_xywh, box_sc = as_boxes(boxes, box_scores, (pixels.shape[1], pixels.shape[0]))
         images, center, scale = self.crops(pixels, boxes_xywh, bgr=bgr)
         keypoints, keypoint_scores = self.predict_crops(images, center, scale)
         scores = rescore(keypoint_scores, box_sc, KEYPOINT_SCORE_THR)
@@ -517,27 +385,6 @@ class Predictor:
 
 def _codec_name(codec: Any) -> str:
     return "dark" if isinstance(codec, DarkHeatmap) else "msra"
-
-
-def to_coco_results(
-    prediction: PosePrediction, image_id: int, track_ids: np.ndarray | Sequence[int] | None = None
-) -> list[dict]:
-    """Official COCO-WholeBody results entries of one image (the metric's formatter; docs/conventions.md#results-json).
-
-    Each entry has ``image_id``, ``category_id`` = 1, ``keypoints`` (17 x 3 flat ``[x, y, score]``),
-    ``foot_kpts`` (6 x 3), ``face_kpts`` (68 x 3), ``lefthand_kpts`` (21 x 3), ``righthand_kpts`` (21 x 3) and the
-    instance ``score``; with ``track_ids`` (one per person, from pose tracking) also ``track_id``, which scorers
-    ignore.
-    """
-    image_ids = np.full(len(prediction), int(image_id), dtype=np.int64)
-    results = build_results(image_ids, prediction.keypoints, prediction.keypoint_scores, prediction.scores)
-    if track_ids is not None:
-        ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
-        if len(ids) != len(results):
-            raise ValueError(f"expected {len(results)} track ids, got {len(ids)}")
-        for entry, track_id in zip(results, ids.tolist()):
-            entry["track_id"] = track_id
-    return results
 
 
 def is_onnx_file(path: str | os.PathLike) -> bool:

@@ -138,7 +138,7 @@ class ImageFiles(FrameSource):
         self.skipped = []
 
     def __iter__(self) -> Iterator[Frame]:
-        from wbpose.inference.predictor import read_image
+        from wbpose.inference.inputs import read_image
 
         for index, path in enumerate(self.paths):
             try:

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from wbpose.inference.boxes import Boxes, BoxSource, iou_matrix
-from wbpose.inference.predictor import PosePrediction
+from wbpose.inference.prediction import PosePrediction
 from wbpose.inference.sources import Frame, FrameSource
 from wbpose.keypoints import sigmas_array
 

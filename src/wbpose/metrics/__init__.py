@@ -1,4 +1,4 @@
-"""COCO-WholeBody evaluation: the torchmetrics metric, rescoring + OKS-NMS, and the xtcocotools runs.
+"""COCO-WholeBody evaluation: the torchmetrics metric, rescoring + OKS-NMS, both engines and the results json.
 
 ``CocoWholeBodyMetric`` is imported lazily, so scoring a results file (``scripts/score_results.py``) does not
 pay for importing torch.
@@ -8,15 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from wbpose.metrics.evaluation import (
-    REPORTED_PARTS,
-    STAT_NAMES,
-    evaluate_results,
-    evaluate_results_file,
-    read_results_file,
-    write_results,
-)
+from wbpose.metrics.evaluation import REPORTED_PARTS, STAT_NAMES, evaluate_results, evaluate_results_file
 from wbpose.metrics.oks import oks_matrix, oks_nms, rescore
+from wbpose.metrics.results_io import read_results_file, write_results
 from wbpose.metrics.tables import format_table, metrics_table
 
 if TYPE_CHECKING:

@@ -33,16 +33,11 @@ from torchmetrics import Metric
 
 from wbpose.data.coco_files import CocoArrays
 from wbpose.keypoints import NUM_KEYPOINTS
-from wbpose.metrics.cocoeval import KeypointResults
-from wbpose.metrics.evaluation import (
-    ENGINES,
-    build_results,
-    evaluate_arrays,
-    evaluate_results,
-    load_coco_gt,
-    load_gt_arrays,
-)
+from wbpose.metrics.evaluation import ENGINES, evaluate_arrays, evaluate_results, load_gt_arrays
+from wbpose.metrics.keypoint_results import KeypointResults
 from wbpose.metrics.oks import select_people
+from wbpose.metrics.reference import load_coco_gt
+from wbpose.metrics.results_io import build_results
 
 if TYPE_CHECKING:  # the reference engine's ground truth (the fast engine works on arrays without xtcocotools)
     from xtcocotools.coco import COCO
@@ -276,14 +271,26 @@ class CocoWholeBodyMetric(Metric):
             )
             del preds
             metrics = evaluate_arrays(
-                self.gt_arrays, results, self.ann_file, path, self.num_procs, self.use_area, self.verbose
+                self.gt_arrays,
+                results,
+                ann_file=self.ann_file,
+                results_file=path,
+                num_procs=self.num_procs,
+                use_area=self.use_area,
+                verbose=self.verbose,
             )
         else:
             results = build_results(
                 preds["image_ids"][keep], preds["keypoints"][keep], preds["keypoint_scores"][keep], scores
             )
             metrics = evaluate_results(
-                self.coco_gt, results, self.ann_file, path, self.num_procs, self.use_area, self.verbose
+                self.coco_gt,
+                results,
+                ann_file=self.ann_file,
+                results_file=path,
+                num_procs=self.num_procs,
+                use_area=self.use_area,
+                verbose=self.verbose,
             )
         self.results_file = path
         sep = "/" if self.prefix else ""

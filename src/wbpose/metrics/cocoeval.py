@@ -1,6 +1,6 @@
 """xtcocotools' COCO-WholeBody keypoint evaluation, vectorised in numpy on arrays: the same numbers, bit for bit.
 
-:func:`evaluate_part` computes what ``COCOeval(gt, dt, 'keypoints_<part>', sigmas, use_area)`` followed by
+:func:`evaluate_part_fast` computes what ``COCOeval(gt, dt, 'keypoints_<part>', sigmas, use_area)`` followed by
 ``evaluate()``, ``accumulate()`` and ``summarize()`` computes (xtcocotools 1.14, ``cocoeval.py``), from the
 ground truth as :class:`~wbpose.data.coco_files.CocoArrays` and the results as :class:`KeypointResults`, with no
 Python object per prediction. Every rule of the reference is kept (docs/conventions.md#evaluation):
@@ -30,273 +30,27 @@ the true positives only (where the reference's envelope takes its values). ``tes
 checks equality with xtcocotools on crowd and ignored people, unlabelled parts, tied scores, the maxDets cut,
 images without ground truth or without results, the area ranges and the real 4-image sample;
 ``benchmarks/metric_full_size.py`` times it at full val size.
+
+The results' array form is :mod:`wbpose.metrics.keypoint_results`; the OKS of the pairs is
+:mod:`wbpose.metrics.cocoeval_oks`; this module matches, accumulates and summarises.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from wbpose.data.coco_files import CocoArrays
-from wbpose.keypoints import NUM_KEYPOINTS, PART_SLICES, part_starts, sigmas_array
+from wbpose.metrics.cocoeval_oks import pair_oks, person_areas
+from wbpose.metrics.keypoint_results import EVAL_PARTS, KeypointResults
 
-#: Evaluated parts in the order MMPose runs them, with their keypoint ranges.
-EVAL_PARTS: dict[str, slice] = {**PART_SLICES, "wholebody": slice(0, NUM_KEYPOINTS)}
-#: The ranking score of each part when a result carries it (xtcocotools' ``score_key``).
-SCORE_KEYS: dict[str, str] = {
-    "body": "score",
-    "foot": "foot_score",
-    "face": "face_score",
-    "lefthand": "lefthand_score",
-    "righthand": "righthand_score",
-    "wholebody": "wholebody_score",
-}
 # xtcocotools' Params.setKpParams, built the same way (the same floats).
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 AREA_RNG = ((0**2, 1e5**2), (32**2, 96**2), (96**2, 1e5**2))
 AREA_LBL = ("all", "medium", "large")
 MAX_DETS = 20
-#: First point of each part (body, foot, face, lefthand, righthand): the segments of the per-result point boxes.
-SEGMENT_STARTS = part_starts()
-#: Largest number of float64 elements of one OKS temporary (pairs x points).
-_CHUNK_ELEMENTS = 1 << 20
-
-
-def _segment_columns(part: slice) -> np.ndarray:
-    """The columns of :data:`SEGMENT_STARTS` that make up ``part`` (a union of segments)."""
-    return np.flatnonzero((part.start <= SEGMENT_STARTS) & (part.stop > SEGMENT_STARTS))
-
-
-@dataclass
-class KeypointResults:
-    """Keypoint results as arrays (N results, in results-file order).
-
-    Attributes:
-        image_ids: (N,) int64.
-        keypoints: (N, 133, 2) float64 image pixels.
-        keypoint_scores: (N, 133) float64 (the third number of each point).
-        scores: (N,) float64 instance score.
-        category_ids: (N,) int64 (all 1 when ``None``).
-        part_scores: optional ``{"<part>_score": (N,) float64}``, NaN where a result has none.
-    """
-
-    image_ids: np.ndarray
-    keypoints: np.ndarray
-    keypoint_scores: np.ndarray
-    scores: np.ndarray
-    category_ids: np.ndarray | None = None
-    part_scores: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
-    def point_boxes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per result, the box of its points of each part segment (:data:`SEGMENT_STARTS`, the five parts): lo
-        and hi corners, each (N, 5, 2) float64 (made once, in row blocks, then kept)."""
-        cached = self.__dict__.get("_boxes")
-        if cached is None:
-            n = len(self)
-            lo, hi = np.empty((n, len(SEGMENT_STARTS), 2)), np.empty((n, len(SEGMENT_STARTS), 2))
-            step = max(1, _CHUNK_ELEMENTS // (2 * NUM_KEYPOINTS))
-            for s in range(0, n, step):
-                block = np.asarray(self.keypoints[s : s + step], dtype=np.float64)
-                lo[s : s + step] = np.minimum.reduceat(block, SEGMENT_STARTS, axis=1)
-                hi[s : s + step] = np.maximum.reduceat(block, SEGMENT_STARTS, axis=1)
-            cached = self.__dict__["_boxes"] = (lo, hi)
-        return cached
-
-    def scored(self, part: slice) -> np.ndarray:
-        """Whether each result has a keypoint score above 0 in ``part`` (a union of segments): (N,) bool. Results
-        without one are not evaluated for the part (``loadRes``/``evaluate`` drop them)."""
-        cached = self.__dict__.get("_scored")
-        if cached is None:
-            n = len(self)
-            cached = np.zeros((n, len(SEGMENT_STARTS)), bool)
-            step = max(1, _CHUNK_ELEMENTS // NUM_KEYPOINTS)
-            for s in range(0, n, step):
-                block = np.asarray(self.keypoint_scores[s : s + step]) > 0
-                cached[s : s + step] = np.logical_or.reduceat(block, SEGMENT_STARTS, axis=1)
-            self.__dict__["_scored"] = cached
-        return cached[:, _segment_columns(part)].any(axis=1)
-
-    def part_box(self, part: slice) -> tuple[np.ndarray, np.ndarray]:
-        """The box of each result's points of ``part`` (a union of segments): lo, hi (N, 2) float64."""
-        lo, hi = self.point_boxes()
-        cols = _segment_columns(part)
-        return lo[:, cols].min(axis=1), hi[:, cols].max(axis=1)
-
-    def categories(self) -> np.ndarray:
-        return np.ones(len(self), np.int64) if self.category_ids is None else np.asarray(self.category_ids)
-
-    def ranking_scores(self, part: str) -> np.ndarray:
-        """The score each result ranks by for ``part`` (its ``<part>_score`` where present, else ``score``)."""
-        key = SCORE_KEYS[part]
-        own = self.part_scores.get(key) if key != "score" else None
-        scores = np.asarray(self.scores, dtype=np.float64)
-        return scores if own is None else np.where(np.isnan(own), scores, own)
-
-    def body_box_area(self) -> np.ndarray:
-        """``loadRes``'s result area: the extent box of the 17 body points."""
-        lo, hi = self.part_box(PART_SLICES["body"])
-        return (hi[:, 0] - lo[:, 0]) * (hi[:, 1] - lo[:, 1])
-
-
-def _gt_area(gt: CocoArrays, rows: np.ndarray, use_area: bool) -> np.ndarray:
-    if use_area:
-        area = np.asarray(gt.area[rows], dtype=np.float64)
-        if np.isnan(area).any():
-            first = int(gt.ann_ids[rows][np.isnan(area)][0])
-            raise ValueError(f"{gt.source or 'ground truth'}: annotation id {first} has no 'area' (use_area=True)")
-        return area
-    box = np.asarray(gt.bbox[rows], dtype=np.float64)
-    return box[:, 2] * box[:, 3] * 0.53
-
-
-def _part_boxes(
-    x: np.ndarray, y: np.ndarray, valid: np.ndarray | None, parts: list[slice]
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per part, the (lo, hi) corners (n, 2) of the box of each row's points (only ``valid`` ones if given).
-
-    One pass over the points: min/max per segment between the parts' boundaries, then per part over its segments.
-    """
-    bounds = sorted({b for p in parts for b in (p.start, p.stop)})
-    starts = np.asarray(bounds[:-1])
-    seg = []
-    for v, fill, ufunc in ((x, np.inf, np.minimum), (y, np.inf, np.minimum), (x, -np.inf, np.maximum),
-                           (y, -np.inf, np.maximum)):  # fmt: skip
-        w = v if valid is None else np.where(valid, v, fill)
-        seg.append(ufunc.reduceat(w, starts, axis=1) if len(w) else np.zeros((0, len(starts))))
-    out = []
-    for p in parts:
-        cols = [i for i, b in enumerate(bounds[:-1]) if p.start <= b < p.stop]
-        lo = np.stack([seg[0][:, cols].min(axis=1), seg[1][:, cols].min(axis=1)], -1)
-        hi = np.stack([seg[2][:, cols].max(axis=1), seg[3][:, cols].max(axis=1)], -1)
-        out.append((lo, hi))
-    return out
-
-
-def _may_reach(
-    d_box: tuple[np.ndarray, np.ndarray],
-    g_box: tuple[np.ndarray, np.ndarray],
-    gt_bbox: np.ndarray,
-    gt_area: np.ndarray,
-    count: np.ndarray,
-    max_variance: float,
-    pair_dt: np.ndarray,
-    pair_gt: np.ndarray,
-) -> np.ndarray:
-    """Pairs whose OKS may reach the lowest threshold (0.5): a rigorous test from boxes, for skipping the rest.
-
-    Every point of a result lies in the box of its points, every labelled point of a person in the box of those
-    (or, for a person without one, the reference measures the distance to the doubled ``bbox``), so each
-    distance is at least the gap ``d`` between the two boxes and each ``e_k >= d^2 / max(var) / (area + eps) / 2``.
-    A pair with that bound above ``ln 2`` (plus a margin far above rounding) has OKS below 0.5 and can match no
-    one at any threshold; its OKS is not needed (the matching only compares OKS with the thresholds).
-
-    Shape:
-        d_box: lo, hi (Nd, 2); g_box: lo, hi (Ng, 2) of the labelled points; gt_bbox: (Ng, 4); gt_area, count:
-        (Ng,); pairs: (P,) -> (P,) bool.
-    """
-    g_lo, g_hi = g_box[0].copy(), g_box[1].copy()
-    none = count == 0
-    b = gt_bbox[none]
-    g_lo[none] = np.stack([b[:, 0] - b[:, 2], b[:, 1] - b[:, 3]], -1)
-    g_hi[none] = np.stack([b[:, 0] + b[:, 2] * 2, b[:, 1] + b[:, 3] * 2], -1)
-    gap = np.maximum(0.0, np.maximum(g_lo[pair_gt] - d_box[1][pair_dt], d_box[0][pair_dt] - g_hi[pair_gt]))
-    bound = (gap**2).sum(axis=1) / max_variance / (gt_area[pair_gt] + np.spacing(1)) / 2
-    return ~(bound > np.log(2.0) + 1e-6)
-
-
-def _pair_oks(
-    dt: KeypointResults,
-    gkp: np.ndarray,
-    gt_box: np.ndarray,
-    gt_area: np.ndarray,
-    pair_dt: np.ndarray,
-    pair_gt: np.ndarray,
-    parts: list[slice],
-) -> list[np.ndarray]:
-    """OKS of each (result, ground truth) pair for several parts, as ``computeOks`` computes each of them.
-
-    ``e`` and ``exp(-e)`` of a point do not depend on the part (same sigma, same ground-truth area), so they are
-    computed once per pair over the points the parts span; each part then sums, per pair, exactly the values the
-    reference sums (the labelled points of its slice, in order; pairs grouped by their count, since numpy's
-    pairwise sum of a row equals its sum of the same values as a 1-D array). People without a labelled point of a
-    part use the reference's distance to the doubled box for that part.
-
-    Shape:
-        gkp: (Ng, 133, 3); gt_box: (Ng, 4); gt_area: (Ng,); pair_*: (P,) rows of ``dt`` / gkp -> [(P,)] per part.
-    """
-    lo, hi = min(p.start for p in parts), max(p.stop for p in parts)
-    span = slice(lo, hi)
-    gx_all, gy_all = np.ascontiguousarray(gkp[:, span, 0]), np.ascontiguousarray(gkp[:, span, 1])
-    labelled = gkp[:, span, 2] > 0
-    variances = (sigmas_array()[span] * 2) ** 2
-    local = [slice(p.start - lo, p.stop - lo) for p in parts]
-    counts = [labelled[:, p].sum(axis=1) for p in local]
-    cols = [np.argsort(~labelled[:, p], axis=1, kind="stable") for p in local]  # labelled points first, in order
-    eps = np.spacing(1)
-    outs = [np.zeros(len(pair_dt)) for _ in parts]
-    d_boxes = [dt.part_box(p) for p in parts]
-    g_boxes = _part_boxes(gx_all, gy_all, labelled, local)
-    reach = [
-        _may_reach(d_box, g_box, gt_box, gt_area, count, variances[part].max(), pair_dt, pair_gt)
-        for part, count, d_box, g_box in zip(local, counts, d_boxes, g_boxes)
-    ]  # per part; the others keep OKS 0 (below every threshold, as theirs)
-    needed = np.logical_or.reduce(reach) if reach else np.zeros(len(pair_dt), bool)
-    # Pairs sorted by their person's labelled counts, so that a chunk holds few distinct counts per part.
-    pairs = np.flatnonzero(needed)
-    order = pairs[np.lexsort([c[pair_gt[pairs]] for c in counts[::-1]])] if len(pairs) else pairs
-    step = max(1, _CHUNK_ELEMENTS // (hi - lo))
-    for s in range(0, len(order), step):
-        idx = order[s : s + step]
-        pd, pg = pair_dt[idx], pair_gt[idx]
-        kp = np.asarray(dt.keypoints[pd], dtype=np.float64)
-        xd, yd = kp[:, span, 0], kp[:, span, 1]
-        ex = xd - gx_all[pg]
-        ex **= 2
-        dy = yd - gy_all[pg]
-        dy **= 2
-        ex += dy
-        del dy
-        area = (gt_area[pg] + eps)[:, None]
-        ex /= variances
-        ex /= area
-        ex /= 2
-        np.negative(ex, out=ex)
-        np.exp(ex, out=ex)
-        for part, out, count, col, d_box_of, mine in zip(local, outs, counts, cols, d_boxes, reach):
-            num_points = part.stop - part.start
-            sub = np.flatnonzero(mine[idx])
-            c = count[pg[sub]]
-            res = np.zeros(len(pd))
-            for n in np.unique(c):
-                rows = sub[c == n]
-                if n == num_points:  # every point labelled
-                    res[rows] = np.sum(ex[rows, part], axis=1) / num_points
-                elif n > 0:  # the labelled points, in order
-                    kept = np.take_along_axis(ex[rows, part], col[pg[rows], :n], axis=1)
-                    res[rows] = np.sum(kept, axis=1) / n
-                else:  # no labelled point: distance to the doubled box, over all the part's points
-                    box = gt_box[pg[rows]]
-                    x0, x1 = (box[:, 0] - box[:, 2])[:, None], (box[:, 0] + box[:, 2] * 2)[:, None]
-                    y0, y1 = (box[:, 1] - box[:, 3])[:, None], (box[:, 1] + box[:, 3] * 2)[:, None]
-                    # every point inside the doubled box: every distance and e is 0, the OKS exactly 1
-                    d_lo, d_hi = d_box_of[0][pd[rows]], d_box_of[1][pd[rows]]
-                    inside = (x0[:, 0] <= d_lo[:, 0]) & (d_hi[:, 0] <= x1[:, 0])
-                    inside &= (y0[:, 0] <= d_lo[:, 1]) & (d_hi[:, 1] <= y1[:, 0])
-                    res[rows[inside]] = 1.0
-                    outside = ~inside
-                    rows, x0, x1, y0, y1 = rows[outside], x0[outside], x1[outside], y0[outside], y1[outside]
-                    bx, by = xd[rows, part], yd[rows, part]
-                    bdx = np.maximum(0.0, x0 - bx) + np.maximum(0.0, bx - x1)
-                    bdy = np.maximum(0.0, y0 - by) + np.maximum(0.0, by - y1)
-                    e = (bdx**2 + bdy**2) / variances[part] / area[rows] / 2
-                    res[rows] = np.sum(np.exp(-e), axis=1) / num_points
-            out[idx] = res
-    return outs
 
 
 def _match_block(oks: np.ndarray, gt_ignore: np.ndarray, crowd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -538,9 +292,10 @@ def _evaluate_category(
     dt: KeypointResults,
     dt_cat: np.ndarray,
     parts: tuple[str, ...],
-    use_area: bool,
     dt_area: np.ndarray,
     dt_image_rows: np.ndarray,
+    *,
+    use_area: bool,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Precision (T, R, A) and recall (T, A) of each part for one category (-1 where undefined)."""
     num_images = len(gt.image_ids)
@@ -549,7 +304,7 @@ def _evaluate_category(
     g_start, g_count = _segments(g_img, num_images)
     g_kp = np.asarray(gt.keypoints[g_rows], dtype=np.float64)
     g_box = np.asarray(gt.bbox[g_rows], dtype=np.float64)
-    g_area = _gt_area(gt, g_rows, use_area)
+    g_area = person_areas(gt, g_rows, use_area=use_area)
     g_crowd = np.asarray(gt.iscrowd[g_rows], dtype=bool)
     lo = np.array([r[0] for r in AREA_RNG])
     hi = np.array([r[1] for r in AREA_RNG])
@@ -583,7 +338,7 @@ def _evaluate_category(
         ignore = np.stack([(g_crowd | ~(g_kp[:, sl, 2] > 0).any(axis=1))[:, None] | g_out for sl in slices])
         matched = np.zeros((len(group), len(AREA_RNG), len(IOU_THRS), len(first.rows)), bool)
         matched_ig = np.zeros_like(matched)
-        oks = _pair_oks(dt, g_kp, g_box, g_area, first.rows[pair_dt], pair_gt, slices)
+        oks = pair_oks(dt, g_kp, g_box, g_area, first.rows[pair_dt], pair_gt, slices)
         _match_images(first, pair_dt, pair_pos, oks, g_start, g_count, ignore, g_crowd, matched, matched_ig)
         del oks
         scores = [dt.ranking_scores(part)[first.rows] for part in group]
@@ -591,15 +346,15 @@ def _evaluate_category(
     return results
 
 
-def evaluate_parts(
-    gt: CocoArrays, dt: KeypointResults, parts: tuple[str, ...] = tuple(EVAL_PARTS), use_area: bool = True
+def evaluate_parts_fast(
+    gt: CocoArrays, dt: KeypointResults, parts: tuple[str, ...] = tuple(EVAL_PARTS), *, use_area: bool = True
 ) -> dict[str, np.ndarray]:
     """The ten xtcocotools stats of each part: ``{part: (AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl)}``.
 
     Args:
         gt: Ground truth (all images of the file are evaluated, as ``params.imgIds``).
         dt: Results; every image id must be one of ``gt``'s (see
-            :func:`wbpose.metrics.evaluation.check_image_ids`).
+            :func:`wbpose.metrics.evaluation.check_image_ids_arrays`).
         parts: Any of body, foot, face, lefthand, righthand, wholebody.
         use_area: ``COCOeval(..., use_area)`` (MMPose: True).
 
@@ -616,12 +371,14 @@ def evaluate_parts(
         dt_cat, gt_cat = dt.categories(), np.asarray(gt.ann_category_ids)
         for k, cat in enumerate(categories.tolist()):
             gt_sel = np.flatnonzero(gt_cat == cat)
-            per_part = _evaluate_category(gt, gt_sel, dt, dt_cat == cat, parts, use_area, dt_area, dt_image_rows)
+            per_part = _evaluate_category(
+                gt, gt_sel, dt, dt_cat == cat, parts, dt_area, dt_image_rows, use_area=use_area
+            )
             for part, (p, r) in per_part.items():
                 precision[part][:, :, k, :, 0], recall[part][:, k, :, 0] = p, r
     return {part: _summarize(precision[part], recall[part]) for part in parts}
 
 
-def evaluate_part(gt: CocoArrays, dt: KeypointResults, part: str, use_area: bool = True) -> np.ndarray:
-    """The ten xtcocotools stats of one part (see :func:`evaluate_parts`)."""
-    return evaluate_parts(gt, dt, (part,), use_area)[part]
+def evaluate_part_fast(gt: CocoArrays, dt: KeypointResults, part: str, *, use_area: bool = True) -> np.ndarray:
+    """The ten xtcocotools stats of one part (see :func:`evaluate_parts_fast`)."""
+    return evaluate_parts_fast(gt, dt, (part,), use_area=use_area)[part]

@@ -50,7 +50,7 @@ _SPLIT_CODE = {"train": 0, "val": 1}
 _FIRST_IMAGE_ID = {"train": 1, "val": 1_000_001}
 
 
-def _categories() -> list[dict]:
+def wholebody_categories() -> list[dict]:
     """The person category exactly as in the real files (17 body names, 1-based COCO skeleton)."""
     skeleton = [[a + 1, b + 1] for a, b in SKELETON[:19]]
     return [{"supercategory": "person", "id": 1, "name": "person", "keypoints": list(KEYPOINT_NAMES[:17]),
@@ -162,7 +162,7 @@ def _generate_split(root: Path, split: str, count: int, seed: int, options: dict
             "year": 2020, "contributor": "wbpose.synthetic.generate", "date_created": "2020/09/18",
             "seed": seed}  # fmt: skip
     data = {"info": info, "licenses": [{"url": "", "id": 1, "name": "Synthetic, no restrictions"}],
-            "categories": _categories(), "images": images, "annotations": annotations}  # fmt: skip
+            "categories": wholebody_categories(), "images": images, "annotations": annotations}  # fmt: skip
     return data, detections, stats
 
 

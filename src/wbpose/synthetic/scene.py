@@ -94,7 +94,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / max(union, 1e-9)
 
 
-def _draw_people(image: np.ndarray, figures: list[Figure]) -> tuple[np.ndarray, list[tuple]]:
+def draw_people(image: np.ndarray, figures: list[Figure]) -> tuple[np.ndarray, list[tuple]]:
     """Draw figures back to front; return the owner map and each person's clipped silhouette.
 
     The owner map holds ``2 * i + layer`` of the last person ``i`` drawn at each pixel (layer 0 = body, 1 =
@@ -153,7 +153,7 @@ def _silhouette_geometry(x0: int, y0: int, mask: np.ndarray) -> tuple[float, lis
     return float(m.sum()), polygons, extent
 
 
-def _label(
+def label_person(
     rng: np.random.Generator, fig: Figure, index: int, owner: np.ndarray, sil: tuple, probs: dict
 ) -> PersonLabel:
     """Build the annotation of one person."""
@@ -203,7 +203,9 @@ def render_scene(
     """
     image = draw_background(rng, height, width)
     figures = _place_people(rng, height, width)
-    owner, silhouettes = _draw_people(image, figures)
+    owner, silhouettes = draw_people(image, figures)
     probs = {**PART_LABEL_PROB, **(part_label_prob or {})}
-    labels = [_label(rng, f, i, owner, s, probs) for i, (f, s) in enumerate(zip(figures, silhouettes, strict=True))]
+    labels = [
+        label_person(rng, f, i, owner, s, probs) for i, (f, s) in enumerate(zip(figures, silhouettes, strict=True))
+    ]
     return add_sensor_noise(rng, image), labels

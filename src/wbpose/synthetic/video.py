@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 
 from wbpose.synthetic.draw import PALETTE, add_sensor_noise, draw_background
-from wbpose.synthetic.generate import _categories, annotation_record, simulate_detections
+from wbpose.synthetic.generate import annotation_record, simulate_detections, wholebody_categories
 from wbpose.synthetic.people import Figure, sample_figure
-from wbpose.synthetic.scene import _draw_people, _label
+from wbpose.synthetic.scene import draw_people, label_person
 
 __all__ = ["SyntheticVideo", "make_synthetic_video"]
 
@@ -139,10 +139,10 @@ def make_synthetic_video(
                 people = [_step(fig, vel, height, width) for fig, vel in people]
             order = sorted(range(num_people), key=lambda i: float(people[i][0].keypoints[[15, 16], 1].max()))
             image = background.copy()
-            owner, silhouettes = _draw_people(image, [people[i][0] for i in order])
+            owner, silhouettes = draw_people(image, [people[i][0] for i in order])
             labels = {}
             for depth, (person, sil) in enumerate(zip(order, silhouettes)):
-                labels[person] = _label(rng, people[person][0], depth, owner, sil, _ALL_PARTS)
+                labels[person] = label_person(rng, people[person][0], depth, owner, sil, _ALL_PARTS)
             writer.write(add_sensor_noise(rng, image))
             images.append({"license": 1, "file_name": f"{stem}_{index:06d}.jpg", "height": height, "width": width,
                            "date_captured": "2020-09-18 00:00:00", "id": index})  # fmt: skip
@@ -161,9 +161,9 @@ def make_synthetic_video(
     finally:
         writer.release()
     info = {"description": f"wbpose synthetic video {video.name}", "url": "", "version": "1.0", "year": 2020,
-            "contributor": "wbpose.inference.synthetic_video", "date_created": "2020/09/18", "seed": seed}  # fmt: skip
+            "contributor": "wbpose.synthetic.video", "date_created": "2020/09/18", "seed": seed}  # fmt: skip
     gt = {"info": info, "licenses": [{"url": "", "id": 1, "name": "Synthetic, no restrictions"}],
-          "categories": _categories(), "images": images, "annotations": annotations}  # fmt: skip
+          "categories": wholebody_categories(), "images": images, "annotations": annotations}  # fmt: skip
     paths = {name: folder / f"{stem}_{name}.json" for name in ("gt", "boxes", "detections")}
     paths["gt"].write_text(json.dumps(gt, separators=(",", ":")))
     paths["boxes"].write_text(json.dumps(boxes, separators=(",", ":")))
@@ -173,7 +173,7 @@ def make_synthetic_video(
 
 
 def main(argv: list[str] | None = None) -> SyntheticVideo:
-    """``python -m wbpose.inference.synthetic_video --out DIR [--frames 40] [--hw 360 480] [--people 3] [--seed 0]``."""
+    """``python -m wbpose.synthetic.video --out DIR [--frames 40] [--hw 360 480] [--people 3] [--seed 0]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
