@@ -106,7 +106,7 @@ def test_demo_runs_end_to_end(synthetic_root, tmp_path, capsys) -> None:
 
 
 def test_mmpose_file_round_trips_through_convert_and_eval(short_run, synthetic_root, tmp_path) -> None:
-    """A trained model saved as an MMPose 0.x file evaluates, directly and after convert_mmpose.py, to the same
+    """A trained model saved as an MMPose 0.x file evaluates, directly and after wbpose-convert, to the same
     numbers as its native checkpoint (the path a user takes to reproduce a seed-table row)."""
     import subprocess
     import sys
@@ -125,7 +125,7 @@ def test_mmpose_file_round_trips_through_convert_and_eval(short_run, synthetic_r
 
     converted = tmp_path / "converted.pth"
     proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "convert_mmpose.py"), str(mmpose_file), str(converted)],
+        [sys.executable, str(REPO_ROOT / "scripts" / "convert.py"), str(mmpose_file), str(converted)],
         capture_output=True,
         text=True,
         timeout=120,

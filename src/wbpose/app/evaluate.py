@@ -1,5 +1,9 @@
 """Evaluation: score a checkpoint on the val split with detector or ground-truth boxes, per part.
 
+Usage: ``wbpose-eval ckpt_path=<file> [data.val_bbox_source=det|gt] [data.det_file=<json>] [...]`` (or
+``python scripts/eval.py ...``): prints the per-part AP/AR table and writes ``metrics.json``,
+``results_keypoints.json`` (MMPose format) and the config used (``eval_config.yaml``) into the run folder.
+
 ``evaluate(cfg, overrides)`` loads the checkpoint through :func:`wbpose.checkpoints.load_checkpoint` (any supported
 format), builds the evaluation config around it, runs ``Trainer.test`` and writes ``metrics.json`` (and the
 MMPose-format results json) into the run folder.
@@ -29,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -47,7 +52,7 @@ from wbpose.metrics.tables import metrics_table, write_metrics_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_eval_config", "evaluate", "recipe_nodes"]
+__all__ = ["build_eval_config", "evaluate", "main", "recipe_nodes"]
 
 #: Config groups that a checkpoint's embedded config provides (and the command line may override); data is not
 #: one of them: what to score on is this command's choice.
@@ -188,3 +193,12 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, 
         print(format_split(timer.seconds, boxes=len(datamodule.val_dataset)))
     objects = {"cfg": final, "module": module, "datamodule": datamodule, "trainer": trainer, "timings": timer.seconds}
     return metrics, objects
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    """``wbpose-eval ckpt_path=<file> [data.val_bbox_source=det|gt] [...]``; returns whole-body AP."""
+    from hydra.core.hydra_config import HydraConfig
+
+    metrics, _ = evaluate(cfg, overrides=list(HydraConfig.get().overrides.task))
+    return metrics.get("test/wholebody_ap")
