@@ -12,7 +12,7 @@ Modes:
 - ``run SCHEME SEED OUT [overrides]``: one ``experiment=demo`` training run (``wbpose-train``) with the
   augmentation stream ``SCHEME`` into the folder ``OUT``.
 - ``feet RESULTS.json [...]``: where a model puts the feet, from results json files written by
-  ``scripts/eval.py ckpt_path=... data=synthetic bbox_source=gt`` (``results_keypoints.json``) on the synthetic
+  ``wbpose-eval ckpt_path=... data=synthetic data.val_bbox_source=gt`` (``results_keypoints.json``) on the synthetic
   val set: each result is matched to the ground-truth person of its image with the nearest body keypoints, and
   every foot with a labelled heel, big toe and ankle is put in its own frame (true heel at 0, true big toe at 1
   along the first axis); prints the median predicted big toe, heel and ankle in that frame, and the share of feet

@@ -60,9 +60,12 @@ def test_short_run_then_eval_from_checkpoint_alone(short_run, synthetic_root, tm
     assert "Testing DataLoader 0: 100%" in out  # not a terminal: the plain TQDM bar, readable in a log file
     assert eval_objects["module"].model.forward.__func__ is type(eval_objects["module"].model).forward  # unwrapped
 
-    gt_cfg = compose_config("eval", [f"ckpt_path={ckpt}", "bbox_source=gt", *data], output_dir=tmp_path / "eval_gt")
-    gt_metrics, _ = evaluate(gt_cfg, overrides=["bbox_source=gt", "module.flip_test=false"])
+    gt = ["data.val_bbox_source=gt"]
+    gt_cfg = compose_config("eval", [f"ckpt_path={ckpt}", *gt, *data], output_dir=tmp_path / "eval_gt")
+    gt_metrics, gt_objects = evaluate(gt_cfg, overrides=[*gt, "module.flip_test=false"])
     assert set(gt_metrics) == set(metrics)
+    assert gt_objects["datamodule"].val_bbox_source == "gt"
+    assert json.loads((tmp_path / "eval_gt" / "metrics.json").read_text())["bbox_source"] == "gt"
 
     wrong = ["model=hrnet_w32"]
     bad_cfg = compose_config("eval", [f"ckpt_path={ckpt}", *wrong], output_dir=tmp_path / "eval_bad")

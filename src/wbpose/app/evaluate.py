@@ -129,11 +129,16 @@ def build_eval_config(cfg: DictConfig, loaded: LoadedCheckpoint, overrides: Sequ
     return final
 
 
-def _apply_bbox_source(cfg: DictConfig) -> None:
-    with open_dict(cfg):
-        cfg.data.val_bbox_source = cfg.bbox_source
-        if cfg.get("det_file"):
-            cfg.data.det_file = cfg.det_file
+#: Keys of the evaluation config that moved into the data config (``key=...`` -> ``data.<new key>=...``).
+MOVED_KEYS = {"bbox_source": "val_bbox_source", "det_file": "det_file"}
+
+
+def _refuse_moved_keys(cfg: DictConfig) -> None:
+    """Name the new spelling of a moved key (given as ``+bbox_source=gt`` it would otherwise be ignored)."""
+    moved = [key for key in MOVED_KEYS if key in cfg]
+    if moved:
+        spelled = ", ".join(f"{key}= is data.{MOVED_KEYS[key]}=" for key in moved)
+        raise ValueError(f"the box source is set in the data config: {spelled} (e.g. data.val_bbox_source=gt)")
 
 
 @task_wrapper
@@ -149,11 +154,11 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, 
         ``datamodule``, ``trainer``, ``timings`` (seconds per stage: :data:`wbpose.engine.timing.STAGES`, also
         printed as one line after the table).
     """
+    _refuse_moved_keys(cfg)
     apply_extras(cfg)
     loaded = load_checkpoint(cfg.ckpt_path)
     final = build_eval_config(cfg, loaded, overrides)
     check_same_arch(model_arch(final), loaded.arch, loaded.source)
-    _apply_bbox_source(final)
     apply_cpu_threads(final)
     if final.get("seed") is not None:
         pl.seed_everything(int(final.seed), workers=True)
@@ -185,11 +190,12 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, 
             out / "metrics.json",
             metrics,
             checkpoint=loaded.source,
-            bbox_source=final.bbox_source,
+            bbox_source=final.data.val_bbox_source,
             arch=model_arch(final),
         )
         OmegaConf.save(final, out / "eval_config.yaml")
-        print(f"{loaded.source} ({final.bbox_source} boxes):\n{metrics_table({model_arch(final) or 'model': metrics})}")
+        table = metrics_table({model_arch(final) or "model": metrics})
+        print(f"{loaded.source} ({final.data.val_bbox_source} boxes):\n{table}")
         print(format_split(timer.seconds, boxes=len(datamodule.val_dataset)))
     objects = {"cfg": final, "module": module, "datamodule": datamodule, "trainer": trainer, "timings": timer.seconds}
     return metrics, objects
