@@ -104,3 +104,26 @@ def test_synthetic_refuses_a_foreign_folder(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("error: refusing to generate synthetic data into") and str(tmp_path) in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+
+
+def test_synthetic_full_size_form(tmp_path, capsys) -> None:
+    import json
+
+    from wbpose.app.synthetic import main
+
+    out = tmp_path / "full"
+    assert main(["--full-size", "--out", str(out), "--scale", "0.001", "--splits", "val", "--no-images"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    ann = json.loads((out / "annotations" / "coco_wholebody_val_v1.0.json").read_text())
+    assert printed["val"]["images"] == len(ann["images"]) > 0 and not (out / "val2017").exists()
+
+
+def test_synthetic_video_command(tmp_path, capsys) -> None:
+    import json
+
+    from wbpose.app.synthetic_video import main
+
+    assert main(["--out", str(tmp_path), "--frames", "2", "--hw", "120", "160", "--people", "1", "--stem", "v"]) == 0
+    assert "v.mp4 (2 frames, 1 people)" in capsys.readouterr().out
+    gt = json.loads((tmp_path / "v_gt.json").read_text())
+    assert [im["id"] for im in gt["images"]] == [0, 1] and (tmp_path / "v.mp4").stat().st_size > 0
