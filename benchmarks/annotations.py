@@ -1,7 +1,7 @@
 """Train-size annotation loading: bare ``json.load``, the streaming parse, the cache build, cached loads per rank,
 two ranks started together, and loader-worker memory over an epoch, in one run.
 
-Data: the full-size train stand-in (``python scripts/make_synthetic.py --full-size --out ROOT``: 118,287 images,
+Data: the full-size train stand-in (``wbpose-synthetic --full-size --out ROOT``: 118,287 images,
 262,465 people). Each measurement runs in a fresh process (time and peak RSS of that process, so imports and
 earlier steps do not count); the page cache is warm for all of them (the file is read once first).
 

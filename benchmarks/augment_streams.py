@@ -6,13 +6,13 @@ Modes:
   made by the demo), drawn from the per-sample generators ``default_rng([seed, epoch, index])`` (what training
   uses) and from one continuing generator (the scheme before exact resume): flip rate, scale-change quantiles,
   foot and body target weights, share of crops with a labelled foot.
-- ``demo-continuing``: the demo (``scripts/demo.py``, extra arguments are its overrides) with each sample's
+- ``demo-continuing``: the demo (``wbpose-demo``, extra arguments are its overrides) with each sample's
   generator replaced by one continuing generator per process, seeded by torch's seed as before (the epoch order
   of exact resume is kept). Writes ``outputs/demo`` like the demo.
-- ``run SCHEME SEED OUT [overrides]``: one ``experiment=demo`` training run (``scripts/train.py``) with the
+- ``run SCHEME SEED OUT [overrides]``: one ``experiment=demo`` training run (``wbpose-train``) with the
   augmentation stream ``SCHEME`` into the folder ``OUT``.
 - ``feet RESULTS.json [...]``: where a model puts the feet, from results json files written by
-  ``scripts/eval.py ckpt_path=... data=synthetic bbox_source=gt`` (``results_keypoints.json``) on the synthetic
+  ``wbpose-eval ckpt_path=... data=synthetic data.val_bbox_source=gt`` (``results_keypoints.json``) on the synthetic
   val set: each result is matched to the ground-truth person of its image with the nearest body keypoints, and
   every foot with a labelled heel, big toe and ankle is put in its own frame (true heel at 0, true big toe at 1
   along the first axis); prints the median predicted big toe, heel and ankle in that frame, and the share of feet
@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import runpy
 import subprocess
 import sys
 import time
@@ -100,13 +99,14 @@ def use_scheme(scheme: str) -> None:
 
 def demo_continuing(argv: list[str]) -> None:
     use_scheme("continuing")
-    sys.argv = ["demo.py", *argv]
-    runpy.run_path(str(ROOT / "scripts" / "demo.py"), run_name="__main__")
+    from wbpose.app.demo import main
+
+    main(argv)
 
 
 def run(scheme: str, seed: int, out: str, overrides: list[str]) -> None:
     use_scheme(scheme)
-    from wbpose.app.cli import train_main
+    from wbpose.app.train import main as train_main
 
     sys.argv = ["train.py", "experiment=demo", f"seed={seed}", "logger=csv", "callbacks=tqdm",
                 f"hydra.run.dir={out}", *overrides]  # fmt: skip

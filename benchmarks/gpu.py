@@ -19,7 +19,7 @@ A time budget (``--budget``, seconds) skips the remaining rows once spent, and s
 version on CPU (tiny HRNet, 64x48, two steps, a 4-image synthetic root): the tests run it.
 
 Usage: ``python benchmarks/gpu.py --root /tmp/wbpose_full`` (make the root with
-``python scripts/make_synthetic.py --full-size --out /tmp/wbpose_full``), or ``bash benchmarks/gpu.sh``.
+``python scripts/synthetic.py --full-size --out /tmp/wbpose_full``), or ``bash benchmarks/gpu.sh``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
 ROOT="${WBPOSE_FULL_ROOT:-/tmp/wbpose_full}"
 if [[ " $* " != *" --smoke "* && ! -f "$ROOT/person_detection_results/COCO_val2017_detections_AP_H_56_person.json" ]]; then
-    "$PY" scripts/make_synthetic.py --full-size --out "$ROOT"
+    "$PY" scripts/synthetic.py --full-size --out "$ROOT"
 fi
 "$PY" benchmarks/gpu.py --root "$ROOT" "$@"
 if [[ " $* " != *" --smoke "* && "${WBPOSE_GPU_VIDEO:-1}" != 0 && "$(nproc)" -ge 4 ]]; then

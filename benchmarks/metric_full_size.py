@@ -1,7 +1,7 @@
 """The COCO-WholeBody metric at full val size: in-process ``compute()`` and scoring a results file, against
 MMPose's pipeline and other engines in the same run.
 
-Data: the full-size val stand-in (``python scripts/make_synthetic.py --full-size --out ROOT --splits val``: 5,000
+Data: the full-size val stand-in (``wbpose-synthetic --full-size --out ROOT --splits val``: 5,000
 images, 11,004 people, 104,125 detector boxes). One prediction per detector box is simulated as a model gives it
 (the matched person's keypoints plus noise of a few OKS sigmas, heatmap-like scores; boxes on nobody get a posed
 skeleton in the box and low scores), keypoints and scores as float32 tensors (what the engine passes to
@@ -12,7 +12,7 @@ Rows:
 - ``compute()`` of ``CocoWholeBodyMetric`` (fast engine) on the 104,125 predictions, without and with the results
   json (with ``num_procs=2`` a forked worker writes it while this process evaluates): wall time, CPU time (this
   process and its workers) and peak memory (tracemalloc peak of this process's allocations);
-- the results file the metric writes (post OKS-NMS) scored by ``scripts/score_results.py``'s function (fast
+- the results file the metric writes (post OKS-NMS) scored by ``wbpose-score``'s function (fast
   engine) end to end (parse the ground truth and the results, six evaluations), and with the ground truth loaded
   first (parse the results, six evaluations) before and after MMPose's pipeline: ``json.load`` of the results,
   ``loadRes``, six sequential xtcocotools evaluations, its ground truth ``COCO`` loaded first (untimed, as MMPose's

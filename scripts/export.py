@@ -1,11 +1,6 @@
-"""Export a pose checkpoint to ONNX (dynamic batch) with its metadata, verified with ONNX Runtime.
+"""The ``wbpose-export`` command from a checkout: usage in :mod:`wbpose.app.export`."""
 
-Thin wrapper: usage, options and behaviour are documented in :mod:`wbpose.app.export` (``wbpose-export``).
-"""
-
-import sys
-
-from wbpose.app.export import main  # noqa: F401  (the same as the ``wbpose-export`` command)
+from wbpose.app.export import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

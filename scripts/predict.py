@@ -1,11 +1,6 @@
-"""Predict whole-body poses on images, videos or a webcam, draw them and write COCO-WholeBody results.
+"""The ``wbpose-predict`` command from a checkout: usage in :mod:`wbpose.app.predict`."""
 
-Thin wrapper: usage, options and behaviour are documented in :mod:`wbpose.app.predict` (``wbpose-predict``).
-"""
-
-import sys
-
-from wbpose.app.predict import coco_image_id, main  # noqa: F401  (the same as the ``wbpose-predict`` command)
+from wbpose.app.predict import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

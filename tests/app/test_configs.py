@@ -114,7 +114,22 @@ def test_trainer_configs_compose(name: str, tmp_path) -> None:
 
 def test_eval_config_composes(tmp_path) -> None:
     cfg = compose_config("eval", ["ckpt_path=x.ckpt"], output_dir=tmp_path)
-    assert cfg.bbox_source == "det" and cfg.get("model") is None
+    assert cfg.data.val_bbox_source == "det" and cfg.get("model") is None
+    assert "bbox_source" not in cfg and "det_file" not in cfg  # one place: the data config
+
+
+def test_eval_box_source_has_one_spelling(tmp_path) -> None:
+    """The old top-level keys are refused with the new spelling, never silently ignored."""
+    from wbpose.app.evaluate import evaluate
+
+    cfg = compose_config("eval", ["ckpt_path=x.ckpt", "data.val_bbox_source=gt"], output_dir=tmp_path)
+    assert cfg.data.val_bbox_source == "gt"
+    with pytest.raises(Exception, match="bbox_source"):  # Hydra: not in the config
+        compose_config("eval", ["ckpt_path=x.ckpt", "bbox_source=gt"], output_dir=tmp_path)
+    added = compose_config("eval", ["ckpt_path=x.ckpt", "+bbox_source=gt", "+det_file=d.json"], output_dir=tmp_path)
+    message = r"bbox_source= is data\.val_bbox_source=, det_file= is data\.det_file="
+    with pytest.raises(ValueError, match=message):
+        evaluate(added)
 
 
 def test_unknown_experiment_lists_choices(tmp_path) -> None:

@@ -2,7 +2,7 @@
 
 - ``select_people`` against a plain-loop reference of the evaluation's selection (dedupe by instance id, MMPose
   rescoring, greedy OKS-NMS per image), and the metric's results file and the demo both built from it;
-- ``draw_training_sample`` / ``draw_training_samples`` and ``scripts/show_training_crops.py`` end to end on a small
+- ``draw_training_sample`` / ``draw_training_samples`` and ``wbpose-training-crops`` end to end on a small
   synthetic dataset.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -336,20 +334,14 @@ def test_draw_training_samples_grid(synthetic):
     assert grid.shape == (2 * (128 + 4) + 4, 3 * (96 + 4) + 4, 3)
 
 
-def _script(name: str) -> Path:
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "scripts" / name).is_file():
-            return parent / "scripts" / name
-    raise FileNotFoundError(name)
+def test_training_crops_command_end_to_end(synthetic, tmp_path, capsys):
+    from wbpose.app.training_crops import main
 
-
-def test_show_training_crops_script_end_to_end(synthetic, tmp_path):
     out = tmp_path / "tmp" / "grid.png"
-    cmd = [sys.executable, str(_script("show_training_crops.py"))]
-    cmd += ["--data-root", str(synthetic), "--out", str(out), "--n", "4", "--input-hw", "128", "96"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "wrote" in proc.stdout and "4 train crops" in proc.stdout
+    argv = ["--data-root", str(synthetic), "--out", str(out), "--n", "4", "--input-hw", "128", "96"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and "4 train crops" in printed
     grid = cv2.imread(str(out))
     assert grid is not None
     assert grid.shape == (2 * (128 + 4) + 4, 2 * (96 + 4) + 4, 3)  # 2 x 2 tiles of 128 x 96, 4 px padding

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.paths import load_script
 from wbpose.app.resume import RUN_KEY_FILE, find_last_checkpoint
 from wbpose.build import build_module
 from wbpose.checkpoints import load_checkpoint, read_checkpoint
@@ -92,7 +91,8 @@ def test_every_entry_point_refuses_a_flipped_checkpoint(native, make_cfg, synthe
         with pytest.raises(ValueError, match=named):
             load_init_weights(model, model_cfg)
     # export: the script prints the error and exits 1
-    export = load_script("export")
+    from wbpose.app import export
+
     assert export.main([str(flipped), "--out", str(flipped.with_suffix(".onnx"))]) == 1
     err = capsys.readouterr().err
     assert f"{flipped} is corrupt" in err and "Traceback" not in err

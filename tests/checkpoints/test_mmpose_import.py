@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.paths import load_script
 from wbpose.checkpoints import (
     infer_arch,
     load_imagenet_backbone,
@@ -204,7 +203,9 @@ def test_infer_arch_rejects_non_hrnet() -> None:
 
 
 def _convert_main():
-    return load_script("convert_mmpose").main
+    from wbpose.app.convert import main
+
+    return main
 
 
 def test_convert_script_round_trip(tmp_path: Path, capsys) -> None:

@@ -123,8 +123,11 @@ def test_clear_errors(tmp_path: Path) -> None:
 
 def test_photometric_option(tmp_path: Path) -> None:
     write_root(tmp_path)
-    dm = make_dm(tmp_path, photometric=[{"type": "ColorJitter", "brightness": 0.4, "p": 1.0}], half_body_mode="0.x")
+    photometric = [{"type": "ColorJitter", "brightness": 0.4, "p": 1.0}]
+    dm = make_dm(tmp_path, photometric=photometric, geometric={"half_body_mode": "0.x"})
     dm.setup("fit")
+    assert dm.train_dataset.transforms.transforms[1].mode == "0.x"  # the one key given; the rest are defaults
+    assert dm.geometric.rotate_factor == 80.0
     assert dm.train_dataset.photometric is not None
     assert next(iter(dm.train_dataloader()))["image"].shape == (3, 3, 64, 48)
 

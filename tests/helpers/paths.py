@@ -13,8 +13,8 @@ FIXTURE_DIR = REPO_ROOT / "tests" / "data"
 
 
 def load_script(name: str, folder: str = "scripts") -> ModuleType:
-    """Import ``<folder>/<name>.py`` (``scripts`` or ``benchmarks``, which are not packages) as a module, e.g. to
-    call its ``main``."""
+    """Import ``<folder>/<name>.py`` (``benchmarks``, or the ``scripts/check_layers.py`` dev tool: not packages) as a
+    module. The commands are tested through their ``wbpose.app`` modules, not their ``scripts/`` shims."""
     spec = importlib.util.spec_from_file_location(f"{name}_{folder}", REPO_ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

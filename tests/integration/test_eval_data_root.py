@@ -82,8 +82,8 @@ def test_eval_scores_the_real_val_json_and_writes_nothing_into_the_root(
     root = val_only_root
     before = snapshot(root)
     assert not (root / TRAIN_ANN).exists()
-    # scripts/eval.py ckpt_path=<demo ckpt> data.data_root=/data/coco, as in the report
-    overrides = [f"ckpt_path={synthetic_checkpoint}", f"data.data_root={root}", f"bbox_source={bbox_source}"]
+    # wbpose-eval ckpt_path=<demo ckpt> data.data_root=/data/coco, as in the report
+    overrides = [f"ckpt_path={synthetic_checkpoint}", f"data.data_root={root}", f"data.val_bbox_source={bbox_source}"]
     # small and quick: no flip test, detector boxes scoring 0.5 or more (18 of the sample's 118)
     overrides += ["trainer=cpu", "data.num_workers=0", "module.flip_test=false", "data.det_score_thr=0.5"]
     cfg = compose_config("eval", overrides, output_dir=tmp_path / "eval")

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers.paths import load_script
 from helpers.threads import torch_threads
+from wbpose.app import export, predict
 
 pytest.importorskip("onnxruntime")
-
-
-export, predict = load_script("export"), load_script("predict")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -17,8 +17,6 @@ import cv2
 import pytest
 import torch
 
-from helpers.paths import load_script
-
 DET_FILE = "test_coco_det_AP_H_56.json"
 ANN_FILE = "test_coco_wholebody.json"
 
@@ -50,10 +48,11 @@ def test_predict_on_real_photos(sample_dir: Path, tmp_path: Path) -> None:
     converted = tmp_path / "tiny_converted.pth"
     assert convert_mmpose_checkpoint(tmp_path / "mmpose_tiny.pth", converted).ok
 
-    script = load_script("predict")
+    from wbpose.app import predict as script
+
     out = tmp_path / "predictions"
     det = str(sample_dir / DET_FILE)
-    argv = [str(converted), str(sample_dir), "--boxes", det, "--out", str(out), "--device", "cpu"]
+    argv = [str(converted), "--source", str(sample_dir), "--boxes", det, "--out", str(out), "--device", "cpu"]
     # a converted file holds weights only and its name is no released one: input size and codec are given
     assert script.main([*argv, "--image-hw", "256", "192", "--codec", "msra"]) == 0
 

@@ -1,4 +1,4 @@
-"""scripts/predict.py on generated images: overlays, a loadable results json, box matching and clear errors."""
+"""wbpose-predict on generated images: overlays, a loadable results json, box matching and clear errors."""
 
 from __future__ import annotations
 
@@ -13,15 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.paths import REPO_ROOT, load_script
+from helpers.paths import REPO_ROOT
+from wbpose.app import predict
 from wbpose.models import build_pose_model
 from wbpose.synthetic.generate import DETECTIONS_FILE, generate_dataset
 
 SCRIPT = REPO_ROOT / "scripts" / "predict.py"
 SMALL = ["--image-hw", "128", "96", "--codec", "msra", "--device", "cpu"]
-
-
-predict = load_script("predict")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +47,17 @@ def test_folder_with_detections(data_root: Path, checkpoint: Path, tmp_path: Pat
 
     out = tmp_path / "out"
     det = data_root / DETECTIONS_FILE
-    argv = [str(checkpoint), str(data_root / "val2017"), "--boxes", str(det), "--out", str(out), "--box-thr", "0.5"]
+    argv = [
+        str(checkpoint),
+        "--source",
+        str(data_root / "val2017"),
+        "--boxes",
+        str(det),
+        "--out",
+        str(out),
+        "--box-thr",
+        "0.5",
+    ]
     assert predict.main([*argv, *SMALL]) == 0
     images = sorted((data_root / "val2017").glob("*.jpg"))
     assert sorted(p.name for p in out.glob("*.png")) == [p.stem + ".png" for p in images]
@@ -76,7 +84,7 @@ def test_single_image_whole_box_and_file_name_matching(data_root: Path, checkpoi
     image = tmp_path / "street scene.png"
     cv2.imwrite(str(image), np.full((90, 120, 3), 128, np.uint8))
     out = tmp_path / "whole"
-    assert predict.main([str(checkpoint), str(image), "--out", str(out), "--no-flip", *SMALL]) == 0
+    assert predict.main([str(checkpoint), "--source", str(image), "--out", str(out), "--no-flip", *SMALL]) == 0
     (result,) = json.loads((out / "results.json").read_text())
     assert result["image_id"] == 0  # not a COCO file name: position in the listing
     assert (out / "street scene.png").is_file()
@@ -91,7 +99,9 @@ def test_single_image_whole_box_and_file_name_matching(data_root: Path, checkpoi
     ]
     boxes.write_text(json.dumps(dets))
     out2 = tmp_path / "boxes_out"
-    assert predict.main([str(checkpoint), str(image), "--boxes", str(boxes), "--out", str(out2), *SMALL]) == 0
+    assert (
+        predict.main([str(checkpoint), "--source", str(image), "--boxes", str(boxes), "--out", str(out2), *SMALL]) == 0
+    )
     (result,) = json.loads((out2 / "results.json").read_text())
     assert result["image_id"] == 42
 
@@ -116,32 +126,36 @@ def test_folder_with_an_unreadable_image(checkpoint: Path, tmp_path: Path, capsy
 
 
 def test_coco_image_ids() -> None:
-    assert predict.coco_image_id(Path("000000000785.jpg")) == 785
-    assert predict.coco_image_id(Path("COCO_val2014_000000000042.jpg")) == 42
-    assert predict.coco_image_id(Path("holiday.jpg")) is None
+    from wbpose.inference.sources import coco_image_id
+
+    assert coco_image_id(Path("000000000785.jpg")) == 785
+    assert coco_image_id(Path("COCO_val2014_000000000042.jpg")) == 42
+    assert coco_image_id(Path("holiday.jpg")) is None
 
 
 def test_errors_name_the_input(data_root: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
-    assert predict.main([str(tmp_path / "missing.pth"), str(data_root / "val2017"), *SMALL]) == 1
+    assert predict.main([str(tmp_path / "missing.pth"), "--source", str(data_root / "val2017"), *SMALL]) == 1
     assert "checkpoint not found" in capsys.readouterr().err
-    assert predict.main([str(checkpoint), str(tmp_path / "no_such_dir"), *SMALL]) == 1
+    assert predict.main([str(checkpoint), "--source", str(tmp_path / "no_such_dir"), *SMALL]) == 1
     assert "no_such_dir" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert predict.main([str(checkpoint), str(empty), *SMALL]) == 1
+    assert predict.main([str(checkpoint), "--source", str(empty), *SMALL]) == 1
     assert "no images" in capsys.readouterr().err
     (empty / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    assert predict.main([str(checkpoint), str(empty), "--out", str(tmp_path / "o"), *SMALL]) == 1
+    assert predict.main([str(checkpoint), "--source", str(empty), "--out", str(tmp_path / "o"), *SMALL]) == 1
     assert "broken.jpg" in capsys.readouterr().err
     bad_boxes = tmp_path / "bad.json"
     bad_boxes.write_text('{"not": "a list"}')
-    assert predict.main([str(checkpoint), str(data_root / "val2017"), "--boxes", str(bad_boxes), *SMALL]) == 1
+    assert (
+        predict.main([str(checkpoint), "--source", str(data_root / "val2017"), "--boxes", str(bad_boxes), *SMALL]) == 1
+    )
     assert "bad.json" in capsys.readouterr().err
 
 
 def test_command_line_exit_status(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path / "missing.pth"), str(tmp_path)],
+        [sys.executable, str(SCRIPT), str(tmp_path / "missing.pth"), "--source", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -171,7 +185,10 @@ def test_invalid_boxes_are_dropped_and_counted_and_the_json_is_strict(checkpoint
     boxes.write_text(json.dumps(dets))
     out = tmp_path / "out"
     with caplog.at_level("INFO"):
-        assert predict.main([str(checkpoint), str(image), "--boxes", str(boxes), "--out", str(out), *SMALL]) == 0
+        assert (
+            predict.main([str(checkpoint), "--source", str(image), "--boxes", str(boxes), "--out", str(out), *SMALL])
+            == 0
+        )
     (dropped,) = [r.getMessage() for r in caplog.records if "invalid person records" in r.getMessage()]
     assert f"detection file {boxes}: dropped 5 invalid person records" in dropped
     assert all(f"record #{i}" in dropped for i in range(1, 6))
@@ -186,6 +203,9 @@ def test_no_boxes_warns_that_the_whole_image_is_one_person(checkpoint: Path, tmp
     image = tmp_path / "group.png"
     cv2.imwrite(str(image), np.full((90, 120, 3), 128, np.uint8))
     with caplog.at_level("WARNING"):
-        assert predict.main([str(checkpoint), str(image), "--out", str(tmp_path / "o"), "--no-flip", *SMALL]) == 0
+        assert (
+            predict.main([str(checkpoint), "--source", str(image), "--out", str(tmp_path / "o"), "--no-flip", *SMALL])
+            == 0
+        )
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert "the whole image is used as one person box" in warning and "--boxes det.json or --detector" in warning

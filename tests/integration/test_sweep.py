@@ -1,4 +1,4 @@
-"""A two-job Hydra multirun (two seeds) on generated data, summarised by scripts/summarize_sweep.py."""
+"""A two-job Hydra multirun (two seeds) on generated data, summarised by wbpose-summarize (scripts/summarize.py)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_two_seed_multirun_and_summary(synthetic_root, tmp_path) -> None:
     assert "model=hrnet_tiny" in common and not any(o.startswith("seed") for o in common)
 
     out = tmp_path / "table.md"
-    script = project_root() / "scripts" / "summarize_sweep.py"
+    script = project_root() / "scripts" / "summarize.py"
     proc = subprocess.run(
         [sys.executable, str(script), str(sweep_dir), "--out", str(out)], capture_output=True, text=True, timeout=120
     )
@@ -87,7 +87,7 @@ def test_optuna_sweep_without_m_runs_three_trials(synthetic_root, tmp_path) -> N
                  for j in jobs}  # fmt: skip
     assert len(trial_lrs) == 3  # three sampled learning rates, not one job
 
-    script = project_root() / "scripts" / "summarize_sweep.py"
+    script = project_root() / "scripts" / "summarize.py"
     proc = subprocess.run([sys.executable, str(script), str(sweep_dir)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     best = proc.stdout.strip().splitlines()[-1]

@@ -60,9 +60,12 @@ def test_short_run_then_eval_from_checkpoint_alone(short_run, synthetic_root, tm
     assert "Testing DataLoader 0: 100%" in out  # not a terminal: the plain TQDM bar, readable in a log file
     assert eval_objects["module"].model.forward.__func__ is type(eval_objects["module"].model).forward  # unwrapped
 
-    gt_cfg = compose_config("eval", [f"ckpt_path={ckpt}", "bbox_source=gt", *data], output_dir=tmp_path / "eval_gt")
-    gt_metrics, _ = evaluate(gt_cfg, overrides=["bbox_source=gt", "module.flip_test=false"])
+    gt = ["data.val_bbox_source=gt"]
+    gt_cfg = compose_config("eval", [f"ckpt_path={ckpt}", *gt, *data], output_dir=tmp_path / "eval_gt")
+    gt_metrics, gt_objects = evaluate(gt_cfg, overrides=[*gt, "module.flip_test=false"])
     assert set(gt_metrics) == set(metrics)
+    assert gt_objects["datamodule"].val_bbox_source == "gt"
+    assert json.loads((tmp_path / "eval_gt" / "metrics.json").read_text())["bbox_source"] == "gt"
 
     wrong = ["model=hrnet_w32"]
     bad_cfg = compose_config("eval", [f"ckpt_path={ckpt}", *wrong], output_dir=tmp_path / "eval_bad")
@@ -106,7 +109,7 @@ def test_demo_runs_end_to_end(synthetic_root, tmp_path, capsys) -> None:
 
 
 def test_mmpose_file_round_trips_through_convert_and_eval(short_run, synthetic_root, tmp_path) -> None:
-    """A trained model saved as an MMPose 0.x file evaluates, directly and after convert_mmpose.py, to the same
+    """A trained model saved as an MMPose 0.x file evaluates, directly and after wbpose-convert, to the same
     numbers as its native checkpoint (the path a user takes to reproduce a seed-table row)."""
     import subprocess
     import sys
@@ -125,7 +128,7 @@ def test_mmpose_file_round_trips_through_convert_and_eval(short_run, synthetic_r
 
     converted = tmp_path / "converted.pth"
     proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "convert_mmpose.py"), str(mmpose_file), str(converted)],
+        [sys.executable, str(REPO_ROOT / "scripts" / "convert.py"), str(mmpose_file), str(converted)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,7 +3,7 @@
 The video (16 frames, 320x240, three people moving and overlapping) and its ground truth (``image_id`` = frame
 index) come from ``wbpose.synthetic.video``; the model is a tiny HRNet with random (BN-calibrated)
 weights saved as an MMPose file, so scores are ~0: what is checked is that every output exists, has the input's
-frames and scores with scripts/score_results.py against the video's own ground truth. That tracking holds ids on
+frames and scores with wbpose-score against the video's own ground truth. That tracking holds ids on
 people is shown with a perfect pose model in tests/inference/test_tracking.py.
 """
 
@@ -16,15 +16,13 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers.paths import load_script
 from helpers.threads import torch_threads
+from wbpose.app import predict
+from wbpose.app import score as score_results
 from wbpose.synthetic.video import make_synthetic_video
 
 SMALL = ["--image-hw", "128", "96", "--codec", "msra", "--device", "cpu", "--no-progress"]
 FRAMES = 16
-
-
-predict, score_results = load_script("predict"), load_script("score_results")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -134,8 +132,9 @@ def test_bad_inputs_name_the_file_and_what_was_expected(video, checkpoint: Path,
     assert "cannot load ONNX file" in msg and "synthetic_gt.json" in msg
     msg = error("--source", str(video.video), "--boxes", str(video.boxes), "--detector", str(detector))
     assert "either --boxes" in msg
-    msg = error("--source", str(video.video), "extra_positional.jpg")
-    assert "give the input once" in msg
+    with pytest.raises(SystemExit) as exit_info:  # one input only: --source (no positional image argument)
+        predict.main([str(checkpoint), "--source", str(video.video), "extra_positional.jpg", *SMALL])
+    assert exit_info.value.code == 2 and "unrecognized arguments: extra_positional.jpg" in capsys.readouterr().err
     msg = error("--source", str(video.annotations.parent / "*.png"))
     assert "no images" in msg
     msg = error("--source", str(video.video), "--out-video", str(tmp_path / "v.xyz"))

@@ -13,7 +13,6 @@ from xtcocotools.coco import COCO
 from xtcocotools.cocoeval import COCOeval
 
 from helpers.annotations import make_wholebody_gt, write_json
-from helpers.paths import load_script
 from helpers.predictions import detector_like_predictions, gt_as_predictions
 from wbpose.keypoints import PART_FIELDS, sigmas_array
 from wbpose.metrics import CocoWholeBodyMetric, evaluate_results_file, format_table, read_results_file
@@ -119,7 +118,8 @@ def test_evaluate_results_file_reads_mmpose_formats(ann_file, gt, tmp_path):
 
 
 def test_score_results_script(ann_file, gt, tmp_path, capsys):
-    script = load_script("score_results")
+    from wbpose.app import score as script
+
     metric = CocoWholeBodyMetric(ann_file, outfile=tmp_path / "res.json", num_procs=1)
     metric.update(**as_tensors(gt_as_predictions(gt)))
     metric.compute()

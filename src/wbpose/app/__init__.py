@@ -1,1 +1,3 @@
-"""Applications: what the scripts call (train, evaluate, demo, sweep summary) and the Hydra config helpers."""
+"""Applications, the top layer: one module per command, each with the ``main`` of its console command
+(``pyproject.toml`` ``[project.scripts]``; ``scripts/<name>.py`` runs the same ``main``), and the Hydra config
+helpers (``config``, ``extras``, ``startup``, ``resume``)."""

@@ -1,5 +1,9 @@
 """Evaluation: score a checkpoint on the val split with detector or ground-truth boxes, per part.
 
+Usage: ``wbpose-eval ckpt_path=<file> [data.val_bbox_source=det|gt] [data.det_file=<json>] [...]`` (or
+``python scripts/eval.py ...``): prints the per-part AP/AR table and writes ``metrics.json``,
+``results_keypoints.json`` (MMPose format) and the config used (``eval_config.yaml``) into the run folder.
+
 ``evaluate(cfg, overrides)`` loads the checkpoint through :func:`wbpose.checkpoints.load_checkpoint` (any supported
 format), builds the evaluation config around it, runs ``Trainer.test`` and writes ``metrics.json`` (and the
 MMPose-format results json) into the run folder.
@@ -29,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -47,7 +52,7 @@ from wbpose.metrics.tables import metrics_table, write_metrics_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_eval_config", "evaluate", "recipe_nodes"]
+__all__ = ["build_eval_config", "evaluate", "main", "recipe_nodes"]
 
 #: Config groups that a checkpoint's embedded config provides (and the command line may override); data is not
 #: one of them: what to score on is this command's choice.
@@ -124,11 +129,16 @@ def build_eval_config(cfg: DictConfig, loaded: LoadedCheckpoint, overrides: Sequ
     return final
 
 
-def _apply_bbox_source(cfg: DictConfig) -> None:
-    with open_dict(cfg):
-        cfg.data.val_bbox_source = cfg.bbox_source
-        if cfg.get("det_file"):
-            cfg.data.det_file = cfg.det_file
+#: Keys of the evaluation config that moved into the data config (``key=...`` -> ``data.<new key>=...``).
+MOVED_KEYS = {"bbox_source": "val_bbox_source", "det_file": "det_file"}
+
+
+def _refuse_moved_keys(cfg: DictConfig) -> None:
+    """Name the new spelling of a moved key (given as ``+bbox_source=gt`` it would otherwise be ignored)."""
+    moved = [key for key in MOVED_KEYS if key in cfg]
+    if moved:
+        spelled = ", ".join(f"{key}= is data.{MOVED_KEYS[key]}=" for key in moved)
+        raise ValueError(f"the box source is set in the data config: {spelled} (e.g. data.val_bbox_source=gt)")
 
 
 @task_wrapper
@@ -144,11 +154,11 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, 
         ``datamodule``, ``trainer``, ``timings`` (seconds per stage: :data:`wbpose.engine.timing.STAGES`, also
         printed as one line after the table).
     """
+    _refuse_moved_keys(cfg)
     apply_extras(cfg)
     loaded = load_checkpoint(cfg.ckpt_path)
     final = build_eval_config(cfg, loaded, overrides)
     check_same_arch(model_arch(final), loaded.arch, loaded.source)
-    _apply_bbox_source(final)
     apply_cpu_threads(final)
     if final.get("seed") is not None:
         pl.seed_everything(int(final.seed), workers=True)
@@ -180,11 +190,21 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, 
             out / "metrics.json",
             metrics,
             checkpoint=loaded.source,
-            bbox_source=final.bbox_source,
+            bbox_source=final.data.val_bbox_source,
             arch=model_arch(final),
         )
         OmegaConf.save(final, out / "eval_config.yaml")
-        print(f"{loaded.source} ({final.bbox_source} boxes):\n{metrics_table({model_arch(final) or 'model': metrics})}")
+        table = metrics_table({model_arch(final) or "model": metrics})
+        print(f"{loaded.source} ({final.data.val_bbox_source} boxes):\n{table}")
         print(format_split(timer.seconds, boxes=len(datamodule.val_dataset)))
     objects = {"cfg": final, "module": module, "datamodule": datamodule, "trainer": trainer, "timings": timer.seconds}
     return metrics, objects
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    """``wbpose-eval ckpt_path=<file> [data.val_bbox_source=det|gt] [...]``; returns whole-body AP."""
+    from hydra.core.hydra_config import HydraConfig
+
+    metrics, _ = evaluate(cfg, overrides=list(HydraConfig.get().overrides.task))
+    return metrics.get("test/wholebody_ap")

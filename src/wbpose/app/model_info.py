@@ -31,8 +31,8 @@ def count(arch: str, size: str, num_keypoints: int = 133) -> tuple[int, int]:
     return sum(p.numel() for p in model.parameters()), int(counter.get_total_flops())
 
 
-def main(argv: list[str] | None = None) -> str:
-    """Print (and return) a markdown table."""
+def main(argv: list[str] | None = None) -> int:
+    """Print a markdown table; returns the exit status (0)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", nargs="*", default=None, help="w32 w48 tiny (default: the table's rows)")
     parser.add_argument("--sizes", nargs="*", default=None, help="input sizes HxW, e.g. 256x192")
@@ -45,6 +45,5 @@ def main(argv: list[str] | None = None) -> str:
     for arch, size in rows:
         params, flops = count(arch, size, args.num_keypoints)
         lines.append(f"| {arch} | {size} | {params / 1e6:.2f} | {flops / 2e9:.2f} | {flops / 1e9:.2f} |")
-    table = "\n".join(lines)
-    print(table)
-    return table
+    print("\n".join(lines))
+    return 0

@@ -1,14 +1,14 @@
 """Predict whole-body poses on images, videos or a webcam, draw them and write COCO-WholeBody results.
 
 Usage:
-    python scripts/predict.py MODEL --source SOURCE [--boxes det.json | --detector det.onnx] [--track]
+    wbpose-predict MODEL --source SOURCE [--boxes det.json | --detector det.onnx] [--track]
         [--out DIR] [--out-video PATH] [--fourcc XXXX] [--max-frames N] [--score-thr 0.3] [--box-thr 0.3]
         [--no-flip] [--device cpu] [--image-hw 256 192] [--codec msra|dark] [--batch-size 32] [--threads N]
-    python scripts/predict.py MODEL IMAGES [...]          # the older form: IMAGES is an image file or a folder
 
-MODEL is a Lightning ``.ckpt`` from ``scripts/train.py``, an MMPose 0.x/1.x ``.pth`` (loaded ``weights_only``; a
-released file name gives its input size and codec, else pass ``--image-hw`` and ``--codec``), or an ``.onnx`` file
-from ``scripts/export.py`` (run with ONNX Runtime; its metadata gives input size, codec and flip test).
+(``python scripts/predict.py ...`` is the same command.) MODEL is a Lightning ``.ckpt`` from ``wbpose-train``, an
+MMPose 0.x/1.x ``.pth`` (loaded ``weights_only``; a released file name gives its input size and codec, else pass
+``--image-hw`` and ``--codec``), or an ``.onnx`` file from ``wbpose-export`` (run with ONNX Runtime; its metadata
+gives input size, codec and flip test).
 
 SOURCE is an image, a folder of images (jpg, jpeg, png, bmp, webp; not recursive), a quoted glob
 (``'shots/*.jpg'``), a video file (mp4, avi, mov, mkv, webm, ...), or a webcam index (``0``).
@@ -60,7 +60,7 @@ import sys
 from pathlib import Path
 
 from wbpose.inference.boxes import DetectionFile, read_detections  # noqa: F401  (re-exported for callers)
-from wbpose.inference.sources import IMAGE_SUFFIXES, coco_image_id, open_source  # noqa: F401
+from wbpose.inference.sources import open_source
 from wbpose.inference.writers import DEFAULT_OUT, check_outputs, output_paths
 
 log = logging.getLogger("predict")
@@ -95,12 +95,7 @@ def run(args: argparse.Namespace) -> dict:
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    if args.source is not None and args.images is not None:
-        raise ValueError(f"give the input once: IMAGES ({args.images}) or --source ({args.source})")
-    spec = args.source if args.source is not None else args.images
-    if spec is None:
-        raise ValueError("no input: give --source (image, folder, glob, video or webcam index) or IMAGES")
-    source = open_source(spec, max_frames=args.max_frames, strict=args.strict)
+    source = open_source(args.source, max_frames=args.max_frames, strict=args.strict)
     try:
         outputs = output_paths(source.kind, source.name, args.out, video_path=args.out_video,
                                results_path=args.out_json)  # fmt: skip
@@ -153,9 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("checkpoint", help="Lightning .ckpt, MMPose .pth, or .onnx from scripts/export.py")
-    parser.add_argument("images", nargs="?", default=None, help="an image file or a folder (older form of --source)")
-    parser.add_argument("--source", default=None, help="image, folder, quoted glob, video file or webcam index")
+    parser.add_argument("checkpoint", help="Lightning .ckpt, MMPose .pth, or .onnx from wbpose-export")
+    parser.add_argument("--source", required=True, help="image, folder, quoted glob, video file or webcam index")
     parser.add_argument("--boxes", default=None, help="COCO detection results json (default: whole image)")
     parser.add_argument("--detector", default=None, help="ONNX RTMDet/YOLOX person detector (MMDeploy end2end)")
     parser.add_argument("--det-family", choices=("rtmdet", "yolox"), default=None,
@@ -185,7 +179,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="heatmap decoding (default: the checkpoint's config or released recipe)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32, help="crops per forward pass")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch / ONNX Runtime")
-    return parser.parse_intermixed_args(argv)  # positionals may follow options (MODEL --source X IMAGES)
+    return parser.parse_intermixed_args(argv)  # MODEL may follow the options
 
 
 def main(argv: list[str] | None = None) -> int:

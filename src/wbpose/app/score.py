@@ -2,7 +2,7 @@
 
 Usage:
     wbpose-score ANNOTATIONS.json RESULTS.json [--out metrics.json] [--num-procs N] [--verbose]
-        [--engine fast|xtcocotools] [--cache-dir DIR]        (or python scripts/score_results.py ...)
+        [--engine fast|xtcocotools] [--cache-dir DIR]        (or python scripts/score.py ...)
 
 The default engine ("fast") parses both files straight into arrays and runs xtcocotools' algorithm vectorised in
 numpy in this process (the same numbers, bit for bit; ``tests/metrics/test_cocoeval.py``); ``--engine

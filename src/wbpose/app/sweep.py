@@ -1,4 +1,4 @@
-"""Hydra multirun folders -> per-configuration result groups and the best trial (``scripts/summarize_sweep.py``).
+"""Hydra multirun folders -> per-configuration result groups and the best trial (``wbpose-summarize``).
 
 Grid sweeps (Hydra's basic sweeper) and Optuna sweeps (hydra-optuna-sweeper) are read alike: every job folder has
 ``.hydra/overrides.yaml`` and ``metrics.json``; an Optuna sweep also leaves ``optimization_results.yaml`` (its
@@ -98,8 +98,8 @@ def best_trial(folder: str | Path, metric: str = "val/wholebody_ap") -> dict[str
     return best
 
 
-def main(argv: list[str] | None = None) -> str:
-    """Print (and optionally write) the table; returns it."""
+def main(argv: list[str] | None = None) -> int:
+    """Print (and optionally write) the table; returns the exit status (0)."""
     parser = argparse.ArgumentParser(
         description="Summarise a Hydra multirun (grid or Optuna) in the seed-table columns"
     )
@@ -120,4 +120,4 @@ def main(argv: list[str] | None = None) -> str:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(table + "\n")
-    return table
+    return 0

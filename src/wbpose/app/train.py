@@ -1,7 +1,20 @@
 """Training: compose the pieces named by a Hydra config, fit, validate the best checkpoint, report the metric.
 
-``train(cfg)`` is the whole application; ``scripts/train.py`` only composes the config and calls it, so tests,
-notebooks and sweeps share one code path (lightning-hydra-template's ``train``/``main`` split).
+``train(cfg)`` is the whole application; :func:`main` (the ``wbpose-train`` command, ``scripts/train.py``) only
+composes the config and calls it, so tests, notebooks and sweeps share one code path (lightning-hydra-template's
+``train``/``main`` split).
+
+Usage::
+
+    wbpose-train experiment=w32_256x192_msra                  # a seed-table row (8 GPUs: trainer=ddp)
+    wbpose-train experiment=demo                              # tiny HRNet on synthetic data, CPU
+    wbpose-train -m experiment=w32_256x192_msra seed=0,1,2    # several seeds (a multirun)
+    wbpose-train ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt   # resume a killed run
+    wbpose-train experiment=w32_256x192_msra ckpt_path=auto   # resume the same command's last.ckpt
+
+The commands run from any directory, with the installed config tree (or this checkout's ``conf/``); Hydra's own
+flags work as usual: ``-m`` for multiruns, ``--config-dir DIR`` to add a folder of your own configs (e.g. your
+``experiment/my_run.yaml``), ``--cfg job`` to print the composed config.
 """
 
 from __future__ import annotations
@@ -10,6 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -34,7 +48,7 @@ from wbpose.metrics.tables import metrics_table, write_metrics_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["apply_cpu_threads", "keep_cpu_processes", "task_overrides", "train"]
+__all__ = ["apply_cpu_threads", "keep_cpu_processes", "main", "task_overrides", "train"]
 
 
 def apply_cpu_threads(cfg: DictConfig) -> None:
@@ -183,3 +197,11 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
     name = cfg.get("optimized_metric")
     value = metrics.get(name) if name else None
     return value, objects
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """``wbpose-train [experiment=<name>] [group=option ...] [key=value ...]``; returns the optimised metric (to
+    Hydra's sweepers; the command itself exits 0)."""
+    value, _ = train(cfg)
+    return value

@@ -5,7 +5,7 @@ Supported formats (:data:`FORMATS`), told apart by content, not by file name:
 =============  ======================================================================================
 ``native``     a Lightning ``.ckpt`` written by ``scripts/train.py``: ``state_dict`` with ``model.*`` keys
                and the training config under :data:`~wbpose.checkpoints.reader.CONFIG_KEY`
-``converted``  ``scripts/convert_mmpose.py`` output: ``{"state_dict", "arch", "num_keypoints", "source"}``
+``converted``  ``wbpose-convert`` output: ``{"state_dict", "arch", "num_keypoints", "source"}``
 ``mmpose``     an MMPose 0.x/1.x top-down HRNet ``.pth`` (``keypoint_head.*`` or ``head.*`` keys)
 ``imagenet``   an ImageNet HRNet backbone (unprefixed backbone keys); only a training start, see
                :func:`wbpose.checkpoints.init_weights.load_init_weights`

@@ -11,7 +11,9 @@ Each transform is ``transform(sample, rng) -> sample`` on a :class:`~wbpose.data
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -269,30 +271,93 @@ class PhotometricAugment:
         return sample
 
 
-def build_train_augmentations(
-    flip_prob: float = 0.5,
-    half_body_prob: float = 0.3,
-    half_body_mode: Literal["1.x", "0.x"] = "1.x",
-    shift_factor: float = 0.16,
-    shift_prob: float = 0.3,
-    scale_factor: tuple[float, float] = (0.5, 1.5),
-    rotate_factor: float = 80.0,
-    rotate_prob: float = 0.6,
-) -> Compose:
-    """The 1.x training augmentations: flip -> half-body -> shift/scale/rotation (docs/conventions.md#augmentation).
+@dataclass(frozen=True)
+class GeometricAugment:
+    """The geometric training augmentation: flip, half-body, then box shift/scale/rotation (:meth:`build`).
 
-    A probability of 0 drops the step.
+    The defaults are MMPose 1.x's (the published HRNet whole-body recipes); the config's ``data.geometric`` node
+    (``conf/augment/geometric.yaml``) holds the same values. A probability of 0 drops that step.
+
+    Attributes:
+        flip_prob: random horizontal flip probability.
+        half_body_prob: half-body crop probability.
+        half_body_mode: "1.x" (default) or "0.x" half-body rule.
+        shift_factor: box centre shift as a fraction of the box size.
+        shift_prob: box centre shift probability.
+        scale_factor: (lo, hi) range of the box scale multiplier.
+        rotate_factor: rotation range in degrees.
+        rotate_prob: rotation probability.
     """
-    return Compose(
-        [
-            RandomFlip(prob=flip_prob) if flip_prob > 0 else None,
-            RandomHalfBody(prob=half_body_prob, mode=half_body_mode) if half_body_prob > 0 else None,
-            RandomBBoxTransform(
-                shift_factor=shift_factor,
-                shift_prob=shift_prob,
-                scale_factor=scale_factor,
-                rotate_factor=rotate_factor,
-                rotate_prob=rotate_prob,
-            ),
-        ]
-    )
+
+    flip_prob: float = 0.5
+    half_body_prob: float = 0.3
+    half_body_mode: Literal["1.x", "0.x"] = "1.x"
+    shift_factor: float = 0.16
+    shift_prob: float = 0.3
+    scale_factor: tuple[float, float] = (0.5, 1.5)
+    rotate_factor: float = 80.0
+    rotate_prob: float = 0.6
+
+    def __post_init__(self) -> None:
+        def number(name: str, value: Any) -> float:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"data.geometric.{name} must be a finite number, got {value!r}")
+            return float(value)
+
+        for name in ("flip_prob", "half_body_prob", "shift_prob", "rotate_prob"):
+            if not 0.0 <= number(name, getattr(self, name)) <= 1.0:
+                raise ValueError(f"data.geometric.{name} must be a probability in [0, 1], got {getattr(self, name)!r}")
+        for name in ("shift_factor", "rotate_factor"):
+            if number(name, getattr(self, name)) < 0:
+                raise ValueError(f"data.geometric.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.half_body_mode not in ("1.x", "0.x"):
+            raise ValueError(f"data.geometric.half_body_mode must be '1.x' or '0.x', got {self.half_body_mode!r}")
+        scale = self.scale_factor
+        if isinstance(scale, str) or not isinstance(scale, Sequence) or len(scale) != 2:
+            raise ValueError(f"data.geometric.scale_factor must be [lo, hi], got {scale!r}")
+        lo, hi = number("scale_factor", scale[0]), number("scale_factor", scale[1])
+        if not 0 < lo <= hi:
+            raise ValueError(f"data.geometric.scale_factor must be [lo, hi] with 0 < lo <= hi, got {list(scale)}")
+        object.__setattr__(self, "scale_factor", (lo, hi))
+
+    @classmethod
+    def from_config(cls, node: GeometricAugment | Mapping[str, Any] | None) -> GeometricAugment:
+        """The augmentation of a ``data.geometric`` node (a mapping of the attributes; missing keys take the
+        defaults, ``None``: all defaults)."""
+        if node is None:
+            return cls()
+        if isinstance(node, cls):
+            return node
+        if not isinstance(node, Mapping):
+            raise ValueError(f"data.geometric must be a mapping of {[f.name for f in fields(cls)]}, got {node!r}")
+        values = dict(node)
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"data.geometric has unknown keys {unknown}; expected some of {known}")
+        if "scale_factor" in values and isinstance(values["scale_factor"], Sequence):
+            values["scale_factor"] = tuple(values["scale_factor"])
+        return cls(**values)
+
+    def build(self) -> Compose:
+        """The transforms, in MMPose 1.x's order: flip -> half-body -> shift/scale/rotation."""
+        return Compose(
+            [
+                RandomFlip(prob=self.flip_prob) if self.flip_prob > 0 else None,
+                RandomHalfBody(prob=self.half_body_prob, mode=self.half_body_mode) if self.half_body_prob > 0 else None,
+                RandomBBoxTransform(
+                    shift_factor=self.shift_factor,
+                    shift_prob=self.shift_prob,
+                    scale_factor=self.scale_factor,
+                    rotate_factor=self.rotate_factor,
+                    rotate_prob=self.rotate_prob,
+                ),
+            ]
+        )
+
+
+def build_train_augmentations(**values: Any) -> Compose:
+    """The 1.x training augmentations: flip -> half-body -> shift/scale/rotation (docs/conventions.md#augmentation),
+    with the :class:`GeometricAugment` of ``values`` (none: MMPose 1.x's defaults). A probability of 0 drops the step.
+    """
+    return GeometricAugment(**values).build()

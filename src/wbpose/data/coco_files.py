@@ -13,7 +13,7 @@ sends the file down the plain path (``json`` objects + the checks of :mod:`wbpos
 a :class:`~wbpose.data.errors.DataError` naming the file, the record and the field, or, for a file that is unusual
 but valid (say an integer written as ``1.0``), converts it the slow way. Detection files:
 :mod:`wbpose.data.detection_files`; xtcocotools' ``COCO``: :func:`wbpose.data.coco_json.load_coco`. Torch-free
-(``scripts/score_results.py`` scores a results file without importing torch).
+(``scripts/score.py`` scores a results file without importing torch).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from wbpose.data import cache
-from wbpose.data.augment import PhotometricAugment, build_train_augmentations
+from wbpose.data.augment import GeometricAugment, PhotometricAugment
 from wbpose.data.bad_images import BadImagePolicy, note_bad_rows
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
 from wbpose.data.layout import DET_FILE, LAYOUT_HINT, TRAIN_ANN, VAL_ANN
@@ -102,14 +102,9 @@ class WholeBodyDataModule(pl.LightningDataModule):
         det_score_thr: keep detections with ``score >= det_score_thr``.
         synthetic: ``{"num_train", "num_val", "seed"}`` to generate a synthetic root in ``prepare_data`` when the
             annotation files are absent (into an empty or generator-marked folder only); ``None`` for real data.
-        flip_prob: random flip probability.
-        half_body_prob: half-body probability.
-        half_body_mode: "1.x" (default) or "0.x" half-body rule.
-        shift_factor: box centre shift factor.
-        shift_prob: box centre shift probability.
-        scale_factor: (lo, hi) box scale range.
-        rotate_factor: rotation range in degrees.
-        rotate_prob: rotation probability.
+        geometric: the geometric training augmentation (flip, half-body, shift/scale/rotation): a
+            :class:`~wbpose.data.augment.GeometricAugment` or a mapping of its fields (``data.geometric``,
+            ``conf/augment/geometric.yaml``); missing fields and ``None`` take its defaults (MMPose 1.x's).
         photometric: optional albumentations transforms on the crop (a Compose or a list of ``{"type": ...}`` dicts).
         zero_outside_crop: keypoints warped outside the crop get weight 0.
         drop_last: drop the last incomplete training batch.
@@ -137,14 +132,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
         val_bbox_source: Literal["det", "gt"] = "det",
         det_score_thr: float = 0.0,
         synthetic: dict[str, Any] | None = None,
-        flip_prob: float = 0.5,
-        half_body_prob: float = 0.3,
-        half_body_mode: Literal["1.x", "0.x"] = "1.x",
-        shift_factor: float = 0.16,
-        shift_prob: float = 0.3,
-        scale_factor: Sequence[float] = (0.5, 1.5),
-        rotate_factor: float = 80.0,
-        rotate_prob: float = 0.6,
+        geometric: GeometricAugment | Mapping[str, Any] | None = None,
         photometric: Any | None = None,
         zero_outside_crop: bool = True,
         drop_last: bool = False,
@@ -170,16 +158,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
         self.det_file = self._path(det_file)
         self.val_bbox_source, self.det_score_thr = val_bbox_source, det_score_thr
         self.synthetic = dict(synthetic) if synthetic is not None else None
-        self.augment_args = dict(
-            flip_prob=flip_prob,
-            half_body_prob=half_body_prob,
-            half_body_mode=half_body_mode,
-            shift_factor=shift_factor,
-            shift_prob=shift_prob,
-            scale_factor=(float(scale_factor[0]), float(scale_factor[1])),
-            rotate_factor=rotate_factor,
-            rotate_prob=rotate_prob,
-        )
+        self.geometric = GeometricAugment.from_config(geometric)
         self.photometric = photometric
         self.zero_outside_crop, self.drop_last = zero_outside_crop, drop_last
         self.cache_dir = None if cache_dir is None else str(cache_dir)
@@ -234,7 +213,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
                 self.train_img_dir,
                 self.input_wh,
                 codec=self.codec,
-                transforms=build_train_augmentations(**self.augment_args),
+                transforms=self.geometric.build(),
                 bbox_source="gt",
                 photometric=photometric,
                 zero_outside_crop=self.zero_outside_crop,

@@ -1,6 +1,6 @@
 """COCO-WholeBody evaluation: the torchmetrics metric, rescoring + OKS-NMS, both engines and the results json.
 
-``CocoWholeBodyMetric`` is imported lazily, so scoring a results file (``scripts/score_results.py``) does not
+``CocoWholeBodyMetric`` is imported lazily, so scoring a results file (``wbpose-score``) does not
 pay for importing torch.
 """
 

@@ -22,7 +22,7 @@ Images are hard links to a handful of generated JPEGs (one per image size used),
 number of files but take a few hundred KB. Deterministic from the seed; ``scale`` shrinks every count (tests).
 
 The json is assembled from numpy arrays with ``orjson`` (whole columns at once), so the 0.7 GB train file takes
-seconds, not minutes. Command line: ``python scripts/make_synthetic.py --full-size --out /tmp/wbpose_full``.
+seconds, not minutes. Command line: ``wbpose-synthetic --full-size --out /tmp/wbpose_full``.
 """
 
 from __future__ import annotations

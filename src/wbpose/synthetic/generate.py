@@ -29,7 +29,6 @@ seed gives byte-identical json files (and identical JPEGs with the same OpenCV b
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -285,18 +284,3 @@ def format_stats(stats: dict) -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines.append(f"\n{stats['images_per_s']:.1f} images/s ({stats['seconds']:.1f} s) -> {stats['root']}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Command line: ``python scripts/make_synthetic.py --out DIR --num-train N --num-val N --seed S``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--out", type=Path, default=Path("data/synthetic"), help="dataset root to write")
-    parser.add_argument("--num-train", type=int, default=300)
-    parser.add_argument("--num-val", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-hw", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="fixed image size (default: random 240x320 .. 360x480)")  # fmt: skip
-    args = parser.parse_args(argv)
-    stats = generate_dataset(args.out, args.num_train, args.num_val, args.seed, image_hw=args.image_hw)
-    print(format_stats(stats))
-    return stats

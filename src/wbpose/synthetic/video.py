@@ -5,7 +5,7 @@ one background and moves them with constant velocities, bouncing off the frame b
 in front) and with fresh sensor noise per frame. Each frame is labelled exactly as the synthetic dataset labels an
 image (:mod:`wbpose.synthetic.scene`: visibility from the drawn layers, occlusion, part validity), and written
 with the dataset's own record writer (:func:`wbpose.synthetic.generate.annotation_record`), so
-``scripts/score_results.py ANN RESULTS`` scores predictions on the video against its own ground truth:
+``wbpose-score ANN RESULTS`` scores predictions on the video against its own ground truth:
 
 - ``<stem>.mp4``: the video (OpenCV's ``mp4v`` writer), ``fps`` frames per second;
 - ``<stem>_gt.json``: COCO-WholeBody annotations, ``image_id`` = frame index, annotation ``id`` =
@@ -170,26 +170,3 @@ def make_synthetic_video(
     paths["detections"].write_text(json.dumps(detections, separators=(",", ":")))
     return SyntheticVideo(video, paths["gt"], paths["boxes"], paths["detections"], num_frames, float(fps),
                           (width, height), num_people, keypoints, true_keypoints, boxes_xywh)  # fmt: skip
-
-
-def main(argv: list[str] | None = None) -> SyntheticVideo:
-    """``python -m wbpose.synthetic.video --out DIR [--frames 40] [--hw 360 480] [--people 3] [--seed 0]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--hw", type=int, nargs=2, default=(360, 480), metavar=("H", "W"))
-    parser.add_argument("--people", type=int, default=3)
-    parser.add_argument("--fps", type=float, default=10.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stem", default="synthetic")
-    args = parser.parse_args(argv)
-    video = make_synthetic_video(args.out, args.frames, tuple(args.hw), args.people, args.fps, args.seed, args.stem)
-    print(f"{video.video} ({video.num_frames} frames, {video.num_people} people), ground truth {video.annotations}, "
-          f"true boxes {video.boxes}, simulated detections {video.detections}")  # fmt: skip
-    return video
-
-
-if __name__ == "__main__":
-    main()

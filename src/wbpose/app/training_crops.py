@@ -4,13 +4,15 @@ Each tile is one sample as the model sees it (denormalised): the heatmap target 
 overlaid in colour, keypoints with a non-zero target weight are dots in their part's colour (body blue, feet
 orange, face white, left hand green, right hand magenta) joined by the skeleton, and the caption gives the image
 id, instance id, ``F`` when flipped and the rotation. The drawing is ``wbpose.visualize.draw_training_samples``;
-this script only builds the dataset. ``--split train`` applies the training augmentations; ``--split val`` shows
+this command only builds the dataset. ``--split train`` applies the training augmentations; ``--split val`` shows
 the un-augmented crops of the validation ground-truth boxes.
 
 Usage::
 
-    python scripts/show_training_crops.py --data-root /path/to/coco --out /tmp/grid.png --n 16
-    python scripts/show_training_crops.py --data-root $WBPOSE_SAMPLE_DATA --out /tmp/grid.png  # flat sample folder
+    wbpose-training-crops --data-root /path/to/coco --out /tmp/grid.png --n 16
+    wbpose-training-crops --data-root $WBPOSE_SAMPLE_DATA --out /tmp/grid.png  # flat sample folder
+
+(``python scripts/training_crops.py ...`` is the same command.)
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from wbpose.data.augment import build_train_augmentations
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
 from wbpose.data.layout import TRAIN_ANN, VAL_ANN
 from wbpose.visualize import draw_training_samples, save_png
+
+__all__ = ["main", "resolve"]
 
 SAMPLE_ANN = "test_coco_wholebody.json"  # the flat real-data sample: json and images in one folder
 
@@ -41,7 +45,8 @@ def resolve(root: Path, split: str, ann_file: str | None, img_dir: str | None) -
     raise SystemExit(f"no {standard} or {root / SAMPLE_ANN}: pass --data-root (or --ann-file and --img-dir)")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """``wbpose-training-crops``: write the grid; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True, type=Path)
     parser.add_argument("--out", default="grid.png", type=Path)
@@ -54,7 +59,7 @@ def main() -> None:
     parser.add_argument("--ann-file", help="annotation json (overrides the layout under --data-root)")
     parser.add_argument("--img-dir", help="image folder (overrides the layout under --data-root)")
     parser.add_argument("--scale", type=int, default=1, help="tile upscaling factor")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     h, w = args.input_hw
     codec = make_codec(args.codec, (h, w), sigma=args.sigma or None)
@@ -65,7 +70,4 @@ def main() -> None:
     samples = [dataset.transform(dataset.load_sample(int(i)), index=int(i)) for i in order]
     save_png(args.out, draw_training_samples(samples, args.scale))
     print(f"wrote {args.out}: {len(samples)} {args.split} crops from {ann_file} ({len(dataset)} instances)")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

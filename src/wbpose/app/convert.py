@@ -1,7 +1,8 @@
 """Convert an MMPose HRNet whole-body checkpoint (0.x or 1.x) into a native wbpose weights file.
 
-Usage:
-    python scripts/convert_mmpose.py SRC.pth DST.pth [--arch w32|w48|tiny]
+Usage::
+
+    wbpose-convert SRC.pth DST.pth [--arch w32|w48|tiny]        (or python scripts/convert.py ...)
 
 The output is ``{'state_dict', 'arch', 'num_keypoints', 'source'}`` with ``TopdownPoseModel`` keys
 (``backbone.*``, ``head.final_layer.*``); the arch is inferred from the weights' shapes. The key report
@@ -15,6 +16,8 @@ import sys
 
 from wbpose.checkpoints.mmpose import convert_mmpose_checkpoint
 from wbpose.models.hrnet import ARCHS
+
+__all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +35,3 @@ def main(argv: list[str] | None = None) -> int:
     print(report.format())
     print(f"wrote {args.dst} (arch {report.checkpoint_arch})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
