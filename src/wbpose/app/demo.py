@@ -172,7 +172,7 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``wbpose-demo [overrides]``: the README's main job (synthetic data, train, evaluate, picture) in
+    """``wbpose-demo [overrides]``: the front page's main job (synthetic data, train, evaluate, picture) in
     ``outputs/demo``; returns the exit status."""
     args = sys.argv[1:] if argv is None else list(argv)
     if any(a in ("-h", "--help") for a in args):

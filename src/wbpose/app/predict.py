@@ -48,7 +48,7 @@ an error instead. A single image given alone that does not read is always an err
 The script sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment has a value: torch's idle OpenMP workers then
 sleep instead of spinning, so the frame reader and writer threads (and other jobs) get the cores. The price is a
 wake-up per parallel region: a small network on two threads runs several times slower than with spinning threads
-on an idle machine, so on a 2-core machine small models are fastest with ``--threads 1`` (README, "Speed").
+on an idle machine, so on a 2-core machine small models are fastest with ``--threads 1`` (docs/benchmarks.md).
 """
 
 from __future__ import annotations

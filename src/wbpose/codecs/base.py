@@ -66,9 +66,9 @@ def numpy_path(tensor: torch.Tensor) -> bool:
     """Whether a hot step on ``tensor`` runs through numpy (zero-copy views of CPU tensors).
 
     On CPU, numpy's SIMD argmax is much faster than torch's max-with-index reduction (scalar on CPU), and its
-    fancy indexing copies the DARK windows faster (figures: README, ``benchmarks/codecs.py``). (Matrix products
-    stay in torch: OpenBLAS's spinning threads collapse on a busy machine.) Tests switch it off to run the torch
-    path, which CUDA uses, on CPU.
+    fancy indexing copies the DARK windows faster (figures: docs/benchmarks.md, ``benchmarks/codecs.py``).
+    (Matrix products stay in torch: OpenBLAS's spinning threads collapse on a busy machine.) Tests switch it off
+    to run the torch path, which CUDA uses, on CPU.
     """
     return tensor.device.type == "cpu"
 

@@ -25,7 +25,7 @@ pixels must keep matching OpenCV's (which MMPose parity rests on) across both pa
 apply EXIF orientation. libjpeg prints only the first warning of a decode, so a file whose first warning is
 harmless (an unknown JFIF revision) and whose data is corrupt later is not caught.
 
-:class:`BadImagePolicy` is the ``data.bad_images`` config node (README "Faults"): ``strict`` raises
+:class:`BadImagePolicy` is the ``data.bad_images`` config node (docs/reliability.md): ``strict`` raises
 :class:`~wbpose.data.errors.DataError` on the first bad image; otherwise training replaces a bad sample by the
 next instance whose image reads and stops once more distinct bad images than ``budget`` allows were seen, and
 evaluation predicts nothing for the boxes of a bad image. The counting and the stop happen in the LightningModule

@@ -6,7 +6,7 @@ polygons, part boxes and ``*_valid`` flags are skipped unparsed), with each keyp
 then, in chunks, all-zero lists (unlabelled parts: most faces and hands) are recognised by their text and the
 others decoded together into preallocated arrays. Peak memory is the file's bytes plus the arrays plus a small
 record per annotation and one chunk of numbers, instead of a Python object per number (``json.load`` of the
-748 MB train file holds about 6 GB); figures in the README.
+748 MB train file holds about 6 GB); figures in docs/benchmarks.md.
 
 Well-formed files take the fast path. Anything it cannot decode (a missing field, a wrong type, an empty list)
 sends the file down the plain path (``json`` objects + the checks of :mod:`wbpose.data.coco_json`), which raises

@@ -7,7 +7,7 @@ built from ``wbpose.data.transforms`` and ``wbpose.data.augment``. A sample is t
 Speed (``benchmarks/data_pipeline.py``): a batch is built stage by stage (all annotation work, then decode + warp +
 normalise per image), the image stays BGR until the fused normalisation, a flip is folded into the warp matrix,
 and glibc is told to keep freed memory (:func:`keep_freed_memory`), which removes most page faults of a sample
-(the README's speed table has the per-sample figures).
+(docs/benchmarks.md has the per-sample figures).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class TopdownPoseModule(pl.LightningModule):
         num_vis_images: crops drawn and logged after each validation (0 disables).
         vis_score_thr: keypoints at or below this score are not drawn.
         channels_last: run the model in the NHWC memory layout: ``True``, ``False``, or ``"auto"`` (default): NHWC
-            when the trainer runs on CPU, where oneDNN's NHWC convolutions are faster (figures: README,
+            when the trainer runs on CPU, where oneDNN's NHWC convolutions are faster (figures: docs/benchmarks.md,
             ``benchmarks/model.py``), the default layout on GPUs (not benchmarked there yet).
         input_hw: network input (height, width); when given, Lightning's model summary shows the in/out shapes
             and the FLOPs of one image.
