@@ -3,17 +3,21 @@
 The id test drives :class:`PoseTracker` with a *perfect pose model* (``inference.fakes.OraclePose``: the true
 keypoints of the person each box covers best, plus 1.5 px noise) and the true person boxes as the detector, asked
 every ``det_every`` frames. So the >= 95 % claim is about the tracker (detection schedule, boxes from poses,
-matching), not about a pose model: a random network cannot keep a box on a person between detections.
+matching), not about a pose model: a random network cannot keep a box on a person between detections. The boxes
+come in a random order with random scores per frame and the people cross each other's paths, so a tracker that pairs
+row i with track i fails; the negative controls break the matching on purpose and must fail the same metric.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from inference.fakes import OraclePose
+from wbpose.inference import tracking
 from wbpose.inference.boxes import DetectionFile, WholeImage
 from wbpose.inference.predictor import PosePrediction
 from wbpose.inference.sources import Frame, VideoFile
@@ -21,40 +25,140 @@ from wbpose.inference.synthetic_video import make_synthetic_video
 from wbpose.inference.tracking import PoseTracker, keypoint_boxes, keypoint_oks_matrix
 from wbpose.keypoints import sigmas_array
 
+#: A seed whose four people cross each other's paths five times in 60 frames (see ``test_video_has_crossings``).
+VIDEO_SEED = 4
+
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory):
-    return make_synthetic_video(tmp_path_factory.mktemp("track"), num_frames=60, num_people=4, seed=3)
+    return make_synthetic_video(tmp_path_factory.mktemp("track"), num_frames=60, num_people=4, seed=VIDEO_SEED)
+
+
+@pytest.fixture(scope="module")
+def shuffled_boxes(video, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The true boxes with each frame's records in a random order and random scores in [0.5, 1].
+
+    The video's own box file lists every frame's people in person order, all scored 1; a tracker that pairs row i
+    with track i would then look perfect. Here the row of a person changes from frame to frame.
+    """
+    records = json.loads(video.boxes.read_text())
+    rng = np.random.default_rng(7)
+    frames: dict[int, list[dict]] = {}
+    for record in records:
+        frames.setdefault(int(record["image_id"]), []).append(record)
+    out = []
+    for index in sorted(frames):
+        group = frames[index]
+        for i in rng.permutation(len(group)):
+            out.append({**group[i], "score": round(float(rng.uniform(0.5, 1.0)), 3)})
+    path = tmp_path_factory.mktemp("shuffled") / "boxes.json"
+    path.write_text(json.dumps(out))
+    return path
 
 
 def id_consistency(assigned: dict[int, list[int | None]]) -> dict[int, float]:
-    """Per true person: share of frames whose track id is the person's most frequent id (a missing pose counts
-    as a miss)."""
+    """Per true person: share of frames whose track id is the person's most frequent id. A frame where the person
+    has no pose (``None``) is a miss, also for a person never tracked at all."""
     out = {}
     for person, ids in assigned.items():
         known = [i for i in ids if i is not None]
-        majority = max(set(known), key=known.count) if known else None
-        out[person] = sum(i == majority for i in ids) / len(ids)
+        if not known:
+            out[person] = 0.0
+            continue
+        majority = max(set(known), key=known.count)
+        out[person] = sum(i is not None and i == majority for i in ids) / len(ids)
     return out
 
 
-@pytest.mark.parametrize(("match", "det_every"), [("iou", 5), ("oks", 5), ("iou", 10)])
-def test_ids_held_with_true_poses(video, match: str, det_every: int) -> None:
-    tracker = PoseTracker(DetectionFile(video.boxes), det_every=det_every, match=match)
+def crossings(video) -> int:
+    """How many times two people swap their left-right order (box centres) from one frame to the next."""
+    cx = video.boxes_xywh[..., 0] + video.boxes_xywh[..., 2] / 2
+    side = np.sign(cx[:, :, None] - cx[:, None, :])
+    return int((np.diff(side, axis=0) != 0).sum()) // 2
+
+
+def track(video, boxes: Path, match: str, det_every: int, **kwargs) -> tuple[PoseTracker, dict[int, float]]:
+    """Run :class:`PoseTracker` over ``video`` with the oracle pose model; the tracker and each person's id
+    consistency."""
+    tracker = PoseTracker(DetectionFile(boxes), det_every=det_every, match=match, **kwargs)
     source = VideoFile(video.video)
     tracker.check_source(source)
     oracle = OraclePose(video)
     assigned: dict[int, list[int | None]] = {p: [None] * video.num_frames for p in range(video.num_people)}
     for frame in source:
-        boxes = tracker(frame)
-        prediction, person = oracle(frame.index, boxes.xywh, boxes.scores)
+        boxes_ = tracker(frame)
+        prediction, person = oracle(frame.index, boxes_.xywh, boxes_.scores)
         keep, ids = tracker.update(frame, prediction)
         for k, tid in zip(keep.tolist(), ids.tolist()):
             assigned[int(person[k])][frame.index] = tid
+    return tracker, id_consistency(assigned)
+
+
+def test_video_has_crossings_and_shuffled_rows(video, shuffled_boxes: Path) -> None:
+    """The id test below is only hard if people cross and a person's row in the box file is not fixed."""
+    assert crossings(video) >= 3
+    records = json.loads(shuffled_boxes.read_text())
+    frames: dict[int, list[dict]] = {}
+    for record in records:
+        frames.setdefault(int(record["image_id"]), []).append(record)
+    true = video.boxes_xywh
+    rows = [
+        [int(np.abs(true[index] - np.asarray(r["bbox"])).sum(1).argmin()) for r in group]
+        for index, group in frames.items()
+    ]
+    assert all(sorted(r) == list(range(video.num_people)) for r in rows)
+    assert sum(r != sorted(r) for r in rows) >= 0.8 * video.num_frames
+    assert len({r["score"] for r in records}) > video.num_frames
+
+
+def test_id_consistency_counts_untracked_people_as_misses() -> None:
+    assert id_consistency({0: [None, None, None], 1: [4, 4, None], 2: [1, 2, 1]}) == {
+        0: 0.0,
+        1: pytest.approx(2 / 3),
+        2: pytest.approx(2 / 3),
+    }
+
+
+@pytest.mark.parametrize(("match", "det_every"), [("iou", 5), ("oks", 5), ("iou", 10)])
+def test_ids_held_with_true_poses(video, shuffled_boxes: Path, match: str, det_every: int) -> None:
+    tracker, consistency = track(video, shuffled_boxes, match, det_every)
     assert tracker.detections == pytest.approx(video.num_frames / det_every, abs=1)
-    consistency = id_consistency(assigned)
     assert min(consistency.values()) >= 0.95, consistency
     assert tracker.next_id <= video.num_people + 1  # at most one id spent on a brief confusion
+
+
+def _identity_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = min(cost.shape)
+    return np.arange(n), np.arange(n)
+
+
+@pytest.mark.parametrize("match", ["iou", "oks"])
+def test_negative_control_identity_assignment_fails(video, shuffled_boxes: Path, monkeypatch, match: str) -> None:
+    """Broken matching (detection row i -> live track i, whatever the similarity) must fail the id test."""
+    monkeypatch.setattr(tracking, "linear_sum_assignment", _identity_assignment)
+    tracker, consistency = track(video, shuffled_boxes, match, 5)
+    assert min(consistency.values()) < 0.95, consistency
+    assert tracker.next_id > video.num_people + 1
+
+
+def test_negative_control_matching_off_fails(video, shuffled_boxes: Path) -> None:
+    """No pose ever matches a track (threshold above any similarity): a new id at every detection."""
+    tracker, consistency = track(video, shuffled_boxes, "iou", 5, match_thr=1.01)
+    assert max(consistency.values()) < 0.95, consistency
+    assert tracker.next_id >= video.num_people * video.num_frames // 5
+
+
+def test_negative_control_one_person_per_frame_fails(video, shuffled_boxes: Path, monkeypatch) -> None:
+    """A tracker that reports only one pose per frame leaves people untracked; they count as misses."""
+    update = PoseTracker.update
+
+    def first_only(self, frame, prediction):
+        keep, ids = update(self, frame, prediction)
+        return keep[:1], ids[:1]
+
+    monkeypatch.setattr(PoseTracker, "update", first_only)
+    _, consistency = track(video, shuffled_boxes, "iou", 5)
+    assert min(consistency.values()) < 0.95, consistency
 
 
 def test_detection_schedule_and_track_end() -> None:
