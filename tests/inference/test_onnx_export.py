@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime")
+from helpers.extras import require_extra
+from helpers.threads import torch_threads
+
+require_extra("onnxruntime", "onnx")
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from helpers.threads import torch_threads
 from inference.fakes import calibrated_model, mmpose_file, probe_detector_onnx  # noqa: E402
 from wbpose.checkpoints import CONFIG_KEY  # noqa: E402
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap  # noqa: E402

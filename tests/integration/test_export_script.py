@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers.extras import require_extra
 from helpers.paths import load_script
 from helpers.threads import torch_threads
 
-pytest.importorskip("onnxruntime")
+require_extra("onnxruntime", "onnx")
 
 
 export, predict = load_script("export"), load_script("predict")
