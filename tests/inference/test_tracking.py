@@ -11,6 +11,7 @@ row i with track i fails; the negative controls break the matching on purpose an
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -299,6 +300,7 @@ def test_tracked_frames_boxes_scores_and_track_records() -> None:
     (track,) = tracker.tracks
     assert (track.track_id, track.first_frame, track.last_frame, track.box_score) == (0, 0, 0, pytest.approx(0.7))
     np.testing.assert_allclose(track.keypoints, pose, atol=1e-5)
+    np.testing.assert_allclose(track.keypoint_scores, 0.9)
     boxes = tracker(Frame(1, image, "v#1"))  # from the last pose: centre (50, 44), half-size (12.5, 17.5)
     np.testing.assert_allclose(boxes.xywh, [[37.5, 26.5, 25.0, 33.5]], atol=1e-5)
     np.testing.assert_allclose(boxes.scores, [0.7], atol=1e-6)
@@ -307,6 +309,7 @@ def test_tracked_frames_boxes_scores_and_track_records() -> None:
     tracker(Frame(1, image, "v#1"))
     tracker.update(Frame(1, image, "v#1"), _prediction([pose + 1]))
     assert (tracker.tracks[0].first_frame, tracker.tracks[0].last_frame) == (0, 1)
+    assert tracker.tracks[0].box_score == pytest.approx(0.7)  # a tracked frame keeps the detection's box score
     tracker(Frame(2, image, "v#2"))  # a detection frame: the matched track keeps its first frame
     tracker.update(Frame(2, image, "v#2"), _prediction([pose + 2]))
     assert (tracker.tracks[0].track_id, tracker.tracks[0].first_frame, tracker.tracks[0].last_frame) == (0, 0, 2)
@@ -320,9 +323,11 @@ def test_tracked_frames_boxes_scores_and_track_records() -> None:
 
 def test_keypoint_boxes_edges() -> None:
     wh = (64, 48)
-    poses = np.stack([_rect_pose(-10, -5, 20, 25), _rect_pose(70, 10, 20, 10), np.full((133, 2), 30.0)])
-    boxes, ok = keypoint_boxes(poses, np.full((3, 133), 0.9), np.zeros((3, 4)), wh)
+    poses = np.stack([_rect_pose(-10, -5, 20, 25), _rect_pose(70, 10, 20, 10), np.full((133, 2), 30.0),
+                      _rect_pose(-30, 10, 20, 10)])  # fmt: skip
+    boxes, ok = keypoint_boxes(poses, np.full((4, 133), 0.9), np.zeros((4, 4)), wh)
     assert ok.all()
+    np.testing.assert_allclose(boxes[3], [0.0, 8.75, 1.0, 12.5])  # off the left edge: at the border, width 1
     np.testing.assert_allclose(boxes[0], [0.0, 0.0, 12.5, 23.125])  # clipped at the left and top
     np.testing.assert_allclose(boxes[1], [64.0, 8.75, 1.0, 12.5])  # off the right edge: at the border, width 1
     np.testing.assert_allclose(boxes[2], [30.0, 30.0, 1.0, 1.0])  # a point-like pose: 1 x 1
@@ -340,7 +345,9 @@ def test_keypoint_boxes_edges() -> None:
     assert ok.tolist() == [True, True, True]
     np.testing.assert_allclose(boxes[1], boxes[0])  # the point scored exactly 0.3 is left out
     sc[0] = 0.0
-    boxes, ok = keypoint_boxes(kp, sc, np.ones((3, 4)), wh)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no confident point: no floating-point warning either
+        boxes, ok = keypoint_boxes(kp, sc, np.ones((3, 4)), wh)
     assert ok.tolist() == [False, True, True] and boxes[0].tolist() == [1.0, 1.0, 1.0, 1.0]
 
 
@@ -349,7 +356,8 @@ def test_keypoint_oks_matrix_threshold_and_one_shared_keypoint() -> None:
     b[0, 5] = [3.0, 4.0]
     sa, sb = np.full((1, 133), 0.1), np.full((1, 133), 0.1)
     sa[0, 5] = sb[0, 5] = 0.9
-    sa[0, 6] = sb[0, 6] = 0.3  # exactly the threshold: not shared
+    sa[0, 6], sb[0, 6] = 0.3, 0.9  # a score exactly at the threshold, on either side: not shared
+    sa[0, 7], sb[0, 7] = 0.9, 0.3
     var = (2 * sigmas_array()[5]) ** 2
     expected = np.exp(-25.0 / var / (100.0 + np.spacing(1)) / 2)
     got = keypoint_oks_matrix(a, sa, np.array([100.0]), b, sb, np.array([100.0]), 0.3)

@@ -69,3 +69,12 @@ def test_fix_aspect_ratio_grows_the_shorter_side():
     """At w / h = 0.75: a square grows in height, a thin box in width, a box already at the ratio is unchanged."""
     out = fix_aspect_ratio(np.array([[100.0, 100.0], [30.0, 100.0], [75.0, 100.0]]), 0.75)
     np.testing.assert_allclose(out, [[100.0, 400.0 / 3], [75.0, 100.0], [75.0, 100.0]])
+
+
+def test_crop_to_image_keeps_the_keypoints_dtype():
+    """float32 keypoints with float64 boxes give float32 image keypoints (the boxes are cast, not the keypoints)."""
+    kp = torch.tensor([[[8.0, 16.0]]], dtype=torch.float32)
+    out = crop_to_image(kp, torch.tensor([[50.0, 60.0]], dtype=torch.float64),
+                        torch.tensor([[40.0, 80.0]], dtype=torch.float64), (32, 64))  # fmt: skip
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.tensor([[[40.0, 40.0]]]))
