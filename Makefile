@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.wbpose-installed
 PYTEST_ARGS ?= -m "not slow and not gpu"
 
-.PHONY: setup demo test test-all lint docs bench clean
+.PHONY: setup demo test test-slow test-all lint docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The tests marked slow (minutes each: kept out of `make test`).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m "slow and not gpu"
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m "not gpu"

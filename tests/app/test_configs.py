@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from helpers.paths import REPO_ROOT
 from wbpose.app.config import CONFIG_DIR, compose_config, list_experiments
 from wbpose.build import build_module
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap
@@ -25,6 +30,40 @@ SEED_ROWS = {
 
 def test_six_seed_rows_present() -> None:
     assert set(SEED_ROWS) <= set(EXPERIMENTS)
+
+
+#: Columns of the seed tables (MMPose's hrnet / hrnet_dark COCO-WholeBody result tables), in their order.
+SEED_COLUMNS = ("body_ap", "body_ar", "foot_ap", "foot_ar", "face_ap", "face_ar", "hand_ap", "hand_ar",
+                "wholebody_ap", "wholebody_ar")  # fmt: skip
+
+
+def seed_tables() -> dict[str, dict[str, float]]:
+    """The rows of the seed tables (``$WBPOSE_SEED_TABLES`` or ``<checkout>/../shared/seeds``, ``*.txt``) by
+    checkpoint URL: the ten AP/AR numbers of each."""
+    folder = Path(os.environ.get("WBPOSE_SEED_TABLES") or REPO_ROOT.parent / "shared" / "seeds")
+    files = sorted(folder.glob("*.txt")) if folder.is_dir() else []
+    if not files:
+        pytest.skip(f"no seed tables in {folder} (set WBPOSE_SEED_TABLES or put shared/ beside the checkout)")
+    rows = {}
+    for path in files:
+        for line in path.read_text().splitlines():
+            ckpt = re.search(r"\[ckpt\]\((\S+?)\)", line)
+            if not line.startswith("| [pose_hrnet") or not ckpt:
+                continue
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[ckpt.group(1)] = dict(zip(SEED_COLUMNS, (float(c) for c in cells[2:12])))
+    return rows
+
+
+def test_reference_numbers_equal_the_seed_tables(tmp_path) -> None:
+    """Each seed experiment's ``reference`` block holds its seed-table row: same checkpoint, same ten numbers."""
+    tables = seed_tables()
+    assert len(tables) >= len(SEED_ROWS)
+    for name in SEED_ROWS:
+        reference = compose_config("train", [f"experiment={name}"], output_dir=tmp_path).reference
+        assert reference.checkpoint in tables, f"{name}: {reference.checkpoint} is in no seed table"
+        row = tables[reference.checkpoint]
+        assert {k: float(reference[k]) for k in SEED_COLUMNS} == row, name
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -11,6 +11,7 @@ from torch.utils.data import DistributedSampler, SequentialSampler
 
 from helpers.annotations import write_root
 from wbpose.codecs import MSRAHeatmap
+from wbpose.data.augment import RandomHalfBody
 from wbpose.data.sampling import EpochBatchSampler, ResumableDataLoader
 from wbpose.engine.datamodule import UnpaddedDistributedSampler, WholeBodyDataModule
 
@@ -130,6 +131,12 @@ def test_photometric_option(tmp_path: Path) -> None:
     assert dm.geometric.rotate_factor == 80.0
     assert dm.train_dataset.photometric is not None
     assert next(iter(dm.train_dataloader()))["image"].shape == (3, 3, 64, 48)
+    # the half-body rule asked for reaches the training pipeline (and the default stays 1.x)
+    half_body = [t for t in dm.train_dataset.transforms.transforms if isinstance(t, RandomHalfBody)]
+    assert [t.mode for t in half_body] == ["0.x"]
+    default = make_dm(tmp_path)
+    default.setup("fit")
+    assert [t.mode for t in default.train_dataset.transforms.transforms if isinstance(t, RandomHalfBody)] == ["1.x"]
 
 
 def test_evaluation_prepares_the_val_files_only(tmp_path: Path) -> None:

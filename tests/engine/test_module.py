@@ -14,7 +14,7 @@ from wbpose.checkpoints import CONFIG_KEY, RAW_CONFIG_KEY, load_checkpoint
 from wbpose.codecs import MSRAHeatmap
 from wbpose.engine.lr_schedule import WarmupMultiStep, warmup_multistep_scheduler
 from wbpose.engine.module import TopdownPoseModule
-from wbpose.geometry import crop_to_image
+from wbpose.keypoints import FLIP_INDICES
 from wbpose.losses import KeypointMSELoss
 from wbpose.models import build_pose_model
 
@@ -147,12 +147,20 @@ def test_validation_feeds_metric_in_image_pixels(tmp_path) -> None:
     assert kpts.shape == (4, 133, 2) and scores.shape == (4, 133)
     assert torch.equal(ids, torch.arange(4)) and torch.equal(image_ids, torch.tensor([0, 0, 1, 1]))
     assert torch.allclose(areas, torch.full((4,), 40.0 * 80.0))
-    # the keypoints are the decoded flip-averaged heatmaps mapped to image pixels
+    # the keypoints are the decoded flip-averaged heatmaps mapped to image pixels, written out here from the
+    # network alone (not the module's flip/mapping code): the mirrored image's heatmaps flipped back, left/right
+    # channels swapped, shifted one column right (MMPose's shift_heatmap; column 0 keeps its value), averaged
     batch = next(iter(DataLoader(FakeSet(6), batch_size=4)))
     with torch.no_grad():
-        crop, _ = module.codec.decode(module.eval().predict_heatmaps(batch["image"]))
-    expected = crop_to_image(crop, batch["center_xy"], batch["scale_wh"], (W, H))
+        model = module.model.eval()
+        plain = model(batch["image"])
+        back = model(batch["image"].flip(-1)).flip(-1)[:, list(FLIP_INDICES)]
+        back = torch.cat([back[..., :1], back[..., :-1]], -1)
+    crop, _ = MSRAHeatmap(image_hw=(H, W), heatmap_hw=(H // 4, W // 4), sigma=1.0).decode((plain + back) / 2)
+    scale = batch["scale_wh"][:, None]
+    expected = crop / torch.tensor([W, H]) * scale + batch["center_xy"][:, None] - scale / 2
     assert torch.allclose(kpts, expected, atol=1e-5)
+    assert (crop[..., 0].max() - crop[..., 0].min()) > 4  # keypoints spread over the crop: a real check
 
 
 def test_flip_test_changes_heatmaps() -> None:

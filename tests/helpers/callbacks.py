@@ -43,13 +43,22 @@ class RecordStartStep(pl.Callback):
 
 
 class RaiseOnRank(pl.Callback):
-    """Raises on one DDP rank only, at a given step (a rank dying while the others wait in a collective)."""
+    """Raises on one DDP rank only, at a given step (a rank dying while the others wait in a collective).
 
-    def __init__(self, rank: int = 1, step: int = 2) -> None:
-        self.rank, self.step = rank, step
+    With ``stamp`` the rank writes the wall-clock time (``time.time()``) to that file just before raising, so a test
+    can time how long the other processes take to end after the failure, apart from their start-up.
+    """
+
+    def __init__(self, rank: int = 1, step: int = 2, stamp: str | None = None) -> None:
+        self.rank, self.step, self.stamp = rank, step, stamp
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
         if trainer.global_rank == self.rank and trainer.global_step >= self.step:
+            if self.stamp:
+                import time
+                from pathlib import Path
+
+                Path(self.stamp).write_text(repr(time.time()))
             raise RuntimeError(f"rank {self.rank} failed on purpose at step {trainer.global_step}")
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
+from helpers.extras import require_extra
+
+require_extra("onnxruntime", "onnx")
 
 from inference.fakes import probe_detector_onnx  # noqa: E402
 from wbpose.inference.detector import OnnxPersonDetector, letterbox  # noqa: E402

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers.extras import require_extra
 from helpers.threads import torch_threads
 from wbpose.app import export, predict
 
-pytest.importorskip("onnxruntime")
+require_extra("onnxruntime", "onnx")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -1,13 +1,21 @@
 """End to end on generated data: fast_dev_run training, a short run whose checkpoint evaluates from itself alone,
-and the clear errors for a missing data root and a checkpoint of another architecture."""
+and the clear errors for a missing data root and a checkpoint of another architecture.
+
+Checkpoints and runs are compared by their predictions (the results json: every keypoint and score), not by AP: a
+model trained for two batches scores AP = AR = 0.0, and so does any other set of random weights. The file-format
+comparison uses weights with heatmaps of order 1 (``inference.fakes.calibrated_model``), asserted to give
+confident keypoints, and a control checkpoint with other weights must give other keypoints.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from conftest import small_overrides
 from helpers.paths import REPO_ROOT
 from wbpose.app.config import compose_config
 from wbpose.app.evaluate import evaluate
@@ -22,14 +30,42 @@ def test_fast_dev_run(make_cfg, synthetic_root) -> None:
     assert {"val/body_ap", "val/hand_ar", "val/wholebody_ap"} <= set(objects["metrics"])
 
 
-@pytest.fixture
-def short_run(make_cfg, synthetic_root, tmp_path) -> tuple[Path, dict]:
-    cfg = make_cfg(
-        ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.check_val_every_n_epoch=1", "codec=dark"],
-        root=synthetic_root,
-    )
+def read_results(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A results json as arrays: image ids (N,), keypoints x, y, score in the file's part order (N, 133, 3), and
+    instance scores (N,)."""
+    records = json.loads(Path(path).read_text())
+    assert records, f"{path} holds no predictions"
+    parts = [k for k in records[0] if k.endswith("kpts") or k == "keypoints"]
+    ids = np.array([r["image_id"] for r in records])
+    keypoints = np.array([np.concatenate([r[p] for p in parts]) for r in records], np.float64).reshape(-1, 133, 3)
+    return ids, keypoints, np.array([r["score"] for r in records], np.float64)
+
+
+def assert_same_predictions(path_a: Path, path_b: Path) -> None:
+    """Two results files hold the same people with the same keypoints (1e-3 px) and scores (1e-5)."""
+    ids_a, kp_a, sc_a = read_results(path_a)
+    ids_b, kp_b, sc_b = read_results(path_b)
+    np.testing.assert_array_equal(ids_a, ids_b)
+    np.testing.assert_allclose(kp_a[..., :2], kp_b[..., :2], atol=1e-3, rtol=0)
+    np.testing.assert_allclose(kp_a[..., 2], kp_b[..., 2], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(sc_a, sc_b, atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def short_run(synthetic_root, tmp_path_factory) -> tuple[Path, dict]:
+    """Two training batches and a validation whose predictions are written to ``val_results.json``."""
+    run_dir = tmp_path_factory.mktemp("short_run") / "run"
+    overrides = [
+        *small_overrides(synthetic_root),
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.check_val_every_n_epoch=1",
+        "codec=dark",
+        f"module.val_metric.outfile={run_dir / 'val_results.json'}",
+    ]
+    cfg = compose_config("train", overrides, output_dir=run_dir)
     _, objects = train(cfg)
-    return Path(cfg.paths.output_dir), objects
+    return run_dir, objects
 
 
 def test_short_run_then_eval_from_checkpoint_alone(short_run, synthetic_root, tmp_path, capsys) -> None:
@@ -51,6 +87,8 @@ def test_short_run_then_eval_from_checkpoint_alone(short_run, synthetic_root, tm
     assert (tmp_path / "eval" / "metrics.json").is_file()
     results = json.loads((tmp_path / "eval" / "results_keypoints.json").read_text())
     assert results and len(results[0]["face_kpts"]) == 68 * 3
+    # and the same predictions, keypoint by keypoint, as that validation wrote
+    assert_same_predictions(run_dir / "val_results.json", tmp_path / "eval" / "results_keypoints.json")
     # the printed time split: every stage measured, network and metric really timed, the stages add up
     timings = eval_objects["timings"]
     assert set(timings) == {"loading", "crops", "network", "decode", "metric", "other"}
@@ -108,27 +146,33 @@ def test_demo_runs_end_to_end(synthetic_root, tmp_path, capsys) -> None:
     assert list((tmp_path / "demo" / "wandb").glob("offline-run-*"))
 
 
-def test_mmpose_file_round_trips_through_convert_and_eval(short_run, synthetic_root, tmp_path) -> None:
-    """A trained model saved as an MMPose 0.x file evaluates, directly and after wbpose-convert, to the same
-    numbers as its native checkpoint (the path a user takes to reproduce a seed-table row)."""
+@pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")  # validating a copied checkpoint
+def test_checkpoint_formats_and_validation_give_the_same_keypoints(short_run, synthetic_root, tmp_path) -> None:
+    """Weights with confident outputs, stored as our checkpoint, an MMPose 0.x file and that file after
+    wbpose-convert, give the same results json on evaluation, and the same as training's validation of the
+    checkpoint (the path a user takes to reproduce a seed-table row). Other weights give other keypoints."""
     import subprocess
     import sys
 
     import torch
 
-    from wbpose.checkpoints.mmpose import read_checkpoint
+    from inference.fakes import calibrated_model, mmpose_file
 
     run_dir, objects = short_run
-    native = Path(objects["validated_checkpoint"])
-    state = {k.removeprefix("model."): v for k, v in read_checkpoint(native)["state_dict"].items()}
-    # 0.x names: keypoint_head.final_layer.* instead of head.final_layer.*
-    mmpose_state = {("keypoint_" + k if k.startswith("head.") else k): v for k, v in state.items()}
-    mmpose_file = tmp_path / "hrnet_tiny_mmpose0x.pth"
-    torch.save({"meta": {"epoch": 1, "mmpose_version": "0.29.0"}, "state_dict": mmpose_state}, mmpose_file)
+    # our checkpoint format, written by training, with its weights replaced by ones whose heatmaps peak near 1
+    native_trained = torch.load(Path(objects["validated_checkpoint"]), map_location="cpu", weights_only=False)
+    weights = calibrated_model("tiny", seed=0)
+    model_keys = {k for k in native_trained["state_dict"] if k.startswith("model.")}
+    assert model_keys == {f"model.{k}" for k in weights.state_dict()}
+    native_trained["state_dict"].update({f"model.{k}": v for k, v in weights.state_dict().items()})
+    native = tmp_path / "calibrated.ckpt"
+    torch.save(native_trained, native)
+    mmpose_0x = mmpose_file(weights, tmp_path / "hrnet_tiny_mmpose0x.pth", version="0.x")
+    other = mmpose_file(calibrated_model("tiny", seed=1), tmp_path / "other_weights.pth", version="0.x")
 
     converted = tmp_path / "converted.pth"
     proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "convert.py"), str(mmpose_file), str(converted)],
+        [sys.executable, str(REPO_ROOT / "scripts" / "convert.py"), str(mmpose_0x), str(converted)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -136,7 +180,7 @@ def test_mmpose_file_round_trips_through_convert_and_eval(short_run, synthetic_r
     assert proc.returncode == 0, proc.stderr
     assert converted.is_file()
 
-    def run_eval(ckpt: Path, name: str) -> dict[str, float]:
+    def run_eval(ckpt: Path, name: str) -> Path:
         overrides = [
             f"ckpt_path={ckpt}",
             "trainer=cpu",
@@ -147,11 +191,30 @@ def test_mmpose_file_round_trips_through_convert_and_eval(short_run, synthetic_r
             "codec=dark",
         ]
         cfg = compose_config("eval", overrides, output_dir=tmp_path / name)
-        metrics, _ = evaluate(cfg, overrides=overrides)
-        return metrics
+        evaluate(cfg, overrides=overrides)
+        return tmp_path / name / "results_keypoints.json"
 
-    native_metrics = run_eval(native, "native")
-    for ckpt, name in ((mmpose_file, "mmpose"), (converted, "converted")):
-        metrics = run_eval(ckpt, name)
-        assert metrics["test/wholebody_ap"] == pytest.approx(native_metrics["test/wholebody_ap"], abs=1e-12)
-        assert metrics["test/face_ar"] == pytest.approx(native_metrics["test/face_ar"], abs=1e-12)
+    native_results = run_eval(native, "native")
+    _, keypoints, scores = read_results(native_results)
+    # non-trivial outputs: many confident keypoints (the metric's 0.2 threshold), instance scores that differ
+    assert (keypoints[..., 2] > 0.2).mean() > 0.1
+    assert np.ptp(scores) > 0.01 and np.ptp(keypoints[..., 0]) > 20
+
+    for ckpt, name in ((mmpose_0x, "mmpose"), (converted, "converted")):
+        assert_same_predictions(native_results, run_eval(ckpt, name))
+
+    # training's validation of the same checkpoint (train=false validates ckpt_path) writes the same predictions
+    val_results = tmp_path / "validate" / "val_results.json"
+    val_overrides = [
+        *small_overrides(synthetic_root),
+        "codec=dark",
+        "train=false",
+        f"ckpt_path={native}",
+        f"module.val_metric.outfile={val_results}",
+    ]
+    train(compose_config("train", val_overrides, output_dir=tmp_path / "validate"))
+    assert_same_predictions(native_results, val_results)
+
+    # the control: other weights move the keypoints, so the comparisons above can fail
+    _, other_keypoints, _ = read_results(run_eval(other, "other"))
+    assert other_keypoints.shape != keypoints.shape or np.abs(other_keypoints - keypoints)[..., :2].max() > 1.0

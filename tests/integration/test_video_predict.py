@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from helpers.extras import require_extra
 from helpers.threads import torch_threads
 from wbpose.app import predict
 from wbpose.app import score as score_results
@@ -46,7 +47,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def detector(video, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ONNX detector with the MMDeploy contract returning the people's boxes of frame 0 (score 0.447)."""
-    pytest.importorskip("onnxruntime")
+    require_extra("onnxruntime", "onnx")
     from inference.fakes import probe_detector_onnx
 
     boxes = video.boxes_xywh[0]

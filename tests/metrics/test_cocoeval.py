@@ -211,6 +211,28 @@ def reference_perfect(ann_file: Path, real: dict, tmp_path: Path) -> dict[str, n
 def test_wrapper_forms_of_coco_images_and_categories(tmp_path):
     """Images listed twice keep the last record, as xtcocotools' dict does; no categories: everything -1."""
     gt = make_wholebody_gt(3, 2, seed=4)
+    # two images listed twice: the second record (other file name and size) is the one kept, each image once
+    first, second = gt["images"][0], gt["images"][1]
+    relisted = [dict(first, file_name="relisted_a.jpg", width=first["width"] + 8), dict(second, file_name="b.jpg")]
+    twice = coco_wholebody([*gt["images"], *relisted], gt["annotations"])
+    twice_file = write_json(tmp_path / "twice.json", twice)
+    arrays = parse_annotation_file(twice_file)
+    assert arrays.image_ids.tolist() == sorted(im["id"] for im in gt["images"])
+    rows = arrays.image_rows(np.array([first["id"], second["id"]]))
+    assert arrays.file_names[rows].tolist() == ["relisted_a.jpg", "b.jpg"]
+    assert arrays.image_wh[rows[0]].tolist() == [first["width"] + 8, first["height"]]
+    ref_coco = COCO(str(twice_file))
+    assert (
+        len(ref_coco.getImgIds()) == len(gt["images"]) and ref_coco.imgs[first["id"]]["file_name"] == "relisted_a.jpg"
+    )
+    results = results_of(detector_like_predictions(gt, 4))
+    res_file = tmp_path / "twice_res.json"
+    res_file.write_bytes(dumps_results_arrays(results))
+    once = evaluate_parts_fast(parse_annotation_file(write_json(tmp_path / "once.json", gt)), results)
+    assert_same(evaluate_parts_fast(arrays, results), reference(twice_file, res_file))
+    assert_same(evaluate_parts_fast(arrays, results), once)  # an image listed twice is not scored twice
+    assert 0 < once["wholebody"][0] < 1
+
     no_cats = coco_wholebody(gt["images"], gt["annotations"])
     del no_cats["categories"]
     ann_file = write_json(tmp_path / "nocat.json", no_cats)

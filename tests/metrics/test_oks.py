@@ -124,3 +124,17 @@ def test_pair_chunks_cover_every_pair_once():
         chunks = oks_module._pair_chunks(group_end, budget)
         got = [(int(i), int(j)) for pi, pj in chunks for i, j in zip(pi, pj)]
         assert len(got) == len(expected) and set(got) == expected
+
+
+def test_oks_matrix_with_other_sigmas():
+    """A caller's own sigmas (here 17 body sigmas) are used, not the 133 defaults (found by mutation testing)."""
+    rng = np.random.default_rng(3)
+    a, b = rng.uniform(0, 50, (2, 17, 2)), rng.uniform(0, 50, (3, 17, 2))
+    area_a, area_b = rng.uniform(400, 900, 2), rng.uniform(400, 900, 3)
+    sigmas = sigmas_array()[:17] * 1.7
+    expected = np.zeros((2, 3))
+    for i in range(2):
+        for j in range(3):
+            d2 = ((a[i] - b[j]) ** 2).sum(-1)
+            expected[i, j] = np.exp(-d2 / (2 * sigmas) ** 2 / ((area_a[i] + area_b[j]) / 2 + np.spacing(1)) / 2).mean()
+    np.testing.assert_allclose(oks_matrix(a, b, area_a, area_b, sigmas=list(sigmas)), expected, rtol=1e-12)
