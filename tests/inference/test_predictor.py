@@ -281,7 +281,7 @@ def test_renamed_released_checkpoint_keeps_its_recipe(tmp_path: Path) -> None:
     assert predictor.input_wh == (288, 384) and isinstance(predictor.codec, DarkHeatmap)
 
 
-@pytest.mark.slow  # ~5-10 s: a 28 M parameter model is randomised, saved and read back
+# ~5-10 s (a 28 M parameter model is randomised, saved and read back): cheap enough for the default run
 def test_w32_mmpose_checkpoint_loads(tmp_path: Path) -> None:
     source = random_model("w32")
     path = tmp_path / "hrnet_w32.pth"
