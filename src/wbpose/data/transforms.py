@@ -165,7 +165,7 @@ class TopdownAffine:
         return self.warp_image(self.set_geometry(sample))
 
 
-#: Named target-weight rules (``data.target_weight``; docs/conventions.md#augmentation) and the
+#: Named target-weight rules (``data.target_weight``; docs/conventions.md#target-weights) and the
 #: ``zero_outside_crop`` flag of :class:`GenerateTarget` each one sets.
 #: ``"mmpose"`` (the default, MMPose 0.x and 1.x): a visible point keeps weight 1 while the codec's
 #: 3-sigma square still touches the heatmap, even when the point itself left the crop.
