@@ -151,7 +151,8 @@ def test_half_body_keeps_only_the_chosen_half(prefer_upper: bool) -> None:
     pts = _half_body_sample().keypoints_xy[list(chosen)]
     np.testing.assert_allclose(s.center_xy, pts.mean(0))
     np.testing.assert_allclose(s.scale_wh, (pts.max(0) - pts.min(0)) * 1.5)
-    s = GenerateTarget(codec)(TopdownAffine(INPUT_WH)(s))
+    # the inside_crop rule: the other half, outside the half-body crop, loses its weight and visibility
+    s = GenerateTarget(codec, zero_outside_crop=True)(TopdownAffine(INPUT_WH)(s))
     kp = s.keypoints_xy
     inside = (kp[:, 0] >= 0) & (kp[:, 0] < INPUT_WH[0]) & (kp[:, 1] >= 0) & (kp[:, 1] < INPUT_WH[1])
     assert inside[list(chosen)].all()  # the half-body box covers the chosen points
@@ -218,12 +219,13 @@ def test_target_weights_zero_for_invisible_and_out_of_crop() -> None:
     s.visible[5] = 0  # invisible
     s.keypoints_xy[6] = (-3.0, 100.0)  # just outside the crop: its Gaussian still touches the heatmap
     s.keypoints_xy[7] = (500.0, 100.0)  # far outside
-    strict = GenerateTarget(codec)(TopdownSample(**{**s.__dict__}))
+    strict = GenerateTarget(codec, zero_outside_crop=True)(TopdownSample(**{**s.__dict__}))
     assert strict.weights[5] == 0 and strict.weights[6] == 0 and strict.weights[7] == 0
     assert strict.heatmaps[5].max() == 0 and strict.heatmaps[6].max() == 0
     assert strict.visible[6] == 0 and (strict.weights[8:] == 1).all()
-    mmpose = GenerateTarget(codec, zero_outside_crop=False)(TopdownSample(**{**s.__dict__}))
+    mmpose = GenerateTarget(codec)(TopdownSample(**{**s.__dict__}))  # the default
     assert mmpose.weights[6] == 1 and mmpose.weights[7] == 0  # MMPose 1.x: the codec's map-bounds rule only
+    assert mmpose.heatmaps[6].max() > 0 and mmpose.visible[6] == 1
 
 
 def test_normalize_matches_reference_and_inverts() -> None:

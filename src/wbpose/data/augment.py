@@ -82,8 +82,8 @@ class RandomHalfBody:
     never count); upper is preferred with probability ``upper_prioritized_prob``, falling back to the other half
     when the preferred one has fewer than ``min_upper_keypoints`` / ``min_lower_keypoints`` points, and nothing
     happens when both are short. The new centre is the mean of the chosen points and the scale their extent
-    times ``padding``; the aspect ratio is fixed later by the warp. Visibility is unchanged: points outside the
-    new crop lose their weight in :class:`~wbpose.data.transforms.GenerateTarget`.
+    times ``padding``; the aspect ratio is fixed later by the warp. Visibility is unchanged: the weight of points
+    outside the new crop is set by :class:`~wbpose.data.transforms.GenerateTarget` (docs/conventions.md#target-weights).
 
     0.x (``TopDownHalfBodyTransform``): applies when more than ``num_joints_half_body`` (8) of all K keypoints are
     visible and ``rand < prob``; ids 0-10 are upper and *every other* visible id (legs, feet, face, hands) is

@@ -68,7 +68,8 @@ class CocoWholeBodyDataset(Dataset):
         det_file: detection results json (needed when ``bbox_source="det"``).
         det_score_thr: keep detections with ``score >= det_score_thr``.
         photometric: optional transform on the warped crop (e.g. :class:`wbpose.data.augment.PhotometricAugment`).
-        zero_outside_crop: make keypoints outside the crop invisible before encoding (see ``GenerateTarget``).
+        zero_outside_crop: make keypoints outside the crop invisible before encoding (not MMPose's rule; see
+            ``GenerateTarget``).
         bbox_padding: box -> scale padding (1.25).
         tune_malloc: call :func:`keep_freed_memory` once in every process that loads samples (glibc only).
         seed: augmentation seed: sample ``index`` of epoch ``epoch`` draws from
@@ -95,7 +96,7 @@ class CocoWholeBodyDataset(Dataset):
         det_file: str | os.PathLike | None = None,
         det_score_thr: float = 0.0,
         photometric: Transform | None = None,
-        zero_outside_crop: bool = True,
+        zero_outside_crop: bool = False,
         bbox_padding: float = 1.25,
         tune_malloc: bool = True,
         on_bad_image: Literal["raise", "replace", "drop"] = "raise",

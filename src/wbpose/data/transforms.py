@@ -165,23 +165,44 @@ class TopdownAffine:
         return self.warp_image(self.set_geometry(sample))
 
 
-class GenerateTarget:
-    """Encode heatmap targets with the codec, after zeroing points that left the crop.
+#: Named target-weight rules (``data.target_weight``; docs/conventions.md#target-weights) and the
+#: ``zero_outside_crop`` flag of :class:`GenerateTarget` each one sets.
+#: ``"mmpose"`` (the default, MMPose 0.x and 1.x): a visible point keeps weight 1 while the codec's
+#: 3-sigma square still touches the heatmap, even when the point itself left the crop.
+#: ``"inside_crop"``: a visible point also needs to lie inside the crop ``[0, w) x [0, h)``.
+TARGET_WEIGHT_RULES: dict[str, bool] = {"mmpose": False, "inside_crop": True}
 
-    MMPose 1.x ``GenerateTarget(encoder=codec)``. The codec zeroes the weights of invisible points and of points
-    whose Gaussian misses the heatmap; with ``zero_outside_crop`` (default) points mapped outside the
-    crop ``[0, w) x [0, h)`` are made invisible first, so a point just outside the crop whose Gaussian still
-    touches the heatmap gets no supervision either (set it False for MMPose 1.x's exact rule).
+
+def zero_outside_crop_for(rule: str) -> bool:
+    """The ``zero_outside_crop`` flag of a named target-weight rule (:data:`TARGET_WEIGHT_RULES`).
+
+    Raises:
+        ValueError: ``rule`` names no rule (the message lists the valid names).
+    """
+    if rule not in TARGET_WEIGHT_RULES:
+        raise ValueError(f"target_weight must be one of {sorted(TARGET_WEIGHT_RULES)}, got {rule!r}")
+    return TARGET_WEIGHT_RULES[rule]
+
+
+class GenerateTarget:
+    """Encode heatmap targets with the codec (MMPose 1.x ``GenerateTarget(encoder=codec)``).
+
+    The codec gives weight 0 to invisible points and to points whose 3-sigma square misses the heatmap, and weight
+    1 (the visibility) to every other point: MMPose's rule, kept by default. A point that the augmentation moved
+    just outside the crop therefore still gets its partial Gaussian and weight 1. With ``zero_outside_crop``
+    (the ``"inside_crop"`` rule of :data:`TARGET_WEIGHT_RULES`) points mapped outside the crop ``[0, w) x [0, h)``
+    are made invisible first, so they get neither a Gaussian nor weight.
 
     Reads: ``keypoints_xy`` (crop pixels), ``visible``.
-    Writes: ``visible`` (outside-crop points zeroed), ``heatmaps`` (K, h, w), ``weights`` (K,).
+    Writes: ``visible`` (outside-crop points zeroed with ``zero_outside_crop``), ``heatmaps`` (K, h, w),
+    ``weights`` (K,).
 
     Args:
         codec: object with ``encode(keypoints_xy (K,2), visible (K,)) -> HeatmapTarget`` and ``input_wh``.
-        zero_outside_crop: make points outside the crop invisible before encoding.
+        zero_outside_crop: make points outside the crop invisible before encoding (not MMPose's rule).
     """
 
-    def __init__(self, codec: Any, zero_outside_crop: bool = True) -> None:
+    def __init__(self, codec: Any, zero_outside_crop: bool = False) -> None:
         self.codec = codec
         self.zero_outside_crop = zero_outside_crop
         self.input_wh = tuple(int(v) for v in codec.input_wh)

@@ -41,6 +41,7 @@ from wbpose.data.bad_images import BadImagePolicy, note_bad_rows
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
 from wbpose.data.layout import DET_FILE, LAYOUT_HINT, TRAIN_ANN, VAL_ANN
 from wbpose.data.sampling import EpochBatchSampler, ResumableDataLoader
+from wbpose.data.transforms import zero_outside_crop_for
 from wbpose.synthetic import generate_dataset
 
 
@@ -106,7 +107,9 @@ class WholeBodyDataModule(pl.LightningDataModule):
             :class:`~wbpose.data.augment.GeometricAugment` or a mapping of its fields (``data.geometric``,
             ``conf/augment/geometric.yaml``); missing fields and ``None`` take its defaults (MMPose 1.x's).
         photometric: optional albumentations transforms on the crop (a Compose or a list of ``{"type": ...}`` dicts).
-        zero_outside_crop: keypoints warped outside the crop get weight 0.
+        target_weight: "mmpose" (default: a visible point keeps weight 1 while the codec's 3-sigma square touches
+            the heatmap) or "inside_crop" (also weight 0 once the augmentation moves it outside the crop); see
+            :data:`~wbpose.data.transforms.TARGET_WEIGHT_RULES`.
         drop_last: drop the last incomplete training batch.
         cache_dir: folder of the parsed-annotation cache (``None``: parse the json files in every process).
         bad_images: ``{"strict", "budget"}`` (:class:`~wbpose.data.bad_images.BadImagePolicy`, ``None``: its
@@ -134,7 +137,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
         synthetic: dict[str, Any] | None = None,
         geometric: GeometricAugment | Mapping[str, Any] | None = None,
         photometric: Any | None = None,
-        zero_outside_crop: bool = True,
+        target_weight: Literal["mmpose", "inside_crop"] = "mmpose",
         drop_last: bool = False,
         cache_dir: str | os.PathLike | None = None,
         bad_images: BadImagePolicy | Mapping[str, Any] | None = None,
@@ -160,7 +163,9 @@ class WholeBodyDataModule(pl.LightningDataModule):
         self.synthetic = dict(synthetic) if synthetic is not None else None
         self.geometric = GeometricAugment.from_config(geometric)
         self.photometric = photometric
-        self.zero_outside_crop, self.drop_last = zero_outside_crop, drop_last
+        self.target_weight = target_weight
+        self.zero_outside_crop = zero_outside_crop_for(target_weight)  # a ValueError names the valid rules
+        self.drop_last = drop_last
         self.cache_dir = None if cache_dir is None else str(cache_dir)
         self.bad_images = BadImagePolicy.from_config(bad_images)
         self.train_dataset: CocoWholeBodyDataset | None = None
