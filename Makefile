@@ -42,7 +42,7 @@ lint: $(STAMP)
 
 ## The documentation site (mkdocs-material) into site/; --strict: a broken link or a page missing from nav fails.
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/codecs.py
