@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared test helpers
 
-from inference.fakes import calibrated_model, mmpose_file  # noqa: E402
+from helpers.fakes import calibrated_model, mmpose_file  # noqa: E402
 from wbpose.inference.export import export_onnx  # noqa: E402
 from wbpose.inference.onnx_runtime import OnnxPoseNetwork  # noqa: E402
 

@@ -56,7 +56,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared test helpers
 
-from inference.fakes import calibrated_model, mmpose_file  # noqa: E402
+from helpers.fakes import calibrated_model, mmpose_file  # noqa: E402
 from wbpose.inference import Predictor, make_codec  # noqa: E402
 from wbpose.inference.boxes import DetectionFile  # noqa: E402
 from wbpose.inference.pipeline import run  # noqa: E402

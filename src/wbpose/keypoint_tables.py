@@ -4,7 +4,7 @@ The literal data behind :mod:`wbpose.keypoints` (import them from there, the key
 ``configs/_base_/datasets/coco_wholebody.py`` (identical in v0.29.0 and v1.3.2) and the official COCO-WholeBody
 evaluation (``evaluation/myeval_wholebody.py``). Order: body 0-16 (COCO), feet 17-22, face 23-90 (68-point 300W
 layout), left hand 91-111, right hand 112-132. Every table is checked against the reference facts in
-``tests/spec/test_keypoints.py``.
+``tests/test_keypoints.py``.
 """
 
 from __future__ import annotations

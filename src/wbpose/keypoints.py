@@ -3,7 +3,7 @@
 Source: MMPose ``configs/_base_/datasets/coco_wholebody.py`` (identical in v0.29.0 and v1.3.2) and the official
 COCO-WholeBody evaluation (``evaluation/myeval_wholebody.py``). Order: body 0-16 (COCO), feet 17-22, face 23-90
 (68-point 300W layout), left hand 91-111, right hand 112-132. Every constant here is checked against the reference
-facts in ``tests/spec/test_keypoints.py``.
+facts in ``tests/test_keypoints.py``.
 
 The long literal tables (names, flip indices, sigmas, skeleton) live in :mod:`wbpose.keypoint_tables` and are
 re-exported here: import every name from this module.

@@ -9,7 +9,7 @@ from types import ModuleType
 #: The repository root.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Committed fixture files: MMPose's metainfo and state_dict key lists (kept byte for byte as written).
-FIXTURE_DIR = REPO_ROOT / "tests" / "data"
+FIXTURE_DIR = REPO_ROOT / "tests" / "fixtures"
 
 
 def load_script(name: str, folder: str = "scripts") -> ModuleType:

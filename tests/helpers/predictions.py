@@ -100,3 +100,53 @@ def detector_like_predictions(
         "bbox_scores": bbox_scores[perm],
         "areas": areas[perm],
     }
+
+
+def random_predictions(seed: int, num_images: int = 5) -> dict[str, np.ndarray]:
+    """Shuffled predictions over several images: distinct people, near-duplicates (OKS > 0.9), overlapping people
+    around the NMS threshold, exact copies under new ids (score ties), zero-score people, and repeated instance ids
+    (padding-like exact repeats and conflicting rows that must lose to the first occurrence)."""
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list] = {k: [] for k in ("image_ids", "keypoints", "keypoint_scores", "bbox_scores", "areas")}
+
+    def add(image_id: int, kpts: np.ndarray, kscores: np.ndarray, bbox_score: float, area: float) -> None:
+        for key, value in zip(rows, (image_id, kpts, kscores, bbox_score, area)):
+            rows[key].append(value)
+
+    for image_id in rng.permutation(np.arange(100, 100 + 7 * num_images, 7)):
+        for _ in range(int(rng.integers(1, 5))):
+            side = rng.uniform(40, 200)
+            base = rng.uniform(0, 400, 2) + rng.uniform(0, side, (NUM_KEYPOINTS, 2))
+            area = side * side * rng.uniform(1.0, 1.6)
+            kscores = rng.uniform(0, 1, NUM_KEYPOINTS)
+            if rng.random() < 0.15:
+                kscores *= 0.19  # nothing above the keypoint threshold: instance score 0
+            add(image_id, base, kscores, rng.uniform(0.3, 1), area)
+            for noise in rng.choice([0.2, 1.0, 3.0, 6.0, 12.0, 30.0], size=int(rng.integers(0, 4))):
+                add(
+                    image_id,
+                    base + rng.normal(0, noise, base.shape),
+                    np.clip(kscores + rng.normal(0, 0.1, NUM_KEYPOINTS), 0, 1),
+                    rng.uniform(0.3, 1),
+                    area * rng.uniform(0.9, 1.1),
+                )
+            if rng.random() < 0.3:
+                add(image_id, base.copy(), kscores.copy(), rows["bbox_scores"][-1], rows["areas"][-1])  # a tie
+    preds = {k: np.asarray(v, dtype=np.int64 if k == "image_ids" else np.float64) for k, v in rows.items()}
+    n = len(preds["image_ids"])
+    preds["instance_ids"] = rng.permutation(n) * 3 + 11  # unique, not in row order
+    # repeats: exact copies of rows (sampler padding) and rows with a reused id but other content, appended after
+    # the originals so that the original is the first occurrence
+    padding = rng.integers(0, n, n // 4)
+    conflict = rng.integers(0, n, n // 6)
+    extra = {k: np.concatenate([v[padding], v[conflict]]) for k, v in preds.items()}
+    extra["keypoints"][len(padding) :] += rng.normal(0, 50, extra["keypoints"][len(padding) :].shape)
+    extra["keypoint_scores"][len(padding) :] = rng.uniform(0.5, 1, extra["keypoint_scores"][len(padding) :].shape)
+    preds = {k: np.concatenate([preds[k], extra[k]]) for k in preds}
+    order = np.concatenate([rng.permutation(n), n + rng.permutation(len(padding) + len(conflict))])
+    return {k: v[order] for k, v in preds.items()}
+
+
+def selection_args(preds: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The positional arguments of ``select_people`` (and of its reference) from ``random_predictions``."""
+    return tuple(preds[k] for k in ("image_ids", "keypoints", "keypoint_scores", "bbox_scores", "areas"))

@@ -316,3 +316,50 @@ def ref_oks_nms(
             kept.append(i)
             order = [j for j in order if oks(keypoints[i], keypoints[j], areas[i], areas[j]) <= thr]
     return kept
+
+
+def ref_select_people(
+    image_ids: np.ndarray,
+    keypoints: np.ndarray,
+    keypoint_scores: np.ndarray,
+    bbox_scores: np.ndarray,
+    areas: np.ndarray,
+    instance_ids: np.ndarray | None = None,
+    keypoint_score_thr: float = 0.2,
+    nms_thr: float = 0.9,
+) -> tuple[list[int], list[float]]:
+    """The evaluation's selection (``wbpose.metrics.oks.select_people``: dedupe by instance id, MMPose rescoring,
+    greedy OKS-NMS per image) written as plain loops (one instance, one pair at a time)."""
+    n = len(image_ids)
+    # 1. first occurrence of each instance id, in ascending id order (the canonical order)
+    first: dict[int, int] = {}
+    for i in range(n):
+        key = i if instance_ids is None else int(instance_ids[i])
+        if key not in first:
+            first[key] = i
+    rows = [first[key] for key in sorted(first)]
+    # 2. instance score = box score * mean of the keypoint scores above the threshold (0 if none)
+    score: dict[int, float] = {}
+    for i in rows:
+        kpt = keypoint_scores[i]
+        above = kpt > keypoint_score_thr
+        score[i] = float(bbox_scores[i] * (np.where(above, kpt, 0.0).sum() / above.sum())) if above.any() else 0.0
+    # 3. greedy OKS-NMS per image, descending score, ties in canonical order
+    variances = (sigmas_array() * 2) ** 2
+    keep: list[int] = []
+    for image_id in sorted({int(image_ids[i]) for i in rows}):
+        candidates = [i for i in rows if int(image_ids[i]) == image_id]
+        candidates.sort(key=lambda i: -score[i])  # stable: ties keep the canonical order
+        kept_here: list[int] = []
+        for i in candidates:
+            suppressed = False
+            for j in kept_here:
+                d2 = ((keypoints[i] - keypoints[j]) ** 2).sum(-1)
+                e = d2 / variances / ((areas[i] + areas[j]) / 2 + np.spacing(1)) / 2
+                if np.mean(np.exp(-e)) > nms_thr:
+                    suppressed = True
+                    break
+            if not suppressed:
+                kept_here.append(i)
+        keep.extend(kept_here)
+    return keep, [score[i] for i in keep]

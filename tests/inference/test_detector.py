@@ -1,6 +1,6 @@
 """The ONNX person detector on tiny ONNX files written in the test with the exact MMDeploy end2end contract.
 
-The file's scores are pixel values of its input canvas (``inference.fakes.ProbeDetector``), so the scores it
+The file's scores are pixel values of its input canvas (``helpers.fakes.ProbeDetector``), so the scores it
 returns check the pre-processing (BGR order, top-left letterbox with 114 padding, the family's mean/std), and its
 boxes check the way back (divide by the letterbox scale, clip, xywh), the label filter, the threshold and NMS.
 """
@@ -17,7 +17,7 @@ from helpers.extras import require_extra
 
 require_extra("onnxruntime", "onnx")
 
-from inference.fakes import probe_detector_onnx  # noqa: E402
+from helpers.fakes import probe_detector_onnx  # noqa: E402
 from wbpose.inference.detector import OnnxPersonDetector, letterbox  # noqa: E402
 from wbpose.inference.sources import Frame  # noqa: E402
 

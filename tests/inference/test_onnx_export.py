@@ -23,7 +23,7 @@ require_extra("onnxruntime", "onnx")
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from inference.fakes import calibrated_model, mmpose_file, probe_detector_onnx  # noqa: E402
+from helpers.fakes import calibrated_model, mmpose_file, probe_detector_onnx  # noqa: E402
 from wbpose.checkpoints import CONFIG_KEY  # noqa: E402
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap  # noqa: E402
 from wbpose.inference import Predictor  # noqa: E402

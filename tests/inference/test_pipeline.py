@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.fakes import random_model
 from helpers.threads import torch_threads
-from inference.fakes import random_model
 from wbpose.inference import Predictor, make_codec, predict_source
 from wbpose.inference.boxes import DetectionFile, WholeImage
 from wbpose.inference.pipeline import make_boxes, run

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from inference.fakes import random_model
+from helpers.fakes import random_model
 from wbpose.checkpoints import CONFIG_KEY, RECIPES, convert_mmpose_checkpoint, infer_arch, load_checkpoint
 from wbpose.codecs import DarkHeatmap, MSRAHeatmap, flip_test_average
 from wbpose.inference import PosePrediction, Predictor, make_codec, to_coco_results

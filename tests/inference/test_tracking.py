@@ -1,6 +1,6 @@
 """Pose tracking: ids held through a synthetic video, the vectorised OKS/box helpers against plain references.
 
-The id test drives :class:`PoseTracker` with a *perfect pose model* (``inference.fakes.OraclePose``: the true
+The id test drives :class:`PoseTracker` with a *perfect pose model* (``helpers.fakes.OraclePose``: the true
 keypoints of the person each box covers best, plus 1.5 px noise) and the true person boxes as the detector, asked
 every ``det_every`` frames. So the >= 95 % claim is about the tracker (detection schedule, boxes from poses,
 matching), not about a pose model: a random network cannot keep a box on a person between detections. The boxes
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.fakes import OraclePose
+from helpers.fakes import OraclePose
 from wbpose.inference import tracking
 from wbpose.inference.boxes import DetectionFile, WholeImage, iou_matrix
 from wbpose.inference.predictor import PosePrediction

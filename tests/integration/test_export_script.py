@@ -22,7 +22,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from inference.fakes import calibrated_model, mmpose_file
+    from helpers.fakes import calibrated_model, mmpose_file
 
     return mmpose_file(calibrated_model("tiny"), tmp_path_factory.mktemp("ckpt") / "tiny_pose.pth", "1.x")
 

@@ -3,7 +3,7 @@ and the clear errors for a missing data root and a checkpoint of another archite
 
 Checkpoints and runs are compared by their predictions (the results json: every keypoint and score), not by AP: a
 model trained for two batches scores AP = AR = 0.0, and so does any other set of random weights. The file-format
-comparison uses weights with heatmaps of order 1 (``inference.fakes.calibrated_model``), asserted to give
+comparison uses weights with heatmaps of order 1 (``helpers.fakes.calibrated_model``), asserted to give
 confident keypoints, and a control checkpoint with other weights must give other keypoints.
 """
 
@@ -156,7 +156,7 @@ def test_checkpoint_formats_and_validation_give_the_same_keypoints(short_run, sy
 
     import torch
 
-    from inference.fakes import calibrated_model, mmpose_file
+    from helpers.fakes import calibrated_model, mmpose_file
 
     run_dir, objects = short_run
     # our checkpoint format, written by training, with its weights replaced by ones whose heatmaps peak near 1

@@ -39,7 +39,7 @@ def video(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from inference.fakes import calibrated_model, mmpose_file
+    from helpers.fakes import calibrated_model, mmpose_file
 
     return mmpose_file(calibrated_model("tiny"), tmp_path_factory.mktemp("ckpt") / "tiny_pose.pth", "0.x")
 
@@ -48,7 +48,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def detector(video, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ONNX detector with the MMDeploy contract returning the people's boxes of frame 0 (score 0.447)."""
     require_extra("onnxruntime", "onnx")
-    from inference.fakes import probe_detector_onnx
+    from helpers.fakes import probe_detector_onnx
 
     boxes = video.boxes_xywh[0]
     xyxy = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], 1)  # canvas 320x320: r = 1

@@ -13,10 +13,11 @@ from xtcocotools.coco import COCO
 from xtcocotools.cocoeval import COCOeval
 
 from helpers.annotations import make_wholebody_gt, write_json
-from helpers.predictions import detector_like_predictions, gt_as_predictions
+from helpers.predictions import detector_like_predictions, gt_as_predictions, random_predictions, selection_args
 from wbpose.keypoints import PART_FIELDS, sigmas_array
 from wbpose.metrics import CocoWholeBodyMetric, evaluate_results_file, format_table, read_results_file
 from wbpose.metrics.evaluation import REPORTED_PARTS, STAT_NAMES
+from wbpose.metrics.oks import select_people
 
 PARTS = {"body": (0, 17), "foot": (17, 23), "face": (23, 91), "lefthand": (91, 112), "righthand": (112, 133)}
 PARTS["wholebody"] = (0, 133)
@@ -285,3 +286,36 @@ def test_update_keeps_copies_not_the_callers_storage(tmp_path: Path) -> None:
         assert stored.untyped_storage().nbytes() == stored.numel() * stored.element_size(), name
     big.fill_(7.0)  # the caller reuses its buffer: the stored values do not change
     assert float(metric.keypoints[0].abs().max()) == 0.0
+
+
+@pytest.fixture(scope="module")
+def small_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic dataset root (6 train, 3 val images)."""
+    from wbpose.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("metric_selection_synthetic")
+    generate_dataset(root, num_train=6, num_val=3, seed=0)
+    return root
+
+
+def test_metric_results_are_the_selected_people(small_synthetic, tmp_path):
+    """The metric's results file holds exactly select_people's people, in its order, with its scores."""
+    from wbpose.data.layout import VAL_ANN
+    from wbpose.metrics import CocoWholeBodyMetric
+
+    ann_file = small_synthetic / VAL_ANN
+    image_ids = [img["id"] for img in json.loads(ann_file.read_text())["images"]]
+    preds = random_predictions(11, num_images=len(image_ids))
+    remap = dict(zip(sorted(np.unique(preds["image_ids"]).tolist()), image_ids))
+    preds["image_ids"] = np.asarray([remap[int(i)] for i in preds["image_ids"]])
+    metric = CocoWholeBodyMetric(ann_file, num_procs=1, outfile=tmp_path / "results.json")
+    half = len(preds["image_ids"]) // 2  # two updates, like two batches
+    for part in (slice(0, half), slice(half, None)):
+        metric.update(**{k: torch.as_tensor(v[part]) for k, v in preds.items()})
+    metric.compute()
+    results = json.loads((tmp_path / "results.json").read_text())
+    keep, scores = select_people(*selection_args(preds), instance_ids=preds["instance_ids"])
+    assert [r["image_id"] for r in results] == preds["image_ids"][keep].tolist()
+    assert [r["score"] for r in results] == scores.tolist()
+    body = np.asarray([r["keypoints"] for r in results]).reshape(len(results), 17, 3)
+    np.testing.assert_array_equal(body[..., :2], preds["keypoints"][keep][:, :17])

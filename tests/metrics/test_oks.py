@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import wbpose.metrics.oks as oks_module
-from helpers.references import mmpose_oks, ref_oks, ref_oks_nms, ref_rescore
+from helpers.predictions import random_predictions, selection_args
+from helpers.references import mmpose_oks, ref_oks, ref_oks_nms, ref_rescore, ref_select_people
 from wbpose.keypoints import NUM_KEYPOINTS, sigmas_array
-from wbpose.metrics.oks import oks_matrix, oks_nms, rescore
+from wbpose.metrics.oks import oks_matrix, oks_nms, rescore, select_people
 
 
 def clustered_predictions(seed: int, num_images: int = 12, max_per_image: int = 9):
@@ -138,3 +139,52 @@ def test_oks_matrix_with_other_sigmas():
             d2 = ((a[i] - b[j]) ** 2).sum(-1)
             expected[i, j] = np.exp(-d2 / (2 * sigmas) ** 2 / ((area_a[i] + area_b[j]) / 2 + np.spacing(1)) / 2).mean()
     np.testing.assert_allclose(oks_matrix(a, b, area_a, area_b, sigmas=list(sigmas)), expected, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- select_people
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_select_people_matches_a_plain_loop(seed):
+    preds = random_predictions(seed)
+    keep, scores = select_people(*selection_args(preds), instance_ids=preds["instance_ids"])
+    ref_keep, ref_scores = ref_select_people(*selection_args(preds), instance_ids=preds["instance_ids"])
+    assert keep.tolist() == ref_keep  # same people, same order (image, then descending score)
+    np.testing.assert_array_equal(scores, np.asarray(ref_scores))
+    # the data exercises every step: duplicates dropped, some people suppressed, several images, zero scores
+    num_unique = len(np.unique(preds["instance_ids"]))
+    assert num_unique < len(preds["instance_ids"])
+    assert len(keep) < num_unique
+    assert len(np.unique(preds["image_ids"][keep])) > 1
+    assert len(np.unique(preds["instance_ids"][keep])) == len(keep)
+
+
+@pytest.mark.parametrize("nms_thr, keypoint_score_thr", [(0.5, 0.2), (0.95, 0.5), (0.9, 0.0)])
+def test_select_people_thresholds_and_no_instance_ids(nms_thr, keypoint_score_thr):
+    preds = random_predictions(7)
+    kwargs = dict(keypoint_score_thr=keypoint_score_thr, nms_thr=nms_thr)
+    for ids in (preds["instance_ids"], None):
+        keep, scores = select_people(*selection_args(preds), instance_ids=ids, **kwargs)
+        ref_keep, ref_scores = ref_select_people(*selection_args(preds), instance_ids=ids, **kwargs)
+        assert keep.tolist() == ref_keep
+        np.testing.assert_array_equal(scores, np.asarray(ref_scores))
+
+
+def test_select_people_is_independent_of_input_order():
+    preds = random_predictions(3)
+    keep, scores = select_people(*selection_args(preds), instance_ids=preds["instance_ids"])
+    # any order in which each id's first occurrence stays the same row (the originals come before the repeats)
+    n = len(np.unique(preds["instance_ids"]))
+    perm = np.concatenate([np.random.default_rng(0).permutation(n), np.arange(n, len(preds["instance_ids"]))])
+    shuffled = {k: v[perm] for k, v in preds.items()}
+    keep2, scores2 = select_people(*selection_args(shuffled), instance_ids=shuffled["instance_ids"])
+    assert perm[keep2].tolist() == keep.tolist()
+    np.testing.assert_array_equal(scores2, scores)
+
+
+def test_select_people_empty():
+    keep, scores = select_people(
+        np.zeros(0, np.int64), np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS)), np.zeros(0), np.zeros(0)
+    )
+    assert keep.shape == scores.shape == (0,)
+    assert keep.dtype == np.int64

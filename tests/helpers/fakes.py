@@ -2,7 +2,7 @@
 MMPose-format files, and a tiny ONNX person detector written with the exact contract of
 ``wbpose.inference.detector`` (MMDeploy end2end: ``input`` (1, 3, H, W) -> ``dets`` (1, N, 5) + ``labels`` (1, N)).
 
-Loaded by path from the integration tests (``load_fakes()``), as the test folders are not packages.
+Imported as ``helpers.fakes`` (``tests/`` is on the path) by the inference and integration tests and the benchmarks.
 """
 
 from __future__ import annotations
