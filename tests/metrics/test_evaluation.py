@@ -16,7 +16,7 @@ from wbpose.metrics.results_io import build_results, write_results
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("front_door")
+    folder = tmp_path_factory.mktemp("evaluation")
     gt = make_wholebody_gt(num_images=2, people_per_image=2, seed=5)
     preds = gt_as_predictions(gt)
     n = len(preds["image_ids"])
