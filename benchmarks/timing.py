@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -102,12 +103,14 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(module: str) -> str | None:
-    try:
-        mod = __import__(module)
-    except ImportError:
-        return None
-    return getattr(mod, "__version__", None) or "installed"
+def _version(*distributions: str) -> str | None:
+    """The installed version of the first of ``distributions`` present (pip names), else None."""
+    for name in distributions:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def environment() -> dict:
@@ -117,10 +120,12 @@ def environment() -> dict:
         commit += "+dirty"
     machine = {"cpu": _cpu_model(), "cores": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 2)}
     versions = {"python": platform.python_version()}
-    for name, module in [("torch", "torch"), ("numpy", "numpy"), ("opencv", "cv2"), ("xtcocotools", "xtcocotools"),
-                         ("lightning", "lightning")]:  # fmt: skip
-        versions[name] = _version(module)
-    if "torch" in sys.modules or versions["torch"]:
+    versions["torch"] = _version("torch")
+    versions["numpy"] = _version("numpy")
+    versions["opencv"] = _version("opencv-python-headless", "opencv-python", "opencv-contrib-python")
+    versions["xtcocotools"] = _version("xtcocotools")
+    versions["lightning"] = _version("lightning", "pytorch-lightning")
+    if versions["torch"]:
         import torch
 
         if torch.cuda.is_available():
