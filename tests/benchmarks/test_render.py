@@ -1,4 +1,4 @@
-"""``benchmarks/render.py`` and ``benchmarks/timing.py``: json in, the docs tables out; one statistic for all timings."""
+"""``benchmarks/render.py`` and ``benchmarks/timing.py``: json in, docs tables out; one statistic for all timings."""
 
 from __future__ import annotations
 
