@@ -20,17 +20,25 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+# Idle OpenMP workers sleep instead of spinning, as scripts/predict.py and codecs.py run them: on a shared 2-core
+# machine spinning workers wait for a preempted peer at every op and the times scatter by 10x. A value in the
+# environment wins (OMP_WAIT_POLICY=default: the OpenMP runtime's own default).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if os.environ["OMP_WAIT_POLICY"].lower() == "default":
+    del os.environ["OMP_WAIT_POLICY"]
 
-from wbpose.losses import KeypointMSELoss
-from wbpose.models import build_pose_model
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from wbpose.losses import KeypointMSELoss  # noqa: E402
+from wbpose.models import build_pose_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py
 from timing import Timing, add_json_argument, measure, write_json  # noqa: E402
@@ -164,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         print(" | ".join(cells), flush=True)
     print(f"images/s: wall clock, {statistic}; total {time.perf_counter() - start:.0f} s")
     notes = [
-        f"{where}, batch {batch}; fp32 {2048}x{2048} matmul floor {floor:.0f} GFLOP/s in the same run.",
+        f"{where}, batch {batch}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}; fp32 2048x2048 "
+        f"matmul floor {floor:.0f} GFLOP/s in the same run.",
         f"images/s: batch / wall seconds per call, {statistic}.",
     ]
     if device.type == "cpu":
