@@ -206,11 +206,14 @@ def table(rows: list) -> list[list]:
         ms, ratio = Timing(*r["ms"]), Timing(*r["ratio"])
         mm = MMPOSE_MS.get((r["op"], r["recipe"], r["kind"])) if r["device"] != "cuda" else None
         target = ""
-        if mm and ((r["op"], r["recipe"], r["kind"]) in TARGET_ROWS or r["op"] == "encode"):
-            # Judged on the paired in-run ratio to the baseline: steady under noise, and conservative (the baseline
-            # is ~10% faster than MMPose 1.3.2 itself).
-            need = TARGET_SPEEDUP[r["op"]]
-            target = f">= {need:g}x: {'met' if ratio.median >= need else 'MISSED'}"
+        need = TARGET_SPEEDUP[r["op"]]
+        if mm and (r["op"], r["recipe"], r["kind"]) in TARGET_ROWS:
+            # DARK decode: judged on the paired in-run ratio to the baseline, steady under noise and conservative
+            # (the baseline is ~10% faster than MMPose 1.3.2 itself).
+            target = f">= {need:g}x baseline: {'met' if ratio.median >= need else 'MISSED'}"
+        elif mm and r["op"] == "encode":
+            # Encode: the issue's target is against MMPose 1.3.2's own encoder (its recorded time).
+            target = f">= {need:g}x MMPose: {'met' if mm / ms.median >= need else 'MISSED'}"
         cells = [r["op"], r["recipe"], r["kind"], r["device"], ms.text(3), f"{r['ref']:.2f}",
                  f"{ratio.median:.1f}x ({ratio.min:.1f}-{ratio.max:.1f})", f"{mm:.2f}" if mm else "",
                  f"{mm / ms.median:.1f}x" if mm else "", target + (f" [{r['note']}]" if r["note"] else "")]  # fmt: skip
