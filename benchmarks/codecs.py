@@ -40,8 +40,8 @@ from wbpose.keypoints import NUM_KEYPOINTS  # noqa: E402
 
 RECIPES = {"256x192": ((256, 192), (64, 48), 2), "384x288": ((384, 288), (96, 72), 3)}
 # MMPose 1.3.2 on this machine kind (ms per instance, one thread). Encode: the figures. Decode: measured
-# with MMPose's own functions by ``benchmarks/mmpose_decode.py`` (2026-11-22, quiet machine; it also prints the
-# in-run ratio, which is the robust figure on a noisy machine).
+# with MMPose's own functions by a study script, since removed (git show 8d1a4fc:benchmarks/mmpose_decode.py;
+# 2026-11-22, quiet machine).
 MMPOSE_MS = {
     ("encode", "256x192", "msra"): 1.4,
     ("encode", "256x192", "dark"): 1.4,

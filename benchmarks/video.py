@@ -18,7 +18,8 @@ Overhead vs floor = pipeline time / floor time - 1, split in two parts, both as 
 Where the tiny model's time goes on a 2-core machine (idle, one network thread): the network ~10 ms a frame; on
 the main thread between two forward passes ~2.4 ms of pose work (two crops, DARK decoding of 2 x 133 maps ~1 ms of
 numpy/torch call overhead on tiny arrays, tracking, results); in the reader and writer threads ~5 ms of CPU (video
-decoding, drawing, MPEG-4 encoding; ``benchmarks/video_cpu_split.py`` splits it per stage), hidden when a core is
+decoding, drawing, MPEG-4 encoding; a study script split it per stage: git show 8d1a4fc:benchmarks/video_cpu_split.py),
+hidden when a core is
 free for them. With as many network threads as cores they have none: spinning OpenMP workers get preempted, passive
 ones slow the network itself. The pose work cannot simply move to the writer thread: every op of the eager network
 re-takes the GIL, so Python work in another thread delays it by about as much as it would save.
