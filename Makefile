@@ -39,16 +39,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/ruff format --check src tests scripts benchmarks
 	$(BIN)/python scripts/check_layers.py
+	$(BIN)/python benchmarks/render.py --check
 
 ## The documentation site (mkdocs-material) into site/; --strict: a broken link or a page missing from nav fails.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
+## The CPU benchmarks (about 4 minutes on 2 cores), their json into docs/benchmark_results/, then the docs tables.
+BENCH_OUT := docs/benchmark_results
 bench: $(STAMP)
-	$(BIN)/python benchmarks/codecs.py
-	$(BIN)/python benchmarks/model.py
-	$(BIN)/python benchmarks/data_pipeline.py
-	$(BIN)/python benchmarks/metric.py
+	$(BIN)/python benchmarks/codecs.py --json $(BENCH_OUT)/codecs.json
+	$(BIN)/python benchmarks/model.py --archs tiny w32 --no-384 --json $(BENCH_OUT)/model.json
+	$(BIN)/python benchmarks/data_pipeline.py --json $(BENCH_OUT)/data_pipeline.json
+	$(BIN)/python benchmarks/metric.py --images 200 --repeat 5 --json $(BENCH_OUT)/metric.json
+	$(BIN)/python benchmarks/render.py
 
 clean:
 	rm -rf $(VENV) outputs multirun data/synthetic site

@@ -15,7 +15,10 @@ earlier steps do not count); the page cache is warm for all of them (the file is
   instance's rows of the table as ``CocoWholeBodyDataset`` does (no image decoding, which would take minutes on
   2 cores and is not what is measured); PSS of each worker after 5% and at 100% of the epoch.
 
-Usage: ``python benchmarks/annotations.py --root /tmp/wbpose_full``.
+Each step runs once, in its fresh process (a cold start is what is measured, so there is no warm-up and no repeat;
+the one exception to ``benchmarks/timing.py``'s median).
+
+Usage: ``python benchmarks/annotations.py --root /tmp/wbpose_full [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py
+from timing import add_json_argument, write_json  # noqa: E402
 
 PY = sys.executable
 ANN = "annotations/coco_wholebody_train_v1.0.json"
@@ -59,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("/tmp/wbpose_full"))
     parser.add_argument("--skip-epoch", action="store_true")
+    add_json_argument(parser)
     args = parser.parse_args()
     ann = args.root / ANN
     size = ann.stat().st_size / 2**20
@@ -182,6 +189,11 @@ def main() -> None:
     print("|---|---:|---:|---|")
     for label, s, mb, note in rows:
         print(f"| {label} | {'' if s is None else f'{s:.2f}'} | {'' if mb is None else f'{mb:.0f}'} | {note} |")
+    cells = [
+        [label, "" if s is None else f"{s:.2f}", "" if mb is None else f"{mb:.0f}", note] for label, s, mb, note in rows
+    ]
+    notes = [f"{ann} ({size:.0f} MB); each step once, in a fresh process, page cache warm."]
+    write_json(args.json, "annotations", ["step", "wall s", "peak RSS MB", "notes"], cells, notes)
 
 
 if __name__ == "__main__":

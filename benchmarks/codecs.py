@@ -4,13 +4,13 @@ The in-run baseline re-implements MMPose 1.x's structure (``generate_*gaussian_h
 ``refine_keypoints`` / ``refine_keypoints_dark``: one instance at a time, ``cv2.GaussianBlur`` over each whole
 zero-padded map, a Python loop for the Taylor step), in float32 as MMPose runs it, so the ratio is measured on the
 same machine under the same load; it lives in ``tests/helpers/references.py``, whose tests check it against the
-plain per-keypoint references. The MMPose column holds MMPose 1.3.2's own timings on this 2-core CPU (decode:
-measured with MMPose's functions by ``benchmarks/mmpose_decode.py``, which also prints the in-run ratio).
+plain per-keypoint references. The MMPose column holds MMPose 1.3.2's own timings recorded on this 2-core CPU
+(decode: measured with MMPose's functions by a study script since removed, see docs/benchmarks.md).
 Every fast result is checked against the baseline before it is timed.
 
-Usage: ``python benchmarks/codecs.py [--batch 256] [--repeats 5]`` (1-2 minutes on 2 CPU cores). Each thread
-setting runs in its own process with torch, OpenBLAS and OpenCV all limited to it. Wall times on a shared machine
-include waiting for a core; the CPU-time column is what an idle core would take (single-thread rows).
+Usage: ``python benchmarks/codecs.py [--batch 256] [--repeats 5] [--json PATH]`` (1-2 minutes on 2 CPU cores). Each
+thread setting runs in its own process with torch, OpenBLAS and OpenCV all limited to it. Timing: wall clock, median
+of the repeats after one warm-up call (``benchmarks/timing.py``), fast call and baseline alternated.
 """
 
 from __future__ import annotations
@@ -29,17 +29,19 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared test helpers
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py
 
 # The in-run baselines: MMPose 1.x's structure, checked against the plain per-keypoint references by the tests.
 from helpers.references import mmpose_style_decode, mmpose_style_encode  # noqa: E402
+from timing import Timing, add_json_argument, measure, write_json  # noqa: E402
 from wbpose.codecs import DarkHeatmap  # noqa: E402
 from wbpose.codecs import make_codec as codec_by_name  # noqa: E402
 from wbpose.keypoints import NUM_KEYPOINTS  # noqa: E402
 
 RECIPES = {"256x192": ((256, 192), (64, 48), 2), "384x288": ((384, 288), (96, 72), 3)}
 # MMPose 1.3.2 on this machine kind (ms per instance, one thread). Encode: the issue's figures. Decode: measured
-# with MMPose's own functions by ``benchmarks/mmpose_decode.py`` (2026-11-22, quiet machine; it also prints the
-# in-run ratio, which is the robust figure on a noisy machine).
+# with MMPose's own functions by a study script, since removed (git show 8d1a4fc:benchmarks/mmpose_decode.py;
+# 2026-11-22, quiet machine).
 MMPOSE_MS = {
     ("encode", "256x192", "msra"): 1.4,
     ("encode", "256x192", "dark"): 1.4,
@@ -81,46 +83,22 @@ def predicted_heatmaps(rng: np.random.Generator, batch: int, codec) -> torch.Ten
     return (hm + noise).contiguous()
 
 
-def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> tuple[float, float]:
-    """Median wall time and median process CPU time in seconds.
-
-    The machine is shared: wall time includes waiting for a core; CPU time (single thread) is close to what an idle
-    machine would show.
-    """
-    fn()
-    sync()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        sync()
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return float(np.median(wall)), float(np.median(cpu))
-
-
 def timed_pair(
     fast: Callable[[], object], ref: Callable[[], object], n_fast: int, n_ref: int, repeats: int
-) -> tuple[tuple[float, float], float, float]:
-    """Alternate the fast call and the baseline call; the speed-up is the median of the per-pair ratios.
+) -> tuple[Timing, Timing, Timing]:
+    """Alternate the fast call and the baseline call (one warm-up each); the speed-up is per pair.
 
     On a noisy machine both calls of a pair see about the same conditions, so the ratio is steadier than either
-    time. Returns ((fast wall s, fast cpu s) per call, baseline wall s per call, median per-instance speed-up).
+    time. Returns (fast s per call, baseline s per call, per-instance speed-up), each the median of the pairs.
     """
     fast()
     ref()
-    fast_wall, fast_cpu, ref_wall = [], [], []
+    fast_s, ref_s = [], []
     for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fast()
-        fast_wall.append(time.perf_counter() - w0)
-        fast_cpu.append(time.process_time() - c0)
-        w0 = time.perf_counter()
-        ref()
-        ref_wall.append(time.perf_counter() - w0)
-    ratios = [(r / n_ref) / (f / n_fast) for f, r in zip(fast_wall, ref_wall)]
-    median = lambda v: float(np.median(v))  # noqa: E731
-    return (median(fast_wall), median(fast_cpu)), median(ref_wall), median(ratios)
+        fast_s.append(measure(fast, warmup=0, repeats=1).median)
+        ref_s.append(measure(ref, warmup=0, repeats=1).median)
+    ratios = [(r / n_ref) / (f / n_fast) for f, r in zip(fast_s, ref_s)]
+    return Timing.of(fast_s, 1), Timing.of(ref_s, 1), Timing.of(ratios, 1)
 
 
 def make_codec(recipe: str, kind: str):
@@ -131,13 +109,11 @@ def make_codec(recipe: str, kind: str):
 
 
 # ----------------------------------------------------------------------------- benchmarks
-def row(
-    op: str, recipe: str, kind: str, device: str, fast: tuple, ref: tuple, n: int, note: str = "", ratio=None
-) -> dict:
-    """One table row; times per instance in ms (``n`` instances per timed call); ``ratio``: paired speed-up."""
-    ms = {k: v * 1e3 / n for k, v in zip(("wall", "cpu"), fast)}
-    ratio = ratio if ratio is not None else ref[0] * 1e3 / ms["wall"]
-    return dict(op=op, recipe=recipe, kind=kind, device=device, **ms, ref=ref[0] * 1e3, ratio=ratio, note=note)
+def row(op: str, recipe: str, kind: str, device: str, fast: Timing, ref_ms: float, n: int, ratio: Timing, note=""):
+    """One table row: ms per instance (``n`` instances per timed call), baseline ms, the speed-up over it."""
+    ms = fast.scaled(1e3 / n)
+    return dict(op=op, recipe=recipe, kind=kind, device=device, ms=[ms.median, ms.min, ms.max, ms.n, ms.warmup],
+                ref=ref_ms, ratio=[ratio.median, ratio.min, ratio.max, ratio.n, ratio.warmup], note=note)  # fmt: skip
 
 
 def encode_each(encode: Callable, kp: np.ndarray, vis: np.ndarray) -> None:
@@ -157,15 +133,17 @@ def bench_encode(rows: list, repeats: int) -> None:
                 got = codec.encode(kp[i], vis[i])
                 ref_hm, ref_w = mmpose_style_encode(kp[i], vis[i], codec, kind == "dark")
                 assert np.abs(got.heatmaps - ref_hm).max() < 1e-6 and np.array_equal(got.weights, ref_w)
-            fast = timed(lambda c=codec, kp=kp, vis=vis: encode_each(c.encode, kp, vis), repeats)
             unbiased = kind == "dark"
-            ref = timed(
+            fast, ref, ratio = timed_pair(
+                lambda c=codec, kp=kp, vis=vis: encode_each(c.encode, kp, vis),
                 lambda c=codec, kp=kp, vis=vis, u=unbiased: encode_each(
                     lambda k, v: mmpose_style_encode(k, v, c, u), kp, vis
                 ),
-                2,
+                len(kp),
+                len(kp),
+                repeats,
             )
-            rows.append(row("encode", recipe, kind, "cpu x1", fast, (ref[0] / len(kp),), len(kp)))
+            rows.append(row("encode", recipe, kind, "cpu x2", fast, ref.median * 1e3 / len(kp), len(kp), ratio))
 
 
 def count_rescaled(codec, heatmaps: torch.Tensor) -> int:
@@ -204,43 +182,52 @@ def bench_decode(rows: list, batch: int, repeats: int, ref_instances: int, threa
                 ref_instances,
                 repeats,
             )
-            ref = (ref / ref_instances,)
-            rows.append(row("decode", recipe, kind, f"cpu x{threads}", fast, ref, batch, note, ratio))
+            ref_ms = ref.median * 1e3 / ref_instances
+            rows.append(row("decode", recipe, kind, f"cpu x{threads}", fast, ref_ms, batch, ratio, note))
             if torch.cuda.is_available() and threads == 2:
                 gpu = heatmaps.cuda()
                 cuda_kp = codec.decode(gpu[:ref_instances])[0].cpu().numpy()
                 assert np.abs(cuda_kp - ref_kp).max() < 1e-4
-                fast = timed(lambda c=codec, h=gpu: c.decode(h), repeats, torch.cuda.synchronize)
-                rows.append(row("decode", recipe, kind, "cuda", fast, ref, batch))
+                sync = torch.cuda.synchronize
+                fast = measure(lambda c=codec, h=gpu: c.decode(h), warmup=1, repeats=repeats, sync=sync)
+                ratio = Timing.of([ref_ms / (fast.median * 1e3 / batch)], 1)
+                rows.append(row("decode", recipe, kind, "cuda", fast, ref_ms, batch, ratio))
             del heatmaps
 
 
-def print_table(rows: list, batch: int) -> None:
-    header = f"{'op':7s}{'recipe':9s}{'codec':7s}{'device':8s}{'wall ms':>9s}{'cpu ms':>8s}{'ref ms':>8s}{'x ref':>7s}"
-    header += f"{'MMPose':>8s}{'x MM wall':>10s}{'x MM cpu':>9s}  target"
-    print(f"\nms per instance (median of repeats; decode batch {batch} x {NUM_KEYPOINTS}). wall: elapsed time;")
-    print("cpu: process CPU time (what an idle core would take, for x1). ref: in-run MMPose-style baseline,")
-    print("same process and thread settings (wall); for decode, x ref is the median of paired ratios (calls")
-    print("alternated) and judges the target. MMPose: 1.3.2 measured earlier on this CPU (one thread).")
-    print(header)
-    print("-" * (len(header) + 10))
+COLUMNS = ["op", "recipe", "codec", "device", "ms per instance", "baseline ms", "x baseline", "MMPose 1.3.2 ms",
+           "x MMPose", "target"]  # fmt: skip
+
+
+def table(rows: list) -> list[list]:
+    """The printed and json table: times as ``median (min-max)``; x MMPose divides its recorded time by the median."""
+    out = []
     for r in rows:
-        line = f"{r['op']:7s}{r['recipe']:9s}{r['kind']:7s}{r['device']:8s}{r['wall']:9.3f}{r['cpu']:8.3f}"
-        line += f"{r['ref']:8.2f}{r['ratio']:6.1f}x"
-        mm = MMPOSE_MS.get((r["op"], r["recipe"], r["kind"]))
-        if mm and r["device"] != "cuda":
-            line += f"{mm:8.2f}{mm / r['wall']:9.1f}x{mm / r['cpu']:8.1f}x"
-            target = TARGET_SPEEDUP[r["op"]]
-            if (r["op"], r["recipe"], r["kind"]) in TARGET_ROWS:
-                # Judged on the paired in-run ratio: steady under noise, and conservative (the baseline is ~10%
-                # faster than MMPose 1.3.2 itself, see benchmarks/mmpose_decode.py).
-                line += f"  >={target:g}x {'ok' if r['ratio'] >= target else 'MISS'}"
-            elif r["op"] == "encode":
-                # CPU time stands in for an idle core on one thread only (with two it sums both threads).
-                idle_ok = r["device"] == "cpu x1" and mm / r["cpu"] >= target
-                ok = "ok" if mm / r["wall"] >= target else ("ok (cpu)" if idle_ok else "MISS")
-                line += f"  >={target:g}x {ok}"
-        print(line + (f"  [{r['note']}]" if r["note"] else ""))
+        ms, ratio = Timing(*r["ms"]), Timing(*r["ratio"])
+        mm = MMPOSE_MS.get((r["op"], r["recipe"], r["kind"])) if r["device"] != "cuda" else None
+        target = ""
+        need = TARGET_SPEEDUP[r["op"]]
+        if mm and (r["op"], r["recipe"], r["kind"]) in TARGET_ROWS:
+            # DARK decode: judged on the paired in-run ratio to the baseline, steady under noise and conservative
+            # (the baseline is ~10% faster than MMPose 1.3.2 itself).
+            target = f">= {need:g}x baseline: {'met' if ratio.median >= need else 'MISSED'}"
+        elif mm and r["op"] == "encode":
+            # Encode: the issue's target is against MMPose 1.3.2's own encoder (its recorded time).
+            target = f">= {need:g}x MMPose: {'met' if mm / ms.median >= need else 'MISSED'}"
+        cells = [r["op"], r["recipe"], r["kind"], r["device"], ms.text(3), f"{r['ref']:.2f}",
+                 f"{ratio.median:.1f}x ({ratio.min:.1f}-{ratio.max:.1f})", f"{mm:.2f}" if mm else "",
+                 f"{mm / ms.median:.1f}x" if mm else "", target + (f" [{r['note']}]" if r["note"] else "")]  # fmt: skip
+        out.append(cells)
+    return out
+
+
+def print_table(cells: list[list], statistic: str, batch: int) -> None:
+    print(f"\nms per instance, wall clock, {statistic}; decode batch {batch} x {NUM_KEYPOINTS} maps.")
+    print("baseline: the in-run MMPose-structured code, same process and threads; x baseline: per-pair ratio, calls")
+    print("alternated (judges the targets). MMPose 1.3.2: its own timings recorded earlier on this CPU, one thread.")
+    print("| " + " | ".join(COLUMNS) + " |")
+    for c in cells:
+        print("| " + " | ".join(c) + " |")
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -260,6 +247,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--ref-instances", type=int, default=8, help="instances the slow baseline decodes per call")
     parser.add_argument("--threads", type=int, default=0, help="internal: run one thread setting")
+    add_json_argument(parser)
     args = parser.parse_args()
     if args.threads:
         worker(args)
@@ -277,9 +265,19 @@ def main() -> None:
         out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
         rows += json.loads(out.strip().splitlines()[-1])
     rows.sort(key=lambda r: (r["op"] == "decode", r["recipe"], r["kind"], r["device"] == "cuda", r["device"]))
-    print_table(rows, args.batch)
+    cells = table(rows)
+    statistic = Timing(*rows[0]["ms"]).statistic
+    print_table(cells, statistic, args.batch)
     elapsed = time.perf_counter() - start
     print(f"\nall fast results agree with the baseline (<= 1e-4 px decode, 1e-6 encode); {elapsed:.0f} s")
+    notes = [
+        f"ms per instance: wall clock, {statistic}; decode batch {args.batch} x {NUM_KEYPOINTS} maps.",
+        "baseline: MMPose-structured code in the same run (tests/helpers/references.py); x baseline: median "
+        "(min-max) of per-pair ratios, the calls alternated. MMPose 1.3.2: its own timings recorded earlier on this "
+        "kind of CPU, one thread; x MMPose divides them by the median.",
+        "All fast results agree with the baseline (<= 1e-4 px decode, 1e-6 encode).",
+    ]
+    write_json(args.json, "codecs", COLUMNS, cells, notes)
 
 
 if __name__ == "__main__":

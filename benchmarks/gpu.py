@@ -18,8 +18,11 @@ Rows:
 A time budget (``--budget``, seconds) skips the remaining rows once spent, and says so. ``--smoke`` runs a tiny
 version on CPU (tiny HRNet, 64x48, two steps, a 4-image synthetic root): the tests run it.
 
-Usage: ``python benchmarks/gpu.py --root /tmp/wbpose_full`` (make the root with
-``python scripts/synthetic.py --full-size --out /tmp/wbpose_full``), or ``bash benchmarks/gpu.sh``.
+Timing (``benchmarks/timing.py``): images/s from the median step after the warm-up steps, with the range.
+
+Usage: ``python benchmarks/gpu.py --root /tmp/wbpose_full [--json PATH]`` (make the root with
+``python scripts/synthetic.py --full-size --out /tmp/wbpose_full``), or ``bash benchmarks/gpu.sh`` (json into
+``$OUT`` when that is set, as on the lent GPU machines).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +40,9 @@ import torch
 from wbpose.codecs import DarkHeatmap
 from wbpose.losses import KeypointMSELoss
 from wbpose.models import build_pose_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py
+from timing import Timing, add_json_argument, measure, write_json  # noqa: E402
 
 #: input -> (image_hw, heatmap_hw, sigma, batch per GPU of the recipes)
 INPUTS = {"256x192": ((256, 192), (64, 48), 2.0, 64), "384x288": ((384, 288), (96, 72), 3.0, 32)}
@@ -71,19 +78,22 @@ class Step:
         self.opt.step()
 
 
-def images_per_s(step: Step, batches, warmup: int, iters: int, device: torch.device) -> float:
+def images_per_s(step: Step, batches, warmup: int, iters: int, device: torch.device) -> Timing:
+    """Images/s of one step: the median step after ``warmup`` untimed ones (each timed step synchronised)."""
     it = iter(batches)
-    for _ in range(warmup):
-        step(*next(it))
-    sync(device)
-    start = time.perf_counter()
-    n = 0
-    for _ in range(iters):
+    sizes = []
+
+    def one() -> None:
         b = next(it)
         step(*b)
-        n += b[0].shape[0]
-    sync(device)
-    return n / (time.perf_counter() - start)
+        sizes.append(b[0].shape[0])
+
+    timing = measure(one, warmup=warmup, repeats=iters, sync=lambda: sync(device))
+    return timing.rate(sizes[-1])
+
+
+def rate_text(t: Timing) -> str:
+    return f"{t.median:.0f} img/s ({t.min:.0f}-{t.max:.0f})"
 
 
 def memory_batches(batch: int, image_hw, heatmap_hw, device: torch.device):
@@ -183,6 +193,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str]]:
     parser.add_argument("--budget", type=float, default=450.0, help="seconds; later rows are skipped past it")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--smoke", action="store_true", help="tiny CPU version (the tests)")
+    add_json_argument(parser)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     rows: list[tuple[str, str]] = []
@@ -215,17 +226,20 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str]]:
                 continue
             step = Step(arch, device, bf16, cl, comp)
             ips = images_per_s(step, memory_batches(batch, image_hw, heatmap_hw, device), warmup, iters, device)
-            add(rows, label + " memory", f"{ips:.0f} img/s")
+            add(rows, label + " memory", rate_text(ips))
             if not comp and arch == archs[0] and inp == next(iter(inputs)) and cl and bf16 == (device.type == "cuda"):
                 data = loader_batches(root, image_hw, heatmap_hw, sigma, batch, workers, cache_dir, device)
                 # warm-up: every worker has started and delivered (the first batches measure worker start-up)
                 ips_l = images_per_s(step, data, max(warmup, 2 * workers), iters, device)
-                add(rows, label + f" loader ({workers} workers)", f"{ips_l:.0f} img/s")
+                add(rows, label + f" loader ({workers} workers)", rate_text(ips_l))
             del step
     add(rows, "benchmark wall s", f"{time.perf_counter() - t0:.0f}")
     print("| check | result |\n|---|---|")
     for label, value in rows:
         print(f"| {label} | {value} |")
+    statistic = f"median step of {iters} after {warmup} warm-up steps (loader rows: at least 2 per worker), min-max"
+    notes = [f"train rows: images/s of one optimiser step, {statistic}."]
+    write_json(args.json, "gpu", ["check", "result"], [list(r) for r in rows], notes)
     return rows
 
 

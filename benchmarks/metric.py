@@ -7,19 +7,20 @@ evaluations run). The baseline does what MMPose does: per-instance Python rescor
 ``json.dump(indent=4, sort_keys=True)``, ``loadRes`` from the file and six sequential ``COCOeval`` runs. Both
 pipelines must give identical numbers (asserted). The floor is xtcocotools itself: see the "evals, 1 proc" row.
 
-Wall times on a shared machine are noisy, so CPU seconds (this process + evaluation workers) are printed too, and
-an idle-machine estimate of compute(): the in-process CPU before the pool plus the slowest worker's share of the
-per-part evaluation CPU. Peak memory: tracemalloc peak of Python/numpy allocations in this process (a separate,
-untimed pass; forked workers are not traced) and the maxrss of the process and of the largest worker.
+Timing (``benchmarks/timing.py``): wall clock, the median over ``--repeat`` interleaved runs after one warm-up run,
+with the range. Wall times on a shared machine are noisy, so median CPU seconds (this process + evaluation
+workers) are printed too, and an idle-machine estimate of compute(): the in-process CPU before the pool plus the
+slowest worker's share of the per-part evaluation CPU. Peak memory: tracemalloc peak of Python/numpy allocations in
+this process (a separate, untimed pass; forked workers are not traced) and the maxrss of the process and of the
+largest worker.
 
-Usage: ``python benchmarks/metric.py [--images 200 1000] [--repeat 3]``.
+Usage: ``python benchmarks/metric.py [--images 200 1000] [--repeat 3] [--json PATH]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import tempfile
@@ -49,6 +50,10 @@ from wbpose.metrics.reference import (  # noqa: E402
     load_results,
 )
 from wbpose.metrics.results_io import build_results, write_results  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py
+from timing import Timing, add_json_argument  # noqa: E402
+from timing import write_json as write_table_json  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------- naive baseline
@@ -160,14 +165,19 @@ def traced_peak(fn) -> float:
     return peak / 2**20
 
 
-def best_of(runs: list[Laps]) -> tuple[dict[str, float], dict[str, float]]:
-    """Per-phase minimum wall and CPU over repeated runs."""
-    wall = {k: min(r.wall[k] for r in runs) for k in runs[0].wall}
-    cpu = {k: min(r.cpu[k] for r in runs) for k in runs[0].cpu}
+def median_of(runs: list[Laps], warmup: int) -> tuple[dict[str, Timing], dict[str, float]]:
+    """Per phase: the wall :class:`Timing` over the runs and the median CPU seconds."""
+    wall = {k: Timing.of([r.wall[k] for r in runs], warmup) for k in runs[0].wall}
+    cpu = {k: Timing.of([r.cpu[k] for r in runs], warmup).median for k in runs[0].cpu}
     return wall, cpu
 
 
-def run_case(num_images: int, repeat: int, tmp: Path) -> None:
+def summed(a: Timing, b: Timing) -> Timing:
+    """Two phases' timings added (median + median, ranges added: an upper bound of the spread)."""
+    return Timing(a.median + b.median, a.min + b.min, a.max + b.max, a.n, a.warmup)
+
+
+def run_case(num_images: int, repeat: int, warmup: int, tmp: Path) -> tuple[list[list], list[str]]:
     gt = make_wholebody_gt(num_images, 5, seed=0)
     ann_path = write_json(tmp / f"gt_{num_images}.json", gt)
     preds = detector_like_predictions(gt, seed=1)
@@ -175,7 +185,7 @@ def run_case(num_images: int, repeat: int, tmp: Path) -> None:
     procs = default_num_procs()
 
     naive_runs, ours_runs, seq_runs, total_runs = [], [], [], []
-    for _ in range(repeat):  # interleaved, best of `repeat`: the machine is shared
+    for _ in range(warmup + repeat):  # interleaved: load from other jobs hits both pipelines alike
         naive_metrics, laps = naive_pipeline(coco_gt, preds, tmp / "naive.json")
         naive_runs.append(laps)
         ours_runs.append(wbpose_phases(coco_gt, preds, tmp / "phases.json", procs))
@@ -189,61 +199,76 @@ def run_case(num_images: int, repeat: int, tmp: Path) -> None:
     diff = max(abs(ours_metrics[k] - naive_metrics[k]) for k in naive_metrics)
     assert diff == 0.0, f"wbpose and the naive pipeline disagree by {diff}"
 
-    naive_wall, naive_cpu = best_of(naive_runs)
-    naive_wall["total"], naive_cpu["total"] = sum(naive_wall.values()), sum(naive_cpu.values())
-    ours_wall, ours_cpu = best_of(ours_runs)
-    for d in (ours_wall, ours_cpu):
-        d["json"] = d["json build"] + d["json write"]
-        d["evals"] += d["loadRes"]
-    total_wall, total_cpu = best_of(total_runs)
+    naive_runs, ours_runs, seq_runs, total_runs = (r[warmup:] for r in (naive_runs, ours_runs, seq_runs, total_runs))
+    naive_wall, naive_cpu = median_of(naive_runs, warmup)
+    naive_wall["total"] = Timing.of([sum(r.wall.values()) for r in naive_runs], warmup)
+    naive_cpu["total"] = Timing.of([sum(r.cpu.values()) for r in naive_runs], warmup).median
+    ours_wall, ours_cpu = median_of(ours_runs, warmup)
+    ours_wall["json"] = summed(ours_wall["json build"], ours_wall["json write"])
+    ours_cpu["json"] = ours_cpu["json build"] + ours_cpu["json write"]
+    ours_wall["evals"] = summed(ours_wall["evals"], ours_wall["loadRes"])
+    ours_cpu["evals"] += ours_cpu["loadRes"]
+    total_wall, total_cpu = median_of(total_runs, warmup)
     ours_wall["total"], ours_cpu["total"] = total_wall["total"], total_cpu["total"]
-    seq_wall, seq_cpu = best_of(seq_runs)
+    seq_wall, seq_cpu = median_of(seq_runs, warmup)
     part_cpu = per_part_cpu(coco_gt, preds)
     makespan = lpt_makespan([part_cpu[p] for p in POOL_ORDER], procs)
     # On idle cores compute() = rescore+nms, json build and loadRes in this process, then the pool (json written
     # meanwhile), whose wall is the slowest worker's CPU, scaled by the pool's measured overhead (fork,
     # copy-on-write of the inherited objects) relative to the same evaluations run in this process.
-    overhead = ours_cpu["evals"] / seq_cpu["evals"]
+    overhead = (ours_cpu["evals"] - ours_cpu["loadRes"]) / seq_cpu["evals"]
     ideal = ours_cpu["rescore+nms"] + ours_cpu["json build"] + ours_cpu["loadRes"] + makespan * overhead
 
     mem_naive = traced_peak(lambda: naive_pipeline(coco_gt, preds, tmp / "naive.json"))
     mem_ours = traced_peak(make_metric(ann_path, preds, tmp / "metric.json").compute)
 
     n_kept = len(json.loads((tmp / "metric.json").read_text()))
-    print(
-        f"\n### {num_images} images, {len(preds['instance_ids'])} predictions ({n_kept} after OKS-NMS), "
-        f"{procs} eval procs, best of {repeat}; body/wholebody AP {ours_metrics['body_ap']:.3f}/"
-        f"{ours_metrics['wholebody_ap']:.3f}, all 70 numbers identical to the naive pipeline"
-    )
-    print("| phase | naive wall s | wbpose wall s | speed-up | naive CPU s | wbpose CPU s |")
-    print("|---|---:|---:|---:|---:|---:|")
-    rows = [("rescore+nms", "rescore+nms"), ("json", "json (build+write)"), ("evals", f"evals ({procs} procs)")]
-    for key, label in [*rows, ("total", "**compute() total**")]:
-        nw, ow, nc, oc = naive_wall[key], ours_wall[key], naive_cpu[key], ours_cpu[key]
-        print(f"| {label} | {nw:.3f} | {ow:.3f} | {nw / ow:.1f}x | {nc:.3f} | {oc:.3f} |")
-    ev_w, ev_c = seq_wall["evals"] + seq_wall["loadRes"], seq_cpu["evals"] + seq_cpu["loadRes"]
-    print(f"| evals, 1 proc (xtcocotools floor) | {naive_wall['evals']:.3f} | {ev_w:.3f} | | | {ev_c:.3f} |")
-    print(f"| peak traced MiB | {mem_naive:.0f} | {mem_ours:.0f} | | | |")
+    statistic = naive_wall["total"].statistic
+    case = f"{num_images} images, {len(preds['instance_ids'])} predictions ({n_kept} after OKS-NMS)"
+    rows = []
+    evals = f"evals: xtcocotools on {procs} procs (compute() runs the fast engine instead)"
+    labels = [("rescore+nms", "rescore+nms"), ("json", "json (build+write)"), ("evals", evals)]
+    for key, label in [*labels, ("total", "**compute() total**")]:
+        nw, ow = naive_wall[key], ours_wall[key]
+        rows.append([case, label, nw.text(3), ow.text(3), f"{nw.median / ow.median:.1f}x",
+                     f"{naive_cpu[key]:.3f}", f"{ours_cpu[key]:.3f}"])  # fmt: skip
+    ev = summed(seq_wall["evals"], seq_wall["loadRes"])
+    rows.append([case, "evals, 1 proc (xtcocotools floor)", naive_wall["evals"].text(3), ev.text(3), "", "",
+                 f"{seq_cpu['evals'] + seq_cpu['loadRes']:.3f}"])  # fmt: skip
+    rows.append([case, "peak traced MiB", f"{mem_naive:.0f}", f"{mem_ours:.0f}", "", "", ""])
     parts = ", ".join(f"{p} {c:.2f}" for p, c in part_cpu.items())
-    print(
-        f"Idle-machine estimate: per-part eval CPU s ({parts}); slowest of {procs} workers {makespan:.3f} s "
-        f"x pool overhead {overhead:.2f}; "
-        f"compute() ~ {ideal:.3f} s vs naive CPU {naive_cpu['total']:.3f} s -> {naive_cpu['total'] / ideal:.1f}x. "
-        f"1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."
-    )
+    notes = [
+        f"{case}, {procs} eval procs; body/wholebody AP {ours_metrics['body_ap']:.3f}/"
+        f"{ours_metrics['wholebody_ap']:.3f}, all 70 numbers identical to the naive pipeline. Wall s: {statistic}.",
+        f"Idle-machine estimate with the xtcocotools engine on {procs} procs: per-part eval CPU s ({parts}); slowest "
+        f"worker {makespan:.3f} s x pool overhead {overhead:.2f}; ~ {ideal:.3f} s vs naive CPU "
+        f"{naive_cpu['total']:.3f} s -> {naive_cpu['total'] / ideal:.1f}x.",
+    ]
+    print("\n" + "\n".join(notes))
+    for r in rows:
+        print("| " + " | ".join(r[1:]) + " |")
+    return rows, notes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, nargs="+", default=[200, 1000])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up (cases over 200 images: 1)")
+    add_json_argument(parser)
     args = parser.parse_args()
+    rows, notes = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for num_images in args.images:
-            run_case(num_images, args.repeat if num_images <= 200 else 1, Path(tmp))
+            small = num_images <= 200
+            case_rows, case_notes = run_case(num_images, args.repeat if small else 1, 1 if small else 0, Path(tmp))
+            rows += case_rows
+            notes += case_notes
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"\nmaxrss: this process {rss:.0f} MiB, largest worker {rss_children:.0f} MiB")
+    notes.append(f"maxrss: this process {rss:.0f} MiB, largest worker {rss_children:.0f} MiB.")
+    print(notes[-1])
+    columns = ["case", "phase", "naive wall s", "wbpose wall s", "x naive", "naive CPU s", "wbpose CPU s"]
+    write_table_json(args.json, "metric", columns, rows, notes)
 
 
 if __name__ == "__main__":

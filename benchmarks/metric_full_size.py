@@ -20,7 +20,10 @@ Rows:
   by xthotcoco (hotcoco's Rust engine);
 - every engine's 60 numbers are compared with xtcocotools' (max abs difference).
 
-Usage: ``python benchmarks/metric_full_size.py --root /tmp/wbpose_full [--skip-xtcocotools] [--engines DIR]``.
+Each step runs once (seconds to minutes each; ``benchmarks/timing.py`` with one repeat and no warm-up).
+
+Usage: ``python benchmarks/metric_full_size.py --root /tmp/wbpose_full [--skip-xtcocotools] [--engines DIR]
+[--json PATH]``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ from wbpose.metrics.evaluation import evaluate_arrays, evaluate_results_file, lo
 from wbpose.metrics.keypoint_results import EVAL_PARTS
 from wbpose.metrics.results_io import read_results_arrays
 from wbpose.synthetic.full_size import LAYOUT, TEMPLATE
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py
+from timing import add_json_argument, measure, write_json  # noqa: E402
 
 
 def simulate_predictions(root: Path, seed: int = 0) -> dict[str, np.ndarray]:
@@ -109,9 +115,10 @@ def cpu_seconds() -> float:
 
 
 def timed(fn):
-    wall, cpu = time.perf_counter(), cpu_seconds()
-    out = fn()
-    return out, time.perf_counter() - wall, cpu_seconds() - cpu
+    """One run (a full-size step takes seconds to minutes): its result, wall seconds and CPU seconds."""
+    result, cpu = [], cpu_seconds()
+    wall = measure(lambda: result.append(fn()), warmup=0, repeats=1).median
+    return result[0], wall, cpu_seconds() - cpu
 
 
 def make_metric(ann: Path, preds: dict, outfile: Path | None, batch: int = 256, **kw) -> CocoWholeBodyMetric:
@@ -167,6 +174,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("/tmp/wbpose_full"))
     parser.add_argument("--skip-xtcocotools", action="store_true", help="skip the (slow) MMPose pipeline")
     parser.add_argument("--engines", type=Path, default=None, help="folder with xthotcoco/hotcoco installed")
+    add_json_argument(parser)
     args = parser.parse_args()
     if args.engines is not None:
         sys.path.append(str(args.engines))
@@ -244,6 +252,14 @@ def main() -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"maxrss: this process {rss:.0f} MiB (includes the MMPose pipeline), largest worker {kids:.0f} MiB")
+    cells = [[label, f"{wall:.2f}", "" if cpu is None else f"{cpu:.2f}"] for label, wall, cpu in rows]
+    notes = [
+        f"{n} simulated predictions, {kept} results after OKS-NMS, results file {size:.0f} MB; one run per step "
+        f"(median of 1, no warm-up); peak traced memory of compute() {peak:.0f} MiB.",
+        f"Same numbers across the compute() runs: {same_numbers}; " + "; ".join(
+            f"max |{name} - xtcocotools| {diff:.3g}" for name, diff in compare.items()),
+    ]  # fmt: skip
+    write_json(args.json, "metric_full_size", ["step", "wall s", "CPU s (incl. workers)"], cells, notes)
 
 
 STATS = ("ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "ar75", "arm", "arl")

@@ -5,30 +5,43 @@ HRNet paper: https://arxiv.org/abs/1902.09212. Reference point for this repo's 2
 not be slower.
 
 Each row also shows the achieved forward convolution GFLOP/s (MACs counted with ``torch.utils.flop_counter`` on the
-meta device, x2), next to the machine's floor measured in the same run: an fp32 matmul's GFLOP/s. On CPU, the
-``(cpu-t)`` columns divide by this process's CPU time per thread instead of the wall clock (see ``_time``).
+meta device, x2) and its share of the machine's floor measured in the same run: an fp32 matmul's GFLOP/s.
+Timing (``benchmarks/timing.py``): wall clock, median of ``--iters`` calls after one warm-up call, with the range;
+images/s is the batch over the median (the range inverted).
 
 CPU (default when no GPU): ``torch.set_num_threads(2)``, batch 8, tiny (128x96 and 256x192), W32 (256x192 and
 384x288), W48 (256x192), each contiguous vs channels_last.
 GPU: batch 64, fp32 vs bf16 autocast, contiguous vs channels_last.
 
 Usage:
-    python benchmarks/model.py [--device cpu|cuda] [--archs tiny w32 w48] [--iters 3] [--no-384]
+    python benchmarks/model.py [--device cpu|cuda] [--archs tiny w32 w48] [--iters 3] [--no-384] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+# Idle OpenMP workers sleep instead of spinning, as scripts/predict.py and codecs.py run them: on a shared 2-core
+# machine spinning workers wait for a preempted peer at every op and the times scatter by 10x. A value in the
+# environment wins (OMP_WAIT_POLICY=default: the OpenMP runtime's own default).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if os.environ["OMP_WAIT_POLICY"].lower() == "default":
+    del os.environ["OMP_WAIT_POLICY"]
 
-from wbpose.losses import KeypointMSELoss
-from wbpose.models import build_pose_model
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from wbpose.losses import KeypointMSELoss  # noqa: E402
+from wbpose.models import build_pose_model  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py
+from timing import Timing, add_json_argument, measure, write_json  # noqa: E402
 
 
 @dataclass
@@ -52,17 +65,11 @@ def conv_gmacs(arch: str, hw: tuple[int, int]) -> float:
 
 
 def matmul_gflops(device: torch.device, n: int = 2048, dtype: torch.dtype = torch.float32) -> float:
-    """The machine's floor for this run: sustained GFLOP/s of an n x n matmul."""
+    """The machine's floor for this run: GFLOP/s of an n x n matmul (median call after one warm-up)."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    reps = 3 if device.type == "cpu" else 50
-    a @ b
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    _sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+    timing = measure(lambda: a @ b, warmup=1, repeats=5 if device.type == "cpu" else 50, sync=lambda: _sync(device))
+    return 2 * n**3 / timing.median / 1e9
 
 
 def _sync(device: torch.device) -> None:
@@ -70,28 +77,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _time(step: Callable[[], None], iters: int, device: torch.device, warmup: int = 1) -> tuple[float, float]:
-    """Fastest seconds per call after ``warmup`` untimed calls: (wall clock, process CPU time / threads).
-
-    The minimum, not the mean: on a shared machine other jobs only ever add time. On CPU the second figure,
-    this process's CPU time divided by its thread count, is what the call would take on otherwise idle cores;
-    it is less sensitive to other jobs than the wall clock (threads spinning at barriers still count).
-    """
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    best_wall = best_cpu = float("inf")
-    for _ in range(iters):
-        wall, cpu = time.perf_counter(), time.process_time()
-        step()
-        _sync(device)
-        best_wall = min(best_wall, time.perf_counter() - wall)
-        best_cpu = min(best_cpu, (time.process_time() - cpu) / torch.get_num_threads())
-    return best_wall, best_cpu
-
-
-def run_case(case: Case, batch: int, device: torch.device) -> dict[str, float]:
-    """Images per second for one configuration: keys fwd, fwd_cpu, train, train_cpu (``_cpu``: CPU-time based)."""
+def run_case(case: Case, batch: int, device: torch.device) -> dict[str, Timing]:
+    """Images per second for one configuration, forward (``fwd``) and forward + backward + loss (``train``)."""
     torch.manual_seed(0)
     fmt = torch.channels_last if case.channels_last else torch.contiguous_format
     model = build_pose_model(case.arch).to(device=device, memory_format=fmt)
@@ -112,16 +99,12 @@ def run_case(case: Case, batch: int, device: torch.device) -> dict[str, float]:
         loss.backward()
         model.zero_grad(set_to_none=True)
 
+    sync = lambda: _sync(device)  # noqa: E731
     model.eval()
-    fwd_wall, fwd_cpu = _time(forward, case.iters, device)
+    fwd = measure(forward, warmup=1, repeats=case.iters, sync=sync)
     model.train()
-    train_wall, train_cpu = _time(train_step, case.iters, device)
-    return {
-        "fwd": batch / fwd_wall,
-        "fwd_cpu": batch / fwd_cpu,
-        "train": batch / train_wall,
-        "train_cpu": batch / train_cpu,
-    }
+    train = measure(train_step, warmup=1, repeats=case.iters, sync=sync)
+    return {"fwd": fwd.rate(batch), "train": train.rate(batch)}
 
 
 def default_cases(device: torch.device, archs: list[str], iters: int, with_384: bool) -> list[Case]:
@@ -152,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=None, help="default: 8 on CPU, 64 on GPU")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
     parser.add_argument("--no-384", dest="with_384", action="store_false", help="skip the 384x288 cases")
+    add_json_argument(parser)
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -167,28 +151,34 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cpu":
         print("reference (MMPose, this 2-core CPU): w32 256x192 ~15 img/s forward, ~5 img/s forward+backward")
 
-    cpu = device.type == "cpu"
-    header = f"{'arch':<5} {'input':>8} {'layout':>13} {'dtype':>5} {'GMAC':>6} {'fwd img/s':>10}"
-    header += f" {'(cpu-t)':>8} {'fwd+bwd img/s':>14} {'(cpu-t)':>8} {'fwd GFLOP/s':>12}"
-    print(header)
-    print("-" * len(header))
+    columns = ["arch", "input", "layout", "dtype", "GMAC", "forward img/s", "fwd+bwd img/s", "fwd GFLOP/s",
+               "x matmul floor"]  # fmt: skip
+    print(" | ".join(columns))
     start = time.perf_counter()
     macs: dict[tuple[str, tuple[int, int]], float] = {}
+    rows = []
+    statistic = ""
     for case in default_cases(device, args.archs, args.iters, args.with_384):
         key = (case.arch, case.hw)
         if key not in macs:
             macs[key] = conv_gmacs(*key)
         r = run_case(case, batch, device)
-        layout = "channels_last" if case.channels_last else "contiguous"
-        fwd_cpu = f"{r['fwd_cpu']:>8.2f}" if cpu else f"{'-':>8}"
-        train_cpu = f"{r['train_cpu']:>8.2f}" if cpu else f"{'-':>8}"
-        print(
-            f"{case.arch:<5} {case.hw[0]:>4}x{case.hw[1]:<3} {layout:>13} {'bf16' if case.bf16 else 'fp32':>5} "
-            f"{macs[key]:>6.2f} {r['fwd']:>10.2f} {fwd_cpu} {r['train']:>14.2f} {train_cpu} "
-            f"{2 * macs[key] * r['fwd']:>12.1f}",
-            flush=True,
-        )
-    print(f"total {time.perf_counter() - start:.0f} s")
+        statistic = r["fwd"].statistic
+        gflops = 2 * macs[key] * r["fwd"].median
+        cells = [case.arch, f"{case.hw[0]}x{case.hw[1]}", "channels_last" if case.channels_last else "contiguous",
+                 "bf16" if case.bf16 else "fp32", f"{macs[key]:.2f}", r["fwd"].text(2), r["train"].text(2),
+                 f"{gflops:.1f}", f"{gflops / floor:.2f}"]  # fmt: skip
+        rows.append(cells)
+        print(" | ".join(cells), flush=True)
+    print(f"images/s: wall clock, {statistic}; total {time.perf_counter() - start:.0f} s")
+    notes = [
+        f"{where}, batch {batch}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}; fp32 2048x2048 "
+        f"matmul floor {floor:.0f} GFLOP/s in the same run.",
+        f"images/s: batch / wall seconds per call, {statistic}.",
+    ]
+    if device.type == "cpu":
+        notes.append("Reference (MMPose, this kind of 2-core CPU): W32 256x192 ~15 img/s forward, ~5 img/s fwd+bwd.")
+    write_json(args.json, "model" if device.type == "cpu" else "model_gpu", columns, rows, notes)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ values, and calibrated statistics keep activations free of denormals) is exporte
 ``wbpose.inference.export.export_onnx`` (opset 18, dynamic batch, no flip folded in) and run on the same random
 crops by torch (NCHW, the Predictor's layout, and NHWC ``channels_last``, the layout training uses on CPU) and by
 ONNX Runtime (CPU provider, ``ORT_ENABLE_ALL``), both with ``--threads`` intra-op threads. The variants are timed in
-turns, ``--rounds`` times, and each keeps its fastest round (this machine is shared and noisy); the outputs are
-compared too (max |difference|).
+turns, ``--rounds`` rounds of ``--iters`` calls after one warm-up call each, and each reports the median call with
+the range (``benchmarks/timing.py``; this machine is shared and noisy); the outputs are compared too (max
+|difference|).
 
 Usage:
-    python benchmarks/onnx_runtime.py [--batches 1 8] [--rounds 3] [--iters 3] [--threads 2] [--arch w32]
+    python benchmarks/onnx_runtime.py [--batches 1 8] [--rounds 3] [--iters 3] [--threads 2] [--arch w32] [--json PATH]
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from pathlib import Path
 # workers made every timing scatter by 10x); a value in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared test helpers
@@ -34,16 +34,8 @@ from helpers.fakes import calibrated_model, mmpose_file  # noqa: E402
 from wbpose.inference.export import export_onnx  # noqa: E402
 from wbpose.inference.onnx_runtime import OnnxPoseNetwork  # noqa: E402
 
-
-def timed(fn, x, iters: int) -> float:
-    """Seconds per call, best of ``iters`` after one warm-up call."""
-    fn(x)
-    best = np.inf
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn(x)
-        best = min(best, time.perf_counter() - start)
-    return best
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py
+from timing import Timing, add_json_argument, measure, write_json  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    add_json_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     h, w = args.hw
@@ -80,24 +73,38 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for batch in args.batches:
             x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(batch))
-            best = dict.fromkeys(variants, np.inf)
-            for _ in range(args.rounds):
+            samples: dict[str, list[float]] = {label: [] for label in variants}
+            for _ in range(args.rounds):  # rounds interleave the variants: load from other jobs hits all alike
                 for label, fn in variants.items():
-                    best[label] = min(best[label], timed(fn, x, args.iters))
+                    fn(x)  # one warm-up call per round
+                    call = lambda f=fn, x=x: f(x)  # noqa: E731
+                    samples[label] += [measure(call, warmup=0, repeats=1).median for _ in range(args.iters)]
+            best = {label: Timing.of(v, 1) for label, v in samples.items()}
             diff = float((network(x) - torch_nchw(x)).abs().max())
             rows.append((batch, best, diff))
     load = os.getloadavg()
     print(f"\nHRNet-{args.arch} {h}x{w} forward, CPU, {args.threads} threads; exported + verified in {export_s:.1f} s "
           f"(max |heatmap diff| {report.max_abs_diff:.1e}); OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
           f"ONNX Runtime without spinning; load average {load[0]:.1f}")  # fmt: skip
-    print("| batch | torch NCHW img/s | torch NHWC img/s | ONNX Runtime img/s | ORT / torch NCHW | ORT / torch NHWC "
-          "| max abs diff |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
-    for batch, best, diff in rows:
-        ips = {k: batch / v for k, v in best.items()}
-        print(f"| {batch} | {ips['torch NCHW']:.1f} | {ips['torch NHWC']:.1f} | {ips['ONNX Runtime']:.1f} | "
-              f"{ips['ONNX Runtime'] / ips['torch NCHW']:.2f}x | {ips['ONNX Runtime'] / ips['torch NHWC']:.2f}x | "
-              f"{diff:.1e} |")  # fmt: skip
+    columns = ["batch", "torch NCHW img/s", "torch NHWC img/s", "ONNX Runtime img/s", "ORT / torch NCHW",
+               "ORT / torch NHWC", "max abs diff"]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    cells = []
+    for batch, timings, diff in rows:
+        ips = {k: t.rate(batch) for k, t in timings.items()}
+        ort, nchw, nhwc = ips["ONNX Runtime"], ips["torch NCHW"], ips["torch NHWC"]
+        cells.append([str(batch), nchw.text(1), nhwc.text(1), ort.text(1), f"{ort.median / nchw.median:.2f}x",
+                      f"{ort.median / nhwc.median:.2f}x", f"{diff:.1e}"])  # fmt: skip
+        print("| " + " | ".join(cells[-1]) + " |")
+    statistic = rows[0][1]["torch NCHW"].statistic if rows else ""
+    notes = [
+        f"HRNet-{args.arch} {h}x{w} forward, CPU, {args.threads} threads; exported + verified in {export_s:.1f} s "
+        f"(max heatmap diff {report.max_abs_diff:.1e}); ONNX Runtime without spinning.",
+        f"img/s: batch / wall seconds of one call, {statistic}, over {args.rounds} interleaved rounds of "
+        f"{args.iters} calls (one warm-up call per round); ratios of the medians.",
+    ]
+    write_json(args.json, "onnx_runtime", columns, cells, notes)
 
 
 if __name__ == "__main__":

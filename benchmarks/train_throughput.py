@@ -1,6 +1,7 @@
 """Training throughput (images/s): model only, loader only, and end to end (loader with workers + train step).
 
-Each row also reports the machine's floor measured in the same run (fp32 matmul GFLOP/s on the same device),
+Timing (``benchmarks/timing.py``): images/s from the median step after the warm-up steps, with the range.
+Each run also reports the machine's floor measured in the same run (fp32 matmul GFLOP/s on the same device),
 so numbers from a shared or different machine can be compared. "bottleneck" names the slower of the loader and
 the model: end to end can be no faster than either.
 
@@ -8,7 +9,7 @@ Examples::
 
     python benchmarks/train_throughput.py                                   # CPU: tiny 128x96, W32 256x192
     python benchmarks/train_throughput.py --device cuda --archs w32 --batch 64 --iters 30 \\
-        --precisions 32-true bf16-mixed --channels-last --workers 2 8
+        --precisions 32-true bf16-mixed --channels-last --workers 2 8 [--json PATH]
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-# benchmarks/model.py sits beside this script (run as `python benchmarks/train_throughput.py`)
+# benchmarks/model.py and timing.py sit beside this script (run as `python benchmarks/train_throughput.py`)
 from model import _sync, matmul_gflops
+from timing import Timing, add_json_argument, measure, write_json
 from wbpose.codecs import MSRAHeatmap
 from wbpose.engine.datamodule import WholeBodyDataModule
 from wbpose.losses import KeypointMSELoss
@@ -57,20 +58,12 @@ class Step:
         self.opt.step()
 
 
-def _rate(fn, batches: int, batch_size: int, device: torch.device) -> float:
-    start = time.perf_counter()
-    for _ in range(batches):
-        fn()
-    _sync(device)
-    return batches * batch_size / (time.perf_counter() - start)
-
-
-def model_only(step: Step, arch: str, batch: int, iters: int) -> float:
+def model_only(step: Step, arch: str, batch: int, iters: int) -> Timing:
     (h, w), (hh, hw), _ = SETTINGS[arch]
     x, t, wt = torch.randn(batch, 3, h, w), torch.rand(batch, 133, hh, hw), torch.ones(batch, 133)
-    for _ in range(2):  # warm-up (allocator, cudnn autotune)
-        step(x, t, wt)
-    return _rate(lambda: step(x, t, wt), iters, batch, step.device)
+    # two warm-up steps: the allocator, cudnn autotune
+    timing = measure(lambda: step(x, t, wt), warmup=2, repeats=iters, sync=lambda: _sync(step.device))
+    return timing.rate(batch)
 
 
 def loaders(root: Path, arch: str, batch: int, workers: int, pin: bool) -> torch.utils.data.DataLoader:
@@ -89,26 +82,20 @@ def forever(loader):
         yield from loader
 
 
-def loader_only(loader, iters: int) -> float:
+def loader_only(loader, iters: int, batch: int) -> Timing:
     it = forever(loader)
-    next(it)  # start the workers
-    start, images = time.perf_counter(), 0
-    for _ in range(iters):
-        images += next(it)["image"].shape[0]  # the last batch of an epoch may be short
-    return images / (time.perf_counter() - start)
+    # one warm-up batch: it starts the workers
+    return measure(lambda: next(it), warmup=1, repeats=iters).rate(batch)
 
 
-def end_to_end(step: Step, loader, iters: int) -> float:
+def end_to_end(step: Step, loader, iters: int, batch: int) -> Timing:
     it = forever(loader)
-    b = next(it)
-    step(b["image"], b["heatmaps"], b["weights"])
-    start, images = time.perf_counter(), 0
-    for _ in range(iters):
+
+    def one() -> None:
         b = next(it)
         step(b["image"], b["heatmaps"], b["weights"])
-        images += b["image"].shape[0]
-    _sync(step.device)
-    return images / (time.perf_counter() - start)
+
+    return measure(one, warmup=1, repeats=iters, sync=lambda: _sync(step.device)).rate(batch)
 
 
 def main() -> None:
@@ -122,6 +109,7 @@ def main() -> None:
     p.add_argument("--channels-last", action="store_true", help="also run with channels_last")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--data-root", type=Path, default=None, help="a COCO-WholeBody root (default: synthetic)")
+    add_json_argument(p)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -138,9 +126,11 @@ def main() -> None:
     floor = matmul_gflops(device, n=1024)
     print(f"device {device} ({torch.cuda.get_device_name() if gpu else f'{torch.get_num_threads()} threads'}), "
           f"fp32 matmul floor {floor:.0f} GFLOP/s")  # fmt: skip
-    print("| arch | input | batch | precision | channels_last | workers | model img/s | loader img/s "
-          "| end-to-end img/s | bottleneck |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    columns = ["arch", "input", "batch", "precision", "channels_last", "workers", "model img/s", "loader img/s",
+               "end-to-end img/s", "bottleneck"]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    rows, statistic = [], ""
     for arch in args.archs:
         batch = args.batch or (32 if arch == "tiny" else (64 if gpu else 4))
         iters = args.iters or (10 if arch == "tiny" else (30 if gpu else 3))
@@ -148,14 +138,21 @@ def main() -> None:
         for precision, cl in itertools.product(args.precisions, [False, True] if args.channels_last else [False]):
             step = Step(arch, device, precision, cl)
             model_rate = model_only(step, arch, batch, iters)
+            statistic = model_rate.statistic
             for workers in args.workers:
                 loader = loaders(root, arch, batch, workers, pin=gpu)
-                load_rate = loader_only(loader, iters)
-                e2e = end_to_end(step, loader, iters)
-                neck = "loader" if load_rate < model_rate else "model"
-                print(f"| {arch} | {h}x{w} | {batch} | {precision} | {cl} | {workers} | {model_rate:.1f} "
-                      f"| {load_rate:.1f} | {e2e:.1f} | {neck} |", flush=True)  # fmt: skip
+                load_rate = loader_only(loader, iters, batch)
+                e2e = end_to_end(step, loader, iters, batch)
+                neck = "loader" if load_rate.median < model_rate.median else "model"
+                rows.append([arch, f"{h}x{w}", str(batch), precision, str(cl), str(workers), model_rate.text(1),
+                             load_rate.text(1), e2e.text(1), neck])  # fmt: skip
+                print("| " + " | ".join(rows[-1]) + " |", flush=True)
                 del loader
+    notes = [
+        f"device {device}, fp32 1024x1024 matmul floor {floor:.0f} GFLOP/s in the same run.",
+        f"img/s: batch / wall seconds of one step (model: 2 warm-up steps; loader, end to end: 1), {statistic}.",
+    ]
+    write_json(args.json, "train_throughput", columns, rows, notes)
 
 
 if __name__ == "__main__":

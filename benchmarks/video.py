@@ -18,13 +18,16 @@ Overhead vs floor = pipeline time / floor time - 1, split in two parts, both as 
 Where the tiny model's time goes on a 2-core machine (idle, one network thread): the network ~10 ms a frame; on
 the main thread between two forward passes ~2.4 ms of pose work (two crops, DARK decoding of 2 x 133 maps ~1 ms of
 numpy/torch call overhead on tiny arrays, tracking, results); in the reader and writer threads ~5 ms of CPU (video
-decoding, drawing, MPEG-4 encoding; ``benchmarks/video_cpu_split.py`` splits it per stage), hidden when a core is
+decoding, drawing, MPEG-4 encoding; a study script split it per stage: git show 8d1a4fc:benchmarks/video_cpu_split.py),
+hidden when a core is
 free for them. With as many network threads as cores they have none: spinning OpenMP workers get preempted, passive
 ones slow the network itself. The pose work cannot simply move to the writer thread: every op of the eager network
 re-takes the GIL, so Python work in another thread delays it by about as much as it would save.
 
-Pipeline, pose-only run and floor alternate ``--reps`` times and the fastest of each is kept (this machine is shared
-and noisy); the load average is printed: figures taken at a load above ~2 (other jobs on the two cores) scatter widely.
+Pipeline, pose-only run and floor alternate ``--reps`` times after one warm-up of each pipeline run; each is
+reported as the median with the range (``benchmarks/timing.py``; this machine is shared and noisy), the thread split
+from the run closest to the pipeline's median; the load average is printed: figures taken at a load above ~2 (other
+jobs on the two cores) scatter widely.
 
 Models: the tiny HRNet at 128x96 (the demo checkpoint ``outputs/demo/checkpoints/best_epoch029.ckpt`` when it
 exists, else random BN-calibrated weights) and HRNet-W32 at 256x192 (random BN-calibrated weights: speed does not
@@ -33,6 +36,7 @@ depend on the values, and calibrated statistics keep them free of denormals and 
 
 Usage:
     python benchmarks/video.py [--archs tiny w32 tiny-onnx w32-onnx] [--frames 20 8] [--reps 4] [--threads 2]
+        [--json PATH]
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared test helpers
 
 from helpers.fakes import calibrated_model, mmpose_file  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py
+from timing import Timing, add_json_argument, write_json  # noqa: E402
 from wbpose.inference import Predictor, make_codec  # noqa: E402
 from wbpose.inference.boxes import DetectionFile  # noqa: E402
 from wbpose.inference.pipeline import run  # noqa: E402
@@ -164,17 +171,19 @@ def bench(arch: str, frames: int, reps: int, det_every: int, folder: Path) -> di
     frames_in_memory = FramesInMemory(video.video)
     pipeline_once(predictor, video, folder / f"{arch}_warm", det_every)  # warm-up (allocator, kernels, files)
     pipeline_once(predictor, video, folder / f"{arch}_warm", det_every, frames_in_memory)
-    best_pipe, best_pose, best_floor, timings, people = np.inf, np.inf, np.inf, {}, 0
+    pipe, pose, floor, runs, people = [], [], [], [], 0
     for _ in range(reps):
         seconds, t, people, crops = pipeline_once(predictor, video, folder / f"{arch}_out", det_every)
-        if seconds < best_pipe:
-            best_pipe, timings = seconds, t
-        best_pose = min(best_pose, pipeline_once(predictor, video, folder / f"{arch}_pose", det_every,
-                                                 frames_in_memory)[0])  # fmt: skip
-        best_floor = min(best_floor, floor_once(predictor, crops))
+        pipe.append(seconds)
+        runs.append(t)
+        pose.append(pipeline_once(predictor, video, folder / f"{arch}_pose", det_every, frames_in_memory)[0])
+        floor.append(floor_once(predictor, crops))
+    pipe_t, pose_t, floor_t = (Timing.of(v, 1) for v in (pipe, pose, floor))
+    timings = runs[int(np.argmin(np.abs(np.asarray(pipe) - pipe_t.median)))]
     size = "x".join(map(str, SIZES[arch.removesuffix("-onnx")]))
     return {"arch": arch, "weights": weights, "input": size, "frames": frames, "people": people, "det_every": det_every,
-            "pipe_s": best_pipe, "pose_s": best_pose, "floor_s": best_floor, "timings": timings}  # fmt: skip
+            "pipe_s": pipe_t.median, "pose_s": pose_t.median, "floor_s": floor_t.median, "timings": timings,
+            "pipe": pipe_t, "pose": pose_t, "floor": floor_t}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -184,6 +193,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--det-every", type=int, default=5)
+    add_json_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     frames = dict(zip(args.archs, args.frames + args.frames[-1:] * len(args.archs)))
@@ -198,13 +208,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"{policy}; load average at the start {start_load:.1f}")  # fmt: skip
     load = os.getloadavg()[0]
     print(f"load average at the end: {load:.1f} (2 cores; above ~2 other jobs share the cores and timings scatter)")
-    print(
-        "| model | weights | frames | pipeline frames/s | pose-only frames/s | network-only floor frames/s | "
-        "overhead vs floor | of which I/O + drawing (pipeline - pose-only, target < 15 % of the floor) | "
-        "of which pose work outside the network (pose-only - floor) | network share of the pipeline's wall time | "
-        "main thread (s): read wait / boxes / pose (network) / track / write wait | writer thread busy (s) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    columns = [
+        "model", "weights", "frames", "pipeline frames/s", "pose-only frames/s", "network-only floor frames/s",
+        "overhead vs floor", "of which I/O + drawing (pipeline - pose-only, target < 15 % of the floor)",
+        "of which pose work outside the network (pose-only - floor)", "network share of the pipeline's wall time",
+        "main thread (s): read wait / boxes / pose (network) / track / write wait", "writer thread busy (s)",
+    ]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    cells = []
     for r in rows:
         t = r["timings"]
         split = " / ".join(f"{t[k]:.2f}" for k in ("wait_read", "boxes"))
@@ -213,11 +225,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
         io_draw = (r["pipe_s"] - r["pose_s"]) / r["floor_s"]
         pose_work = (r["pose_s"] - r["floor_s"]) / r["floor_s"]
         n = r["frames"]
-        print(f"| {r['arch']} {r['input']} | {r['weights']}, boxes every {r['det_every']} | {n} ({r['people']} people) "
-              f"| "
-              f"{n / r['pipe_s']:.2f} | {n / r['pose_s']:.2f} | {n / r['floor_s']:.2f} | {100 * overhead:+.1f} % | "
-              f"{100 * io_draw:+.1f} % {'(met)' if io_draw < 0.15 else '(NOT met)'} | {100 * pose_work:+.1f} % | "
-              f"{100 * t['network'] / r['pipe_s']:.0f} % | {split} | {t.get('draw_write', 0):.2f} |")  # fmt: skip
+        fps = [r[k].rate(n).text(2) for k in ("pipe", "pose", "floor")]
+        cells.append([f"{r['arch']} {r['input']}", f"{r['weights']}, boxes every {r['det_every']}",
+                      f"{n} ({r['people']} people)", *fps, f"{100 * overhead:+.1f} %",
+                      f"{100 * io_draw:+.1f} % {'(met)' if io_draw < 0.15 else '(NOT met)'}",
+                      f"{100 * pose_work:+.1f} %", f"{100 * t['network'] / r['pipe_s']:.0f} %", split,
+                      f"{t.get('draw_write', 0):.2f}"])  # fmt: skip
+        print("| " + " | ".join(cells[-1]) + " |")
+    statistic = rows[0]["pipe"].statistic if rows else ""
+    notes = [
+        f"CPU, {args.threads} network threads, OMP_WAIT_POLICY={policy}; 1-min load {start_load:.1f} at the start, "
+        f"{load:.1f} at the end.",
+        f"frames/s: frames / wall seconds of one pass, {statistic}; the percentages use the medians.",
+    ]
+    write_json(args.json, "video", columns, cells, notes)
     return rows
 
 
