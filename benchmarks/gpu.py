@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from wbpose.codecs import DarkHeatmap
+from wbpose.codecs import make_codec
 from wbpose.losses import KeypointMSELoss
 from wbpose.models import build_pose_model
 
@@ -106,7 +106,7 @@ def memory_batches(batch: int, image_hw, heatmap_hw, device: torch.device):
 def loader_batches(root: Path, image_hw, heatmap_hw, sigma, batch, workers, cache_dir, device):
     from wbpose.engine.datamodule import WholeBodyDataModule
 
-    codec = DarkHeatmap(image_hw, heatmap_hw, sigma)
+    codec = make_codec("dark", image_hw, sigma=sigma, heatmap_hw=heatmap_hw)
     dm = WholeBodyDataModule(root, image_hw=image_hw, codec=codec, batch_size=batch, num_workers=workers,
                              pin_memory=device.type == "cuda", cache_dir=cache_dir, drop_last=True)  # fmt: skip
     dm.prepare_data()
@@ -122,7 +122,7 @@ def loader_batches(root: Path, image_hw, heatmap_hw, sigma, batch, workers, cach
 
 def decode_checks(device: torch.device, image_hw, heatmap_hw, sigma) -> tuple[float, float]:
     """(max |CUDA - CPU| px, max |bf16 - fp32| px) of DARK decoding on target-like heatmaps."""
-    codec = DarkHeatmap(image_hw, heatmap_hw, sigma)
+    codec = make_codec("dark", image_hw, sigma=sigma, heatmap_hw=heatmap_hw)
     g = torch.Generator().manual_seed(0)
     b, k = 32, 133
     h, w = heatmap_hw
@@ -143,7 +143,7 @@ def val_protocol(root: Path, arch: str, image_hw, heatmap_hw, sigma, batch, work
     from wbpose.engine.module import TopdownPoseModule
     from wbpose.metrics import CocoWholeBodyMetric
 
-    codec = DarkHeatmap(image_hw, heatmap_hw, sigma)
+    codec = make_codec("dark", image_hw, sigma=sigma, heatmap_hw=heatmap_hw)
     dm = WholeBodyDataModule(root, image_hw=image_hw, codec=codec, val_batch_size=batch, num_workers=workers,
                              pin_memory=device.type == "cuda", cache_dir=cache_dir)  # fmt: skip
     metric = CocoWholeBodyMetric(dm.val_ann_file, prefix="val", cache_dir=cache_dir)

@@ -24,7 +24,7 @@ import torch
 # benchmarks/model.py and timing.py sit beside this script (run as `python benchmarks/train_throughput.py`)
 from model import _sync, matmul_gflops
 from timing import Timing, add_json_argument, measure, write_json
-from wbpose.codecs import MSRAHeatmap
+from wbpose.codecs import make_codec
 from wbpose.engine.datamodule import WholeBodyDataModule
 from wbpose.losses import KeypointMSELoss
 from wbpose.models import build_pose_model
@@ -68,7 +68,7 @@ def model_only(step: Step, arch: str, batch: int, iters: int) -> Timing:
 
 def loaders(root: Path, arch: str, batch: int, workers: int, pin: bool) -> torch.utils.data.DataLoader:
     image_hw, heatmap_hw, sigma = SETTINGS[arch]
-    codec = MSRAHeatmap(image_hw=image_hw, heatmap_hw=heatmap_hw, sigma=sigma)
+    codec = make_codec("msra", image_hw, sigma=sigma, heatmap_hw=heatmap_hw)
     dm = WholeBodyDataModule(
         str(root), image_hw=image_hw, codec=codec, batch_size=batch, num_workers=workers, pin_memory=pin
     )
