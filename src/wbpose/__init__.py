@@ -1,3 +1,3 @@
 """wbpose: top-down whole-body human pose estimation (COCO-WholeBody, 133 keypoints) with HRNet and DARK."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
