@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.paths import FIXTURE_DIR
+from helpers.paths import FIXTURE_DIR, SAMPLE_ANN, SAMPLE_DET, sample_root
 from helpers.references import ref_warp_matrix
 from wbpose.app.config import compose_config, list_experiments
 from wbpose.build import build_codec, build_datamodule
 from wbpose.engine.datamodule import WholeBodyDataModule
 
 SAMPLE = os.environ.get("WBPOSE_SAMPLE_DATA")
-ANN, DET = "test_coco_wholebody.json", "test_coco_det_AP_H_56.json"
+ANN, DET = SAMPLE_ANN, SAMPLE_DET
 PART_KEYS = ("keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts")  # 17 + 6 + 68 + 21 + 21
 EPOCHS = 25  # x 12 training instances of the sample: 300 augmented draws per recipe
 
@@ -37,10 +37,7 @@ needs_sample = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def root() -> Path:
-    path = Path(SAMPLE or "")
-    if not (path / ANN).is_file() or not (path / DET).is_file():
-        pytest.skip(f"{path} lacks {ANN} / {DET}")
-    return path
+    return sample_root()
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from helpers.paths import SAMPLE_ANN, SAMPLE_DET, sample_root
 from helpers.references import ref_kept_instances
 from wbpose.app.config import compose_config
 from wbpose.checkpoints.reader import LIGHTNING_VERSION_KEY, RAW_CONFIG_KEY
@@ -30,15 +31,13 @@ pytestmark = [
     pytest.mark.data,
     pytest.mark.skipif(not SAMPLE, reason="set WBPOSE_SAMPLE_DATA to a folder like the real COCO-WholeBody sample"),
 ]
-ANN, DET = "test_coco_wholebody.json", "test_coco_det_AP_H_56.json"
+ANN, DET = SAMPLE_ANN, SAMPLE_DET
 
 
 @pytest.fixture
 def val_only_root(tmp_path: Path) -> Path:
     """The sample in the real layout, val files only (as a user's copy holding just the val split)."""
-    sample = Path(SAMPLE or "")
-    if not (sample / ANN).is_file() or not (sample / DET).is_file():
-        pytest.skip(f"{sample} lacks {ANN} / {DET}")
+    sample = sample_root()
     root = tmp_path / "coco"
     for rel, src in ((VAL_ANN, sample / ANN), (DET_FILE, sample / DET)):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -10,28 +10,22 @@ Everything is written into ``tmp_path``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import cv2
 import pytest
 import torch
 
-DET_FILE = "test_coco_det_AP_H_56.json"
-ANN_FILE = "test_coco_wholebody.json"
+from helpers.paths import SAMPLE_ANN, SAMPLE_DET, sample_root
+
+DET_FILE, ANN_FILE = SAMPLE_DET, SAMPLE_ANN
 
 pytestmark = pytest.mark.data
 
 
 @pytest.fixture
 def sample_dir() -> Path:
-    value = os.environ.get("WBPOSE_SAMPLE_DATA")
-    if not value:
-        pytest.skip("WBPOSE_SAMPLE_DATA is not set (folder of real COCO-WholeBody sample images)")
-    path = Path(value)
-    if not (path / DET_FILE).is_file() or not (path / ANN_FILE).is_file():
-        pytest.skip(f"WBPOSE_SAMPLE_DATA={path} lacks {DET_FILE} or {ANN_FILE}")
-    return path
+    return sample_root()
 
 
 def test_predict_on_real_photos(sample_dir: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.paths import SAMPLE_ANN, SAMPLE_DET, sample_root
 from helpers.references import mmpose_crop, ref_kept_instances
 from wbpose.codecs import MSRAHeatmap
 from wbpose.data.augment import build_train_augmentations
@@ -27,16 +28,13 @@ pytestmark = [
     pytest.mark.data,
     pytest.mark.skipif(not SAMPLE, reason="set WBPOSE_SAMPLE_DATA to a folder like the real COCO-WholeBody sample"),
 ]
-ANN, DET = "test_coco_wholebody.json", "test_coco_det_AP_H_56.json"
+ANN, DET = SAMPLE_ANN, SAMPLE_DET
 INPUT_WH = (192, 256)
 
 
 @pytest.fixture(scope="module")
 def root() -> Path:
-    path = Path(SAMPLE or "")
-    if not (path / ANN).is_file() or not (path / DET).is_file():
-        pytest.skip(f"{path} lacks {ANN} / {DET}")
-    return path
+    return sample_root()
 
 
 @pytest.fixture(scope="module")
