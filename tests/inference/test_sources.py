@@ -234,6 +234,9 @@ def test_results_json_is_strict(tmp_path: Path) -> None:
 
     path = write_results_json(tmp_path / "r.json", [{"image_id": 1, "score": 0.5, "keypoints": [1.0, 2.0, 0.3]}])
     assert strict(path.read_text()) == [{"image_id": 1, "score": 0.5, "keypoints": [1.0, 2.0, 0.3]}]
+    from wbpose.metrics.files import default_file_mode
+
+    assert path.stat().st_mode & 0o777 == default_file_mode()  # as open() would make it, not mkstemp's 0600
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ValueError, match=r"refusing to write .*bad\.json: the results hold a non-finite number"):
             write_results_json(tmp_path / "bad.json", [{"image_id": 1, "score": bad}])

@@ -10,8 +10,8 @@ queue, so the network does not wait for them; errors there reach the caller on t
 
 Where outputs go (:func:`output_paths`) and whether they can go there (:func:`check_outputs`) are decided before any
 frame is read, so a read-only or mistyped output location is named at start-up (not blamed on a codec later).
-:func:`write_results_json` writes the results json with strict json only: a NaN or infinity is an error there, and
-the pipeline drops non-finite poses (counted, logged) before they reach it.
+:func:`write_results_json` writes the results json as strict json (atomically, mode 0666 less the umask): a NaN
+or infinity is an error there, and the pipeline drops non-finite poses (counted, logged) before they reach it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from wbpose.metrics.files import write_atomic
 
 __all__ = [
     "DEFAULT_OUT",
@@ -142,7 +143,8 @@ def check_outputs(paths: OutputPaths) -> None:
 
 
 def write_results_json(path: str | os.PathLike, results: list[dict]) -> Path:
-    """Write results as strict json, atomically (a temporary file in the same folder, then ``os.replace``).
+    """Write results as strict json, atomically and readable like any file the user writes
+    (:func:`wbpose.metrics.files.write_atomic`).
 
     Raises:
         ValueError: a NaN or infinite number in ``results`` (strict json has none), naming the file; nothing is
@@ -153,16 +155,7 @@ def write_results_json(path: str | os.PathLike, results: list[dict]) -> Path:
         text = json.dumps(results, separators=(",", ":"), allow_nan=False)
     except ValueError as err:
         raise ValueError(f"refusing to write {path}: the results hold a non-finite number ({err})") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, text.encode())
 
 
 class VideoSink:
