@@ -30,6 +30,8 @@ def read_bgr(path: str | os.PathLike) -> np.ndarray:
     if why == "truncated":
         raise ValueError(f"cannot read image {path}: truncated JPEG (no end-of-image marker; a partial copy)")
     if bgr is None:
+        if why and why.startswith("corrupt: "):  # libjpeg named the damage: say that alone
+            raise ValueError(f"cannot read image {path}: {why}")
         raise ValueError(f"cannot read image {path}: {why or 'corrupt'}, or not an image format OpenCV decodes")
     return bgr
 
