@@ -69,6 +69,7 @@ def test_hydra_run_name_of_a_multirun_job(tmp_path: Path, with_command_line: boo
 
 def test_the_loggers_use_the_rule(tmp_path: Path) -> None:
     cfg = compose_config(
-        "train", ["logger=wandb", "seed=3", f"paths.log_dir={tmp_path}", "debug=limit"], output_dir=tmp_path / "run"
-    )
-    assert cfg.logger.wandb.name == "seed=3"
+        "train", ["logger=[wandb,mlflow,comet]", "seed=3", f"paths.log_dir={tmp_path}", "debug=limit"],
+        output_dir=tmp_path / "run",
+    )  # fmt: skip
+    assert cfg.logger.wandb.name == cfg.logger.mlflow.run_name == cfg.logger.comet.name == "seed=3"
