@@ -86,15 +86,17 @@ def test_comet_composes_and_names_its_package(tmp_path: Path) -> None:
     ("callbacks", "expected"),
     [
         ("default", {"ModelCheckpoint", "LastCheckpoint", "RichModelSummary", "RichProgressBar",
-                     "LearningRateMonitor"}),
+                     "LearningRateMonitor", "DashboardSummary"}),
         ("early_stopping", {"EarlyStopping"}),
         ("model_checkpoint", {"ModelCheckpoint", "LastCheckpoint"}),
         ("model_summary", {"RichModelSummary"}),
         ("rich_progress_bar", {"RichProgressBar"}),
         ("learning_rate_monitor", {"LearningRateMonitor"}),
-        ("tqdm", {"ModelCheckpoint", "LastCheckpoint", "RichModelSummary", "TQDMProgressBar", "LearningRateMonitor"}),
+        ("dashboards", {"DashboardSummary"}),
+        ("tqdm", {"ModelCheckpoint", "LastCheckpoint", "RichModelSummary", "TQDMProgressBar", "LearningRateMonitor",
+                  "DashboardSummary"}),
         ("[default,early_stopping]", {"ModelCheckpoint", "LastCheckpoint", "RichModelSummary", "RichProgressBar",
-                                      "LearningRateMonitor", "EarlyStopping"}),
+                                      "LearningRateMonitor", "DashboardSummary", "EarlyStopping"}),
     ],
 )  # fmt: skip
 def test_callbacks(callbacks: str, expected: set[str], tmp_path: Path) -> None:
