@@ -11,7 +11,8 @@ from hydra.utils import instantiate
 from pytorch_lightning.utilities.model_summary import ModelSummary
 
 from helpers.extras import require_extra
-from wbpose.app.config import compose_config
+from helpers.paths import REPO_ROOT
+from wbpose.app.config import CONFIG_DIR, compose_config
 from wbpose.app.extras import apply_extras
 from wbpose.app.model_info import count
 from wbpose.build import build_callbacks, build_loggers, build_module
@@ -80,6 +81,14 @@ def test_comet_composes_and_names_its_package(tmp_path: Path) -> None:
         ModuleNotFoundError, match=r"logger comet .*comet-ml>=3\.44\.4.*pip install \"comet-ml>=3\.44\.4\""
     ):
         build_loggers(cfg)
+
+
+@pytest.mark.parametrize("name", ["neptune", "aim"])
+def test_loggers_not_offered_are_said_why(name: str) -> None:
+    """The template's neptune and aim configs are not offered (Neptune has been sunset and Lightning's NeptuneLogger
+    only raises; aim's logger is not Lightning's): the training page says so."""
+    assert not (CONFIG_DIR / "logger" / f"{name}.yaml").exists()
+    assert f"`{name}`" in (REPO_ROOT / "docs" / "training.md").read_text()
 
 
 @pytest.mark.parametrize(
