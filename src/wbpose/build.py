@@ -111,13 +111,43 @@ def build_module(
     return module
 
 
+#: How to install the package a logger needs (by the class name its ``_target_`` ends with).
+LOGGER_INSTALL = {
+    "TensorBoardLogger": 'pip install -e ".[tensorboard]"',
+    "MLFlowLogger": 'pip install -e ".[mlflow]"',
+    "CometLogger": 'pip install "comet-ml>=3.44.4"',
+}
+
+
+def _missing_module(error: BaseException) -> ModuleNotFoundError | None:
+    """The ``ModuleNotFoundError`` behind ``error`` (Hydra wraps what a ``_target_`` raises), or ``None``."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ModuleNotFoundError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _instantiate_nodes(cfg: DictConfig | None, kind: str) -> list[Any]:
-    """Instantiate every ``_target_`` node under ``cfg`` (``null`` entries are skipped)."""
+    """Instantiate every ``_target_`` node under ``cfg`` (``null`` entries are skipped). A node whose package is
+    not installed fails with a ``ModuleNotFoundError`` naming the node, the package and how to install it."""
     out: list[Any] = []
     for name, node in (cfg or {}).items():
         if isinstance(node, DictConfig) and "_target_" in node:
             log.debug("%s %s: %s", kind, name, node._target_)
-            out.append(instantiate(node))
+            try:
+                out.append(instantiate(node))
+            except Exception as err:
+                missing = _missing_module(err)
+                if missing is None:
+                    raise
+                target = str(node._target_)
+                hint = LOGGER_INSTALL.get(target.rsplit(".", 1)[-1]) if kind == "logger" else None
+                raise ModuleNotFoundError(
+                    f"{kind} {name} ({target}) needs a package that is not installed: {missing}"
+                    + (f"; install it with: {hint}" if hint else "")
+                ) from err
     return out
 
 

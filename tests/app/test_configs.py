@@ -137,12 +137,15 @@ def test_debug_configs_compose(name: str, tmp_path) -> None:
     assert cfg.trainer.accelerator == "cpu"
 
 
-@pytest.mark.parametrize("name", ["csv", "wandb", "tensorboard", "many"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIG_DIR / "logger").glob("*.yaml")))
 def test_logger_configs_compose(name: str, tmp_path) -> None:
     cfg = compose_config("train", [f"logger={name}"], output_dir=tmp_path)
     OmegaConf.resolve(cfg)
     if name in ("wandb", "many"):
         assert cfg.logger.wandb.project == "wbpose"
+    if name == "mlflow":  # a store in the run folder, never in the launch directory
+        assert cfg.logger.mlflow.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+        assert cfg.logger.mlflow.artifact_location.startswith(str(tmp_path))
 
 
 @pytest.mark.parametrize("name", ["default", "cpu", "gpu", "ddp", "ddp_cpu", "multinode"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,9 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from pytorch_lightning.utilities.model_summary import ModelSummary
 
-from wbpose.app.config import compose_config
+from helpers.extras import require_extra
+from helpers.paths import REPO_ROOT
+from wbpose.app.config import CONFIG_DIR, compose_config
 from wbpose.app.extras import apply_extras
 from wbpose.app.model_info import count
 from wbpose.build import build_callbacks, build_loggers, build_module
@@ -29,8 +32,10 @@ def test_debug_modes(debug: str, tmp_path: Path) -> None:
         assert type(trainer.profiler).__name__ == "SimpleProfiler"
 
 
-@pytest.mark.parametrize("logger", ["many_loggers", "many", "csv", "wandb", "tensorboard"])
+@pytest.mark.parametrize("logger", ["many_loggers", "many", "csv", "wandb", "tensorboard", "mlflow"])
 def test_loggers(logger: str, tmp_path: Path) -> None:
+    if logger == "mlflow":  # its client opens (creates) the store in the run folder: the one slow case here
+        require_extra("mlflow", "mlflow")
     cfg = compose_config("train", [*TINY, f"logger={logger}"], output_dir=tmp_path)
     loggers = build_loggers(cfg)
     names = sorted(type(lg).__name__ for lg in loggers)
@@ -40,23 +45,67 @@ def test_loggers(logger: str, tmp_path: Path) -> None:
         "csv": ["CSVLogger"],
         "wandb": ["WandbLogger"],
         "tensorboard": ["TensorBoardLogger"],
+        "mlflow": ["MLFlowLogger"],
     }[logger]
     assert names == expected
+    if logger == "mlflow":
+        assert (tmp_path / "mlflow.db").is_file() and not list(Path.cwd().glob("mlruns"))
+
+
+def test_many_and_mlflow_compose_together(tmp_path: Path) -> None:
+    cfg = compose_config("train", [*TINY, "logger=[many,mlflow]"], output_dir=tmp_path)
+    targets = {name: node._target_.rsplit(".", 1)[-1] for name, node in cfg.logger.items()}
+    assert targets == {"csv": "CSVLogger", "wandb": "WandbLogger", "tensorboard": "TensorBoardLogger",
+                       "mlflow": "MLFlowLogger"}  # fmt: skip
+
+
+def test_a_logger_without_its_package_names_it_and_its_install_line(tmp_path: Path, monkeypatch) -> None:
+    """MLflow is an extra: without it, logger=mlflow stops at start, naming the node, the package and the extra."""
+    import pytorch_lightning.loggers.mlflow as lightning_mlflow
+    from lightning_utilities.core.imports import RequirementCache
+
+    monkeypatch.setattr(lightning_mlflow, "_MLFLOW_AVAILABLE", RequirementCache("mlflow>=1000"))  # never met
+    cfg = compose_config("train", [*TINY, "logger=mlflow"], output_dir=tmp_path)
+    message = r"logger mlflow \(pytorch_lightning\.loggers\.MLFlowLogger\) needs a package that is not installed: "
+    with pytest.raises(ModuleNotFoundError, match=message + r".*mlflow>=1000.*pip install -e \"\.\[mlflow\]\""):
+        build_loggers(cfg)
+
+
+def test_comet_composes_and_names_its_package(tmp_path: Path) -> None:
+    """logger=comet (online: Lightning's offline CometLogger logs nothing) needs comet-ml, not one of the extras."""
+    if importlib.util.find_spec("comet_ml") is not None:
+        pytest.skip("comet-ml is installed: logger=comet would start an online experiment")
+    cfg = compose_config("train", [*TINY, "logger=comet", "seed=2", "paths.log_dir=/elsewhere"], output_dir=tmp_path)
+    assert cfg.logger.comet.project == "wbpose" and cfg.logger.comet.name == "data=synthetic,model=hrnet_tiny,seed=2"
+    with pytest.raises(
+        ModuleNotFoundError, match=r"logger comet .*comet-ml>=3\.44\.4.*pip install \"comet-ml>=3\.44\.4\""
+    ):
+        build_loggers(cfg)
+
+
+@pytest.mark.parametrize("name", ["neptune", "aim"])
+def test_loggers_not_offered_are_said_why(name: str) -> None:
+    """The template's neptune and aim configs are not offered (Neptune has been sunset and Lightning's NeptuneLogger
+    only raises; aim's logger is not Lightning's): the training page says so."""
+    assert not (CONFIG_DIR / "logger" / f"{name}.yaml").exists()
+    assert f"`{name}`" in (REPO_ROOT / "docs" / "training.md").read_text()
 
 
 @pytest.mark.parametrize(
     ("callbacks", "expected"),
     [
         ("default", {"ModelCheckpoint", "LastCheckpoint", "RichModelSummary", "RichProgressBar",
-                     "LearningRateMonitor"}),
+                     "LearningRateMonitor", "DashboardSummary"}),
         ("early_stopping", {"EarlyStopping"}),
         ("model_checkpoint", {"ModelCheckpoint", "LastCheckpoint"}),
         ("model_summary", {"RichModelSummary"}),
         ("rich_progress_bar", {"RichProgressBar"}),
         ("learning_rate_monitor", {"LearningRateMonitor"}),
-        ("tqdm", {"ModelCheckpoint", "LastCheckpoint", "RichModelSummary", "TQDMProgressBar", "LearningRateMonitor"}),
+        ("dashboards", {"DashboardSummary"}),
+        ("tqdm", {"ModelCheckpoint", "LastCheckpoint", "RichModelSummary", "TQDMProgressBar", "LearningRateMonitor",
+                  "DashboardSummary"}),
         ("[default,early_stopping]", {"ModelCheckpoint", "LastCheckpoint", "RichModelSummary", "RichProgressBar",
-                                      "LearningRateMonitor", "EarlyStopping"}),
+                                      "LearningRateMonitor", "DashboardSummary", "EarlyStopping"}),
     ],
 )  # fmt: skip
 def test_callbacks(callbacks: str, expected: set[str], tmp_path: Path) -> None:

@@ -8,5 +8,7 @@ pytest puts ``tests/`` on ``sys.path`` (``pythonpath`` in ``pyproject.toml``); a
 - ``references``: plain, slow, obviously correct implementations that the vectorised code is checked against,
   and the MMPose-structured baselines the benchmarks time (themselves checked against the plain ones).
 - ``paths``: the repository root and the fixture files.
+- ``dashboards``: what the experiment loggers wrote, read back with their own readers (wandb offline records,
+  TensorBoard HParams and scalars).
 - ``callbacks``: Lightning callbacks that runs load by Hydra target (``helpers.callbacks.KillAtStep``).
 """

@@ -7,7 +7,9 @@ Importing this module registers the resolvers the configs use:
 - ``${wandb_offline:}``: ``True`` unless ``WANDB_MODE=online``, so runs never need the network; sync later with
   ``wandb sync <run dir>``;
 - ``${sweep_group:}``: the multirun folder's name in a sweep (wandb groups a sweep's runs by it), else null;
-- ``${run_name:}``: the job's overrides (``input=256x192,seed=1``), else null: each wandb run says what it varied;
+- ``${run_name:}``: what the run varies (``input=256x192,seed=1``: in a multirun the keys the sweep varies, else the
+  overrides less folders, loggers, devices, ...; :mod:`wbpose.app.run_names`), else null: each dashboard run says
+  what it varied;
 - ``${run_id:}``: what makes a run folder's name unique beside its start time: ``<array job>_<task>`` in a SLURM
   array, ``<job id>`` in another SLURM job, torchrun's rendezvous id, else six random hex digits. Drawn once per
   composed config (Hydra copies it to a sweep's jobs), so two runs started in the same second never share a folder.
@@ -74,12 +76,11 @@ def _sweep_group() -> str | None:
 
 
 def _run_name() -> str | None:
-    """The job's overrides as ``key=value,...`` (Hydra's ``override_dirname``), ``None`` when there are none."""
-    from hydra.core.hydra_config import HydraConfig
+    """What the run varies as ``key=value,...`` (:func:`wbpose.app.run_names.hydra_run_name`: in a multirun the
+    keys the sweep varies, else the overrides less folders, loggers, devices, ...), ``None`` when nothing is left."""
+    from wbpose.app.run_names import hydra_run_name
 
-    if not HydraConfig.initialized():
-        return None
-    return str(HydraConfig.get().job.override_dirname) or None
+    return hydra_run_name()
 
 
 def run_id() -> str:
