@@ -29,13 +29,16 @@ def tiny(seed: int = 0) -> torch.nn.Module:
     return build_pose_model("tiny")
 
 
-def batches(sizes, seed: int = 1, device: str = "cpu") -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def batches(
+    sizes, seed: int = 1, device: str = "cpu", hw=(H, W)
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Fresh random batches (no zeros): images, target heatmaps, 0/1 keypoint weights."""
     g = torch.Generator().manual_seed(seed)
+    h, w = hw
     out = []
     for b in sizes:
-        images = torch.randn(b, 3, H, W, generator=g)
-        heatmaps = torch.rand(b, 133, H // 4, W // 4, generator=g)
+        images = torch.randn(b, 3, h, w, generator=g)
+        heatmaps = torch.rand(b, 133, h // 4, w // 4, generator=g)
         weights = (torch.rand(b, 133, generator=g) > 0.3).float()
         out.append((images.to(device), heatmaps.to(device), weights.to(device)))
     return out
@@ -254,12 +257,18 @@ def test_compile_inductor_equals_eager() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("autocast", [None, torch.bfloat16])
 def test_cuda_graph_on_gpu_equals_eager(autocast, monkeypatch) -> None:
-    """The real capture: fp32 (TF32 off) and bf16-mixed, one capture, two replays and a fallback."""
+    """The real capture: fp32 (TF32 off) and bf16-mixed; one capture, two replays, a fallback, LR changes.
+
+    The same kernels run in both (deterministic cuDNN), but the upsampling's backward adds with atomics, and the
+    gradients of convolutions followed by BatchNorm cancel (on CPU, NCHW against NHWC alone differs by 1e-3 in
+    them): the gradient bound is loose; the loss, the weights' update and the running statistics are the sharp
+    checks (a stale replay misses them by orders of magnitude: ``SkipsReplays`` above)."""
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
-    diff = step_difference(lambda: tiny().cuda(), KeypointMSELoss(), partial(torch.optim.Adam, lr=1e-3),
-                           batches([4, 4, 4, 3], device="cuda"), "cuda_graph", lrs=[1e-3, 5e-4, 1e-3, 1e-3],
-                           autocast=autocast)  # fmt: skip
-    tol = 1e-5 if autocast is None else 2e-2
-    assert diff.loss < tol and diff.grad < 10 * tol and diff.update < 1e-1 and diff.buffers < 10 * tol, diff
+    sgd = partial(torch.optim.SGD, lr=1e-3, momentum=0.9)
+    diff = step_difference(lambda: tiny().cuda(), KeypointMSELoss(), sgd, batches([4, 4, 4, 3], device="cuda",
+                           hw=(128, 96)), "cuda_graph", lrs=[1e-3, 5e-4, 1e-3, 1e-3], autocast=autocast)  # fmt: skip
+    scale = 1.0 if autocast is None else 20.0
+    assert diff.loss < 1e-5 * scale and diff.update < 2e-2 * scale and diff.buffers < 1e-5 * scale, diff
+    assert diff.grad < (0.1 if autocast is None else 0.5), diff

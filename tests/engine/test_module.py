@@ -383,3 +383,29 @@ def test_cuda_graph_mode_names_what_it_cannot_serve(tmp_path) -> None:
         TopdownPoseModule(build_pose_model("tiny"), None, KeypointMSELoss(), step_mode="graphs")
     with pytest.raises(ValueError, match="compile_options apply to step_mode=compile only"):
         TopdownPoseModule(build_pose_model("tiny"), None, KeypointMSELoss(), compile_options={"mode": "default"})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("step_mode", ["cuda_graph", "compile"])
+def test_fast_step_modes_train_like_eager_on_gpu(tmp_path, step_mode, monkeypatch) -> None:
+    """The real capture and compiler under Lightning on a GPU: two steps of SGD (fp32, TF32 off, deterministic
+    cuDNN; the upsampling's backward still adds with atomics) end at the eager weights; ``compile`` (inductor) to
+    rounding."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    sgd = partial(torch.optim.SGD, lr=0.05, momentum=0.9)
+    states = {}
+    for mode in ("eager", step_mode):
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        module = TopdownPoseModule(build_pose_model("tiny"), None, KeypointMSELoss(), sgd, step_mode=mode)
+        trainer = pl.Trainer(accelerator="gpu", devices=1, max_steps=2, limit_val_batches=0, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             default_root_dir=tmp_path / mode)  # fmt: skip
+        trainer.fit(module, DataLoader(FakeSet(4), batch_size=2))
+        states[mode] = {k: v.detach().cpu().clone() for k, v in module.model.state_dict().items()}
+    atol = 1e-5 if step_mode == "cuda_graph" else 1e-4
+    for name, value in states["eager"].items():
+        torch.testing.assert_close(states[step_mode][name], value, rtol=1e-3, atol=atol, msg=name)

@@ -20,7 +20,8 @@ step's; with ``fused=True`` Adam (``optim.fused``) it is one multi-tensor kernel
 
 :class:`TrainStep` is the one place that computes a training loss in each mode; the LightningModule and the
 benchmarks (``benchmarks/train_throughput.py``) both use it. :class:`OptimizerStep` adds the optimiser for use
-outside Lightning, and :func:`step_difference` measures how far a fast step lands from the eager one.
+outside Lightning; :func:`record_steps` and :func:`compare_records` (or :func:`step_difference`, both in one call)
+measure how far a fast step lands from the eager one.
 """
 
 from __future__ import annotations
@@ -44,8 +45,11 @@ __all__ = [
     "OptimizerStep",
     "RerunCapture",
     "StepDifference",
+    "StepRecord",
     "TrainStep",
     "autocast_dtype",
+    "compare_records",
+    "record_steps",
     "step_difference",
 ]
 
@@ -101,6 +105,8 @@ class CudaGraphCapture:
             for _ in range(self.warmup):
                 body()
         torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()  # the warm-up's activations, cached for the side stream: the graph gets its own pool
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             body()
@@ -363,6 +369,62 @@ def _rel(
     return (num / den) ** 0.5 if den > 0 else (0.0 if num == 0 else float("inf"))
 
 
+@dataclass
+class StepRecord:
+    """What :func:`record_steps` keeps of a run: the losses, the last step's gradients (before its update), and the
+    parameters before the first step and after the last, and the floating-point buffers after."""
+
+    losses: list[float]
+    grads: list[torch.Tensor]
+    initial: list[torch.Tensor]
+    params: list[torch.Tensor]
+    buffers: list[torch.Tensor]
+
+
+def record_steps(
+    step: OptimizerStep,
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    lrs: Sequence[float] | None = None,
+) -> StepRecord:
+    """Run ``step`` over ``batches`` (setting the learning rate of step i to ``lrs[i]`` when given) and record it."""
+    opt, model = step.optimizer, step.step.model
+    initial = [p.detach().clone() for p in model.parameters()]
+    losses: list[float] = []
+    grads: list[torch.Tensor] = []
+    for i, batch in enumerate(batches):
+        if lrs is not None:
+            for group in opt.param_groups:
+                group["lr"] = lrs[i]
+        handle = opt.register_step_pre_hook(_grab_grads(grads)) if i == len(batches) - 1 else None
+        losses.append(float(step(*batch)))
+        if handle is not None:
+            handle.remove()
+    return StepRecord(
+        losses,
+        grads,
+        initial,
+        [p.detach().clone() for p in model.parameters()],
+        [b.detach().clone() for b in model.buffers() if b.is_floating_point()],
+    )
+
+
+def compare_records(fast: StepRecord, ref: StepRecord) -> StepDifference:
+    """How far ``fast`` landed from ``ref`` (the eager run), both from the same initial weights."""
+    for a, b in zip(fast.initial, ref.initial, strict=True):
+        if not torch.equal(a, b):
+            raise ValueError("compare_records: the two runs did not start from the same weights")
+    with torch.no_grad():
+        return StepDifference(
+            loss=max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(fast.losses, ref.losses, strict=True)),
+            grad=_rel(fast.grads, ref.grads),
+            weights=max(
+                float((a.double() - b.double()).abs().max()) for a, b in zip(fast.params, ref.params, strict=True)
+            ),  # fmt: skip
+            update=_rel(fast.params, ref.params, ref.initial),
+            buffers=_rel(fast.buffers, ref.buffers),
+        )
+
+
 def step_difference(
     make_model: Callable[[], nn.Module],
     loss: nn.Module | LossFn,
@@ -386,36 +448,14 @@ def step_difference(
     """
     eager_model = make_model()
     fast_model = copy.deepcopy(eager_model)
-    initial = [p.detach().clone() for p in eager_model.parameters()]
-    runs = {}
-    for name, model, step_mode in (("eager", eager_model, "eager"), ("fast", fast_model, mode)):
+    records = []
+    for model, step_mode in ((eager_model, "eager"), (fast_model, mode)):
         kwargs = dict(step_kwargs)
         if step_mode != "compile":
             kwargs.pop("compile_options", None)
-        opt = make_optimizer(model.parameters())
-        step = OptimizerStep(TrainStep(model, loss, step_mode, **kwargs), opt)
-        losses: list[float] = []
-        grads: list[torch.Tensor] = []
-        for i, batch in enumerate(batches):
-            if lrs is not None:
-                for group in opt.param_groups:
-                    group["lr"] = lrs[i]
-            if i == len(batches) - 1:  # the gradients of the last step, read before the update
-                opt.register_step_pre_hook(_grab_grads(grads))
-            losses.append(float(step(*batch)))
-        runs[name] = (model, losses, grads)
-    (m_e, l_e, g_e), (m_f, l_f, g_f) = runs["eager"], runs["fast"]
-    with torch.no_grad():
-        w_e, w_f = [p.detach() for p in m_e.parameters()], [p.detach() for p in m_f.parameters()]
-        b_e = [b for b in m_e.buffers() if b.is_floating_point()]
-        b_f = [b for b in m_f.buffers() if b.is_floating_point()]
-        return StepDifference(
-            loss=max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(l_f, l_e, strict=True)),
-            grad=_rel(g_f, g_e),
-            weights=max(float((a.double() - b.double()).abs().max()) for a, b in zip(w_f, w_e, strict=True)),
-            update=_rel(w_f, w_e, initial),
-            buffers=_rel(b_f, b_e),
-        )
+        step = OptimizerStep(TrainStep(model, loss, step_mode, **kwargs), make_optimizer(model.parameters()))
+        records.append(record_steps(step, batches, lrs))
+    return compare_records(records[1], records[0])
 
 
 def _grab_grads(out: list[torch.Tensor]) -> Callable[..., None]:
