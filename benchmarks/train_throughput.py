@@ -176,25 +176,33 @@ def step_mode_rows(
     sync = lambda: _sync(device)  # noqa: E731
     rows, reference, eager_rate = [], None, None
     for mode in ["eager", *(m for m in modes if m != "eager")]:
-        step = build(mode)
-        start = time.perf_counter()
-        record = record_steps(step, data[:1])
-        sync()
-        first = time.perf_counter() - start
-        if reference is None:
-            reference = record
-            again = compare_records(record_steps(build("eager"), data[:1]), reference)
-            difference = f"eager again: {again.text()}"
-        else:
-            difference = compare_records(record, reference).text()
-        timing = measure(partial(_next_step, step, itertools.cycle(data)), warmup=2, repeats=iters, sync=sync)
-        timing = timing.rate(batch)
-        eager_rate = eager_rate or timing.median
-        rate = timing.text(0 if device.type == "cuda" else 1)
-        rows.append([arch, f"{h}x{w}", str(batch), precision, str(channels_last), mode, rate,
-                     f"{timing.median / eager_rate:.2f}", f"{first:.1f}", difference])  # fmt: skip
+        head = [arch, f"{h}x{w}", str(batch), precision, str(channels_last), mode]
+        try:
+            step = build(mode)
+            start = time.perf_counter()
+            record = record_steps(step, data[:1])
+            sync()
+            first = time.perf_counter() - start
+            if reference is None:
+                reference = record
+                again = compare_records(record_steps(build("eager"), data[:1]), reference)
+                difference = f"eager again: {again.text()}"
+            else:
+                difference = compare_records(record, reference).text()
+            timing = measure(partial(_next_step, step, itertools.cycle(data)), warmup=2, repeats=iters, sync=sync)
+            timing = timing.rate(batch)
+            eager_rate = eager_rate or timing.median
+            rate = timing.text(0 if device.type == "cuda" else 1)
+            ratio = f"{timing.median / eager_rate:.2f}" if eager_rate else "-"
+            rows.append([*head, rate, ratio, f"{first:.1f}", difference])
+        except torch.cuda.OutOfMemoryError as e:  # a batch too large for this GPU: say so, go on
+            rows.append([*head, "out of memory", "-", "-", str(e).splitlines()[0][:100]])
+            if reference is None:  # without the eager reference the other modes have nothing to compare with
+                print("| " + " | ".join(rows[-1]) + " |", flush=True)
+                _free(device)
+                return rows
         print("| " + " | ".join(rows[-1]) + " |", flush=True)
-        del step
+        step = None
         _free(device)
     return rows
 
@@ -209,15 +217,17 @@ def step_modes_main(args: argparse.Namespace, device: torch.device, floor: float
     print("|" + "---|" * len(columns))
     options = {k: v for k, v in (("mode", args.compile_mode), ("backend", args.compile_backend)) if v}
     rows: list[list[str]] = []
+    counts = []
     for arch in args.archs:
         iters = args.iters or (10 if arch == "tiny" else (30 if device.type == "cuda" else 3))
+        counts.append(f"{iters} ({arch})")
         for batch in args.batch or [8 if arch == "tiny" else (64 if device.type == "cuda" else 2)]:
             for precision, cl in itertools.product(args.precisions, [False, True] if args.channels_last else [False]):
                 rows += step_mode_rows(arch, batch, precision, cl, args.step_modes, device, iters, args.fused_adam,
                                        options or None)  # fmt: skip
     notes = [
         f"device {device}, fp32 1024x1024 matmul floor {floor:.0f} GFLOP/s in the same run.",
-        f"img/s: batch / wall seconds of one optimiser step on in-memory batches, median of {rows and iters} after "
+        f"img/s: batch / wall seconds of one optimiser step on in-memory batches, median of {', '.join(counts)} after "
         "2 warm-up steps (min-max); Adam " + ("fused" if args.fused_adam else "torch's default (foreach)") + ".",
         "difference: loss |a-b|/|b|, gradients ||a-b||/||b||, weights max |a-b| (update: ||a-b|| over the size of "
         "the eager update), BatchNorm running statistics ||a-b||/||b||.",

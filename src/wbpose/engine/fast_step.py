@@ -81,7 +81,8 @@ class Capture(Protocol):
 
 class CudaGraphCapture:
     """Capture with ``torch.cuda.CUDAGraph``: ``warmup`` eager runs on a side stream (cuDNN's algorithm choice, the
-    allocator), then one capture; the replay is ``graph.replay``.
+    allocator), then one capture (errors for unsafe CUDA calls from this thread only); the replay is
+    ``graph.replay``.
 
     Args:
         warmup: eager runs of the body before capturing (the PyTorch documentation uses 3; at least 1).
@@ -108,7 +109,9 @@ class CudaGraphCapture:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()  # the warm-up's activations, cached for the side stream: the graph gets its own pool
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: other threads may go on with their CUDA work meanwhile (the loader's pin-memory thread
+        # allocates pinned memory, which the default "global" mode would count against the capture)
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             body()
         return self.graph.replay
 
