@@ -310,3 +310,102 @@ def test_bad_images_are_counted_without_a_datamodule(tmp_path, caplog) -> None:
     out = tiny_trainer(tmp_path).validate(module, DataLoader(BadRowSet(6, {2, 4, 5}), batch_size=4), verbose=False)
     assert out[0]["val/bad_images"] == 3 and out[0]["val/wholebody_ap"] == 0.5
     assert [c[0].tolist() for c in metric.calls] == [[0, 1, 3]]  # batch 2 (rows 4, 5) is all bad: no update
+
+
+class GradNormRecorder(pl.Callback):
+    """The total gradient norm each optimiser step sees before Lightning clips it."""
+
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        self.norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+
+def fit_weights(tmp_path, step_mode: str, precision: str = "32-true", clip: float | None = None, **module_attrs):
+    """Train the tiny module for one epoch of 5 samples in batches of 2 (2, 2, then a partial 1) with a warm-up
+    schedule (the LR changes every step), NCHW; return the module, its state after and the gradient norms."""
+    sched = partial(warmup_multistep_scheduler, warmup_iters=3, warmup_ratio=0.25, milestones=[1], gamma=0.1)
+    module = make_module(lr=1e-3, scheduler=sched, flip_test=False)
+    module.channels_last = False
+    module.step_mode = step_mode
+    for name, value in module_attrs.items():
+        setattr(module, name, value)
+    norms = GradNormRecorder()
+    trainer = tiny_trainer(tmp_path / step_mode, max_epochs=1, limit_val_batches=0, precision=precision,
+                           gradient_clip_val=clip, callbacks=[norms])  # fmt: skip
+    trainer.fit(module, DataLoader(FakeSet(5), batch_size=2))
+    assert trainer.global_step == 3
+    return module, {k: v.clone() for k, v in module.model.state_dict().items()}, norms.norms
+
+
+@pytest.mark.parametrize(("step_mode", "precision", "clip"), [("cuda_graph", "bf16-mixed", 0.05),
+                                                              ("compile", "32-true", None)])  # fmt: skip
+def test_fast_step_modes_train_like_eager(tmp_path, step_mode, precision, clip) -> None:
+    """Through Lightning (automatic optimisation, LR schedule, gradient clipping, the last partial batch): the same
+    gradients, weights and BatchNorm statistics as the eager step. ``cuda_graph`` runs its logic through the CPU
+    stand-in, ``compile`` through torch.compile's graph capture with the eager backend (one graph, compiled once)."""
+    from wbpose.engine.fast_step import RerunCapture
+
+    _, expected, expected_norms = fit_weights(tmp_path, "eager", precision, clip)
+    if step_mode == "cuda_graph":
+        capture = RerunCapture(warmup=1)
+        module, got, norms = fit_weights(tmp_path, step_mode, precision, clip, graph_capture=capture)
+        assert capture.replays == 2
+    else:
+        torch._dynamo.reset()
+        graphs: list = []
+        backend = torch._dynamo.lookup_backend("eager")
+        options = {"backend": lambda gm, inputs: graphs.append(gm) or backend(gm, inputs)}
+        module, got, norms = fit_weights(tmp_path, step_mode, precision, clip, compile_options=options)
+        assert len(graphs) == 1
+    assert module._train_step.fallbacks == 1
+    assert norms == pytest.approx(expected_norms, rel=1e-6)
+    if clip is not None:
+        assert min(norms) > 2 * clip  # every step was clipped
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, rtol=0, atol=1e-7, msg=name)
+
+
+def test_cuda_graph_mode_names_what_it_cannot_serve(tmp_path) -> None:
+    from wbpose.engine.fast_step import RerunCapture
+
+    module = make_module()
+    module.step_mode = "cuda_graph"
+    with pytest.raises(ValueError, match="the trainer runs on cpu, CUDA graphs need a CUDA GPU"):
+        tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(module, DataLoader(FakeSet(2), batch_size=2))
+    module.graph_capture = RerunCapture()
+    trainer = tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0, accumulate_grad_batches=2)
+    with pytest.raises(ValueError, match="accumulate_grad_batches=2: every replay overwrites"):
+        trainer.fit(module, DataLoader(FakeSet(2), batch_size=2))
+    with pytest.raises(ValueError, match="step_mode must be one of eager, compile, cuda_graph"):
+        TopdownPoseModule(build_pose_model("tiny"), None, KeypointMSELoss(), step_mode="graphs")
+    with pytest.raises(ValueError, match="compile_options apply to step_mode=compile only"):
+        TopdownPoseModule(build_pose_model("tiny"), None, KeypointMSELoss(), compile_options={"mode": "default"})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("step_mode", ["cuda_graph", "compile"])
+def test_fast_step_modes_train_like_eager_on_gpu(tmp_path, step_mode, monkeypatch) -> None:
+    """The real capture and compiler under Lightning on a GPU: two steps of SGD (fp32, TF32 off, deterministic
+    cuDNN; the upsampling's backward still adds with atomics) end at the eager weights; ``compile`` (inductor) to
+    rounding."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    sgd = partial(torch.optim.SGD, lr=0.05, momentum=0.9)
+    states = {}
+    for mode in ("eager", step_mode):
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        module = TopdownPoseModule(build_pose_model("tiny"), None, KeypointMSELoss(), sgd, step_mode=mode)
+        trainer = pl.Trainer(accelerator="gpu", devices=1, max_steps=2, limit_val_batches=0, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             default_root_dir=tmp_path / mode)  # fmt: skip
+        trainer.fit(module, DataLoader(FakeSet(4), batch_size=2))
+        states[mode] = {k: v.detach().cpu().clone() for k, v in module.model.state_dict().items()}
+    atol = 1e-5 if step_mode == "cuda_graph" else 1e-4
+    for name, value in states["eager"].items():
+        torch.testing.assert_close(states[step_mode][name], value, rtol=1e-3, atol=atol, msg=name)

@@ -24,6 +24,7 @@ from wbpose.checkpoints.io import load_checkpoint, load_state_dict_checked
 from wbpose.checkpoints.reader import CONFIG_KEY, RAW_CONFIG_KEY
 from wbpose.codecs import flip_test_average
 from wbpose.engine.bad_images import BadImageLedger, bad_rows
+from wbpose.engine.fast_step import Capture, TrainStep, autocast_dtype, check_step_mode
 from wbpose.engine.image_logging import log_image_to_loggers
 from wbpose.geometry import crop_to_image
 from wbpose.keypoints import FLIP_INDICES
@@ -55,6 +56,13 @@ class TopdownPoseModule(pl.LightningModule):
             ``benchmarks/model.py``), the default layout on GPUs (not benchmarked there yet).
         input_hw: network input (height, width); when given, Lightning's model summary shows the in/out shapes
             and the FLOPs of one image.
+        step_mode: how a training step runs (:mod:`wbpose.engine.fast_step`): ``"eager"`` (default),
+            ``"compile"`` (``torch.compile`` of forward and loss) or ``"cuda_graph"`` (forward, loss and backward
+            captured as one CUDA graph; one CUDA device, no gradient accumulation, no ``16-mixed``). Every mode
+            computes the eager step's numbers; the optimiser's update, the LR schedule and gradient clipping stay
+            Lightning's.
+        compile_options: ``torch.compile`` keyword arguments for ``step_mode="compile"`` (``None``:
+            ``mode="reduce-overhead"`` on CUDA, the defaults elsewhere).
     """
 
     def __init__(
@@ -72,10 +80,18 @@ class TopdownPoseModule(pl.LightningModule):
         vis_score_thr: float = 0.3,
         channels_last: bool | str = "auto",
         input_hw: Sequence[int] | None = None,
+        step_mode: str = "eager",
+        compile_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        # plain ints: hyperparameters go into checkpoints, which are read weights-only (no OmegaConf objects)
+        # plain data: hyperparameters go into checkpoints, which are read weights-only (no OmegaConf objects)
         input_hw = None if input_hw is None else [int(v) for v in input_hw]
+        if isinstance(compile_options, DictConfig):
+            compile_options = OmegaConf.to_container(compile_options, resolve=True)  # type: ignore[assignment]
+        compile_options = dict(compile_options or {})
+        check_step_mode(step_mode)
+        if compile_options and step_mode != "compile":
+            raise ValueError(f"compile_options apply to step_mode=compile only; got step_mode={step_mode!r}")
         self.save_hyperparameters(
             ignore=["model", "codec", "loss", "optimizer", "scheduler", "val_metric", "test_metric"], logger=False
         )
@@ -102,6 +118,11 @@ class TopdownPoseModule(pl.LightningModule):
         self._vis: dict[str, torch.Tensor] | None = None
         #: The bad images met so far (wbpose.engine.bad_images): training over the run, evaluation this epoch.
         self.bad_image_ledger = BadImageLedger()
+        self.step_mode = step_mode
+        self.compile_options = compile_options
+        #: The ``cuda_graph`` capture (``None``: ``CudaGraphCapture``); tests set a ``RerunCapture`` to run on CPU.
+        self.graph_capture: Capture | None = None
+        self._train_step: TrainStep | None = None
         if input_hw is not None:  # lets Lightning's model summary show in/out shapes and FLOPs
             self.example_input_array = torch.zeros(1, 3, int(input_hw[0]), int(input_hw[1]))
 
@@ -128,20 +149,66 @@ class TopdownPoseModule(pl.LightningModule):
                 self._to_channels_last()
             else:
                 self.channels_last = False
+        if stage == "fit" and self.step_mode == "cuda_graph":
+            self._check_cuda_graph_trainer()
+
+    def _check_cuda_graph_trainer(self) -> None:
+        """The trainer settings a captured step cannot serve, named before any data is loaded."""
+        trainer = self.trainer
+        device = trainer.strategy.root_device
+        problems = []
+        if device.type != "cuda" and self.graph_capture is None:
+            problems.append(f"the trainer runs on {device.type}, CUDA graphs need a CUDA GPU (trainer=gpu)")
+        if trainer.world_size > 1:
+            problems.append(f"{trainer.world_size} processes: a captured backward pass would skip DDP's gradient "
+                            "all-reduce (use step_mode=compile with DDP)")  # fmt: skip
+        if trainer.accumulate_grad_batches != 1:
+            problems.append(f"accumulate_grad_batches={trainer.accumulate_grad_batches}: every replay overwrites "
+                            "the gradients")  # fmt: skip
+        if str(trainer.precision) in ("16-mixed", "16"):
+            problems.append("precision 16-mixed scales the loss outside the graph (use bf16-mixed)")
+        if problems:
+            raise ValueError("step_mode=cuda_graph cannot run here: " + "; ".join(problems))
+
+    def _make_train_step(self) -> TrainStep:
+        precision = str(self.trainer.precision) if self._trainer is not None else "32-true"
+        return TrainStep(
+            self.model,
+            self.loss,
+            mode=self.step_mode,
+            autocast=autocast_dtype(precision),
+            channels_last=self.channels_last is True,
+            compile_options=self.compile_options,
+            capture=self.graph_capture,
+        )
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if "bad_index" in batch:
             self.bad_image_ledger.count_training(self, batch, batch["image"].shape[0])
-        heatmaps = self._run_model(batch["image"])
-        loss = self.loss(heatmaps, batch["heatmaps"], batch["weights"])
+        if self._train_step is None:
+            self._train_step = self._make_train_step()
+        loss = self._train_step(batch["image"], batch["heatmaps"], batch["weights"])
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite training loss ({loss.item()}) at global step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}); lower the learning rate, check the data, "
                 f"or resume from the last good checkpoint"
             )
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=heatmaps.shape[0])
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
+
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """Lightning's backward pass, skipped where the training step has run it (``step_mode="cuda_graph"``)."""
+        if self._train_step is not None and self._train_step.computes_grads:
+            return
+        super().backward(loss, *args, **kwargs)
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        """Zero the gradients before the backward pass; with ``step_mode="cuda_graph"`` the step has already
+        written them (Lightning zeroes between the training step and the backward pass), so they stay."""
+        if self._train_step is not None and self._train_step.computes_grads:
+            return
+        super().optimizer_zero_grad(epoch, batch_idx, optimizer)
 
     # ------------------------------------------------------------------ evaluation
     def predict_heatmaps(self, images: torch.Tensor) -> torch.Tensor:
