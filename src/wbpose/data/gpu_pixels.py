@@ -29,6 +29,7 @@ Memory: the crops are warped in chunks of ``chunk`` samples, each from a float32
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -154,6 +155,8 @@ def decode_images(
     if use_nvjpeg and tv_io is None:
         if decoder == "nvjpeg":
             raise ImportError("data.gpu_decoder=nvjpeg needs torchvision (torchvision.io.decode_jpeg on CUDA)")
+        warnings.warn("torchvision is not installed: the JPEG files are decoded by OpenCV in the main process, "
+                      "not by nvJPEG on the GPU", stacklevel=2)  # fmt: skip
         use_nvjpeg = False
     if use_nvjpeg and device.type != "cuda":
         raise ValueError(f"nvJPEG decodes on a CUDA device, not {device}")
