@@ -11,9 +11,10 @@ Rows:
 
 - ``step``: ``model.train_step(batch, optim_wrapper)`` (data preprocessor: stack + BGR->RGB + normalise on the
   device; forward; ``KeypointMSELoss``; the head's accuracy, which copies the heatmaps to the host every step as
-  MMPose does; backward; Adam) at each ``--batches`` size, fp32 (``OptimWrapper``, the recipe) and bf16
+  MMPose does by default; backward; Adam) at each ``--batches`` size, fp32 (``OptimWrapper``, the recipe) and bf16
   (``AmpOptimWrapper(dtype="bfloat16")``, MMPose's mixed precision: autocast plus a dynamic loss scaler; CUDA
-  only). In-memory batches: packed samples of its own pipeline, on the device before the clock starts.
+  only), and the largest batch once more without the accuracy (``compute_acc=False``). In-memory batches: packed
+  samples of its own pipeline, on the device before the clock starts.
 - ``train pipeline, 1 process``: ms per sample of MMPose's pipeline and of wbpose's (``CocoWholeBodyDataset``
   with the same augmentation and MSRA targets, in batches of 32 as its loader calls it) in this process with
   OpenCV on one thread, next to the floor (``cv2.imread`` + one ``cv2.warpAffine`` to 192x256), on the same
@@ -54,6 +55,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import sys
@@ -155,7 +157,8 @@ def mmpose_file(relative: str) -> str:
 
 def data_infos(root: Path, cache_dir: Path | None, count: int) -> list[dict]:
     """MMPose data infos (``CocoWholeBodyDataset.parse_data_info`` + ``get_data_info``'s metainfo) for the first
-    ``count`` training people with keypoints of ``root``."""
+    ``count`` training people with keypoints of ``root``, one per image; and their instance indices in wbpose's
+    table (the same order as its dataset's)."""
     from mmpose.datasets.datasets.utils import parse_pose_metainfo
 
     from wbpose.data.annotations import load_instances
@@ -165,9 +168,14 @@ def data_infos(root: Path, cache_dir: Path | None, count: int) -> list[dict]:
     meta = parse_pose_metainfo({"from_file": mmpose_file(METAINFO)})
     keys = ["dataset_name", "upper_body_ids", "lower_body_ids", "flip_pairs", "dataset_keypoint_weights",
             "flip_indices", "skeleton_links"]  # fmt: skip
-    infos = []
-    for i in range(min(count, len(table.instance_ids))):
-        row = table.image_index[i]
+    infos, seen = [], set()
+    for i in range(len(table.instance_ids)):
+        row = int(table.image_index[i])
+        if row in seen:  # one person per image, as in a shuffled training batch (no decode shared)
+            continue
+        seen.add(row)
+        if len(infos) == count:
+            break
         x1, y1, x2, y2 = table.bbox_xyxy[i].tolist()
         info = {
             "img_id": int(table.image_ids[i]),
@@ -183,6 +191,7 @@ def data_infos(root: Path, cache_dir: Path | None, count: int) -> list[dict]:
             "area": np.array((x2 - x1) * (y2 - y1) * 0.53, dtype=np.float32),
             "id": int(table.instance_ids[i]),
             "category_id": 1,
+            "wbpose_index": i,
         }
         info.update({k: meta[k] for k in keys})
         infos.append(info)
@@ -240,22 +249,27 @@ def time_steps(model, samples: list[dict], device: torch.device, precision: str,
 
 
 def step_rows(model, samples: list[dict], device: torch.device, batches, precisions, warmup, steps) -> list:
-    """MMPose's training step per precision and batch size (a batch that does not fit says so)."""
+    """MMPose's training step per precision and batch size (a batch that does not fit says so), then the largest
+    batch of the last precision once more without the head's accuracy (``train_cfg.compute_acc=False``: no copy of
+    the heatmaps to the host per step)."""
     rows = []
-    for precision in precisions:
-        if precision == "bf16" and device.type != "cuda":
-            rows.append(["step bf16 (AmpOptimWrapper)", "-", "skipped: MMPose's AmpOptimWrapper needs CUDA"])
-            continue
-        for batch in batches:
-            label = f"step {precision} batch {batch}"
-            try:
-                rows.append([label, *time_steps(model, samples, device, precision, batch, warmup, steps)])
-            except torch.OutOfMemoryError as error:  # batch 512 in fp32 may not fit: say so, go on
-                rows.append([label, "-", f"out of memory ({str(error).splitlines()[0][:80]})"])
-            finally:
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-            print(" | ".join(rows[-1]), flush=True)
+    if "bf16" in precisions and device.type != "cuda":
+        rows.append(["step bf16 (AmpOptimWrapper)", "-", "skipped: MMPose's AmpOptimWrapper needs CUDA"])
+        precisions = [p for p in precisions if p != "bf16"]
+    runs = [(p, b, True) for p in precisions for b in batches]
+    if runs:
+        runs.append((precisions[-1], max(batches), False))
+    for precision, batch, accuracy in runs:
+        label = f"step {precision} batch {batch}" + ("" if accuracy else " without the host accuracy")
+        model.train_cfg = {} if accuracy else {"compute_acc": False}
+        try:
+            rows.append([label, *time_steps(model, samples, device, precision, batch, warmup, steps)])
+        except torch.OutOfMemoryError as error:  # batch 512 in fp32 may not fit: say so, go on
+            rows.append([label, "-", f"out of memory ({str(error).splitlines()[0][:80]})"])
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        print(" | ".join(rows[-1]), flush=True)
     return rows
 
 
@@ -292,7 +306,8 @@ def pipeline_rows(dataset: PipelineSet, ours, infos: list[dict], rounds: int, pe
         scale = np.where(scale[0] > scale[1] * 0.75, [scale[0], scale[0] / 0.75], [scale[1] * 0.75, scale[1]])
         matrices.append(get_warp_matrix(centre, scale, 0.0, output_size=INPUT_WH))
     order = [k % n for k in range(per_round)]
-    batches = [order[k : k + 32] for k in range(0, per_round, 32)]
+    ours_order = [infos[k]["wbpose_index"] for k in order]  # the same people in wbpose's dataset
+    batches = [ours_order[k : k + 32] for k in range(0, per_round, 32)]
     passes = {
         "mmpose": lambda: [dataset[k] for k in order],
         "wbpose": lambda: [ours.__getitems__(b) for b in batches],
@@ -322,7 +337,12 @@ def pipeline_rows(dataset: PipelineSet, ours, infos: list[dict], rounds: int, pe
 
 def drain_rate(loader, workers: int, timed: int, batch: int) -> float:
     """Images/s of a loader after every worker has started and delivered and its prefetched batches are drained."""
-    it = iter(loader)
+
+    def forever():
+        while True:  # a small set ends its epoch: start the next pass (the workers stay)
+            yield from loader
+
+    it = forever()
     for k in range(3 * max(1, workers) + timed):
         if k == 3 * max(1, workers):
             start = time.perf_counter()
@@ -355,6 +375,26 @@ def loader_rows(dataset: PipelineSet, root: Path, cache_dir: Path | None, worker
     return rows
 
 
+def synthetic_root(tmp: Path, count: int) -> Path:
+    """A root of ``count`` photo-like 640x480 JPEGs (quality 95) with 2 people each: ``benchmarks/data_pipeline.py``'s
+    synthetic images, in the COCO-WholeBody layout."""
+    from data_pipeline import write_annotations, write_textured_jpegs  # beside this script
+    from wbpose.data.layout import DET_FILE, TRAIN_ANN, VAL_ANN
+
+    root = tmp / "synthetic"
+    (root / "train2017").mkdir(parents=True)
+    images = write_textured_jpegs(root / "train2017", count)
+    for name in (TRAIN_ANN, VAL_ANN, DET_FILE):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+    write_annotations(images, root / TRAIN_ANN)
+    (root / VAL_ANN).write_bytes((root / TRAIN_ANN).read_bytes())  # the data module wants a val split too
+    (root / "val2017").symlink_to("train2017")
+    people = json.loads((root / TRAIN_ANN).read_text())["annotations"]
+    dets = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 1.0} for a in people]
+    (root / DET_FILE).write_text(json.dumps(dets))
+    return root
+
+
 def smoke_root(tmp: Path) -> Path:
     from wbpose.synthetic.full_size import generate_full_size
 
@@ -374,6 +414,8 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     parser.add_argument("--instances", type=int, default=256, help="distinct samples built by the pipeline")
     parser.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--synthetic", type=int, metavar="N", help="instead of --root: N synthetic 640x480 JPEGs")
+    parser.add_argument("--skip-steps", action="store_true", help="the pipeline and loader rows only")
     parser.add_argument("--smoke", action="store_true", help="CPU, batch 2, 2 steps, a tiny synthetic root")
     parser.add_argument("--force-shims", action="store_true", help="install every stand-in (the CPU check)")
     add_json_argument(parser)
@@ -391,8 +433,10 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     if args.smoke:
         args.device, args.batches, args.precisions, args.warmup, args.steps = "cpu", [2], ["fp32", "bf16"], 1, 2
         args.instances, args.workers, args.rounds, args.root = 8, 1, 1, smoke_root(tmp)
+    if args.synthetic:
+        args.root = synthetic_root(tmp, args.synthetic)
     if args.root is None:
-        parser.error("--root is required (or --smoke)")
+        parser.error("--root or --synthetic is required (or --smoke)")
     device = torch.device(args.device)
     versions = f"mmpose {mmpose.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}"
     rows: list[list[str]] = [["versions", versions, f"shims: {', '.join(shims) or 'none'}; device {device}"]]
@@ -401,7 +445,8 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     infos = data_infos(args.root, args.cache_dir, args.instances)
     dataset = PipelineSet(infos, pipeline, length=10**9)
     samples = [dataset[k] for k in range(len(infos))]
-    rows += step_rows(model, samples, device, args.batches, args.precisions, args.warmup, args.steps)
+    if not args.skip_steps:
+        rows += step_rows(model, samples, device, args.batches, args.precisions, args.warmup, args.steps)
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()

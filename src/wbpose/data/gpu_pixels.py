@@ -5,7 +5,8 @@ A batch of encoded samples (:mod:`wbpose.data.encoded`) becomes the batch the Li
 batch reaches the device (``WholeBodyDataModule.transfer_batch_to_device``, ``data.decode_on=gpu``):
 
 1. **Decode** each file of the batch once: on CUDA with nvJPEG through ``torchvision.io.decode_jpeg`` (all files
-   in one call; torchvision is imported when first needed, never at import time), else, and for any file nvJPEG
+   in one call, which torchvision hands to the GPU's hardware JPEG decoder for baseline files where the GPU has one,
+   A100 and later; torchvision is imported when first needed, never at import time), else, and for any file nvJPEG
    refuses (CMYK, arithmetic coding, other formats), with ``cv2.imdecode`` on the host. Output: RGB, as stored
    (the EXIF orientation is in the warp, ``wbpose.data.encoded``).
 2. **Warp** every crop from its own inverse matrix with ``F.affine_grid`` + ``F.grid_sample`` (bilinear, zeros
@@ -166,12 +167,12 @@ def decode_images(
         if inputs:
             try:
                 decoded = tv_io.decode_jpeg(inputs, mode=tv_io.ImageReadMode.RGB, device=device)
-            except RuntimeError:  # one bad file fails the whole call: decode file by file
+            except (RuntimeError, ValueError):  # one bad file fails the whole call: decode file by file
                 decoded = []
                 for x in inputs:
                     try:
                         decoded.append(tv_io.decode_jpeg(x, mode=tv_io.ImageReadMode.RGB, device=device))
-                    except RuntimeError:
+                    except (RuntimeError, ValueError):
                         decoded.append(None)
             for u, image in zip(todo, decoded):
                 out[u] = image
