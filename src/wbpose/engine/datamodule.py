@@ -32,7 +32,10 @@ Pixels on the GPU (``decode_on="gpu"``, docs/data.md#pixels-on-the-gpu): the wor
 the warps and the targets as Gaussian profiles (:mod:`wbpose.data.encoded`), and :meth:`transfer_batch_to_device`
 decodes, warps and normalises the crops on the device (:mod:`wbpose.data.gpu_pixels`), training and validation
 alike. The LightningModule sees the same batch keys either way. Only loaders run by a ``Trainer`` given this data
-module (``fit``/``validate``/``test(datamodule=...)``) pass through that hook.
+module (``fit``/``validate``/``test(datamodule=...)``) pass through that hook. The work happens in
+``transfer_batch_to_device`` rather than ``on_after_batch_transfer`` because the files must stay on the host (the
+decoders read host memory) while the rest of the batch moves, and so that the LightningModule keeps
+``on_after_batch_transfer`` for itself (Lightning calls a data module's batch hook instead of the module's).
 """
 
 from __future__ import annotations
