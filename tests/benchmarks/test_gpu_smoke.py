@@ -14,7 +14,7 @@ import pytest
 from helpers.paths import REPO_ROOT
 
 
-@pytest.mark.slow  # about 4 minutes of wall time on 2 shared cores (load 9): `make test-slow`
+@pytest.mark.slow  # 40 s at load 6 on 2 shared cores, 4 min at load 9: `make test-slow`
 def test_gpu_benchmark_smoke(tmp_path: Path) -> None:
     no_wheels = tmp_path / "wheels"  # no MMPose wheels: its rows say how to get them (test_mmpose_step.py runs it)
     no_wheels.mkdir()

@@ -16,7 +16,7 @@ from helpers.paths import REPO_ROOT
 WHEELS = Path(os.environ.get("WBPOSE_WHEELS", REPO_ROOT / "benchmarks" / "wheels")) / "mmpose"
 
 
-@pytest.mark.slow  # MMPose's W32 steps on CPU: minutes on 2 shared cores
+@pytest.mark.slow  # MMPose's W32 steps on CPU: 100 s at load 6 on 2 shared cores
 def test_mmpose_step_smoke(tmp_path: Path) -> None:
     if not list(WHEELS.glob("mmpose-1.3.2-*.whl")):
         pytest.skip(f"no MMPose wheels in {WHEELS} (bash benchmarks/fetch_mmpose_wheels.sh)")
