@@ -149,7 +149,7 @@ def main() -> None:
                 import os, time, numpy as np, torch
                 from torch.utils.data import DataLoader, Dataset
                 from wbpose.data.annotations import load_instances
-                from wbpose.engine.datamodule import cached_worker_init
+                from wbpose.engine.datamodule import WorkerInit
 
                 class Rows(Dataset):  # what CocoWholeBodyDataset reads from the table per sample
                     def __init__(self, t):
@@ -169,7 +169,7 @@ def main() -> None:
 
                 table = load_instances({str(ann)!r}, cache_dir={str(folder)!r})
                 loader = DataLoader(Rows(table), batch_size=256, shuffle=True, num_workers=2,
-                                    worker_init_fn=cached_worker_init, persistent_workers=True)
+                                    worker_init_fn=WorkerInit(prefault=True), persistent_workers=True)
                 it = iter(loader)
                 n = len(loader)
                 early, t = None, time.perf_counter()

@@ -2,7 +2,9 @@
 
 One train sample = ``cv2.imread`` + flip/half-body/shift-scale-rotate + one affine warp + normalisation + heatmap
 target (``CocoWholeBodyDataset`` with the train augmentations and a codec), fetched in batches through
-``__getitems__`` as the DataLoader does, and also one ``dataset[i]`` at a time. The floor is what no
+``__getitems__`` as the DataLoader does, and also one ``dataset[i]`` at a time. The ``decode_on=gpu`` row is what a
+loader worker does per sample when the crops are made on the GPU (``encoded=True``: augmentation, crop geometry,
+target profiles, the file read and its header checked; no decode, warp or heatmap rendering). The floor is what no
 top-down pipeline can beat: decoding the same JPEG with ``cv2.imread`` and one ``cv2.warpAffine`` of it to the
 same output size. Both run on one thread (``torch.set_num_threads(1)``, ``cv2.setNumThreads(1)``), in the main
 process, interleaved pass by pass so that load from other jobs hits both alike. Timing (``benchmarks/timing.py``):
@@ -125,6 +127,8 @@ def measure(
     input_wh = (image_hw[1], image_hw[0])
     codec = make_codec(codec_name, image_hw, sigma=sigma, heatmap_hw=heatmap_hw)
     train = CocoWholeBodyDataset(ann, img_dir, input_wh, codec=codec, transforms=build_train_augmentations())
+    encoded = CocoWholeBodyDataset(ann, img_dir, input_wh, codec=codec, transforms=build_train_augmentations(),
+                                   encoded=True)  # fmt: skip
     val = CocoWholeBodyDataset(ann, img_dir, input_wh)
     order = [i % len(train) for i in range(samples)]
     paths = [train.image_path(i) for i in order]
@@ -141,6 +145,10 @@ def measure(
         for b in batches:
             train.__getitems__(b)  # what the DataLoader calls per batch; results dropped as after collation
 
+    def encoded_pass() -> None:
+        for b in batches:
+            encoded.__getitems__(b)  # decode_on=gpu: a worker's share (annotation half, file read, target profiles)
+
     def train_single_pass() -> None:
         for i in order:
             train[i]
@@ -149,7 +157,8 @@ def measure(
         for b in batches:
             val.__getitems__(b)
 
-    passes = {"floor": floor_pass, "train": train_pass, "train1": train_single_pass, "val": val_pass}
+    passes = {"floor": floor_pass, "train": train_pass, "train1": train_single_pass, "val": val_pass,
+              "encoded": encoded_pass}  # fmt: skip
     per_round: dict[str, list[float]] = {name: [] for name in passes}
     for r in range(rounds + 1):  # round 0 warms up (page cache, allocators) and is not counted
         for name, run in passes.items():
@@ -201,6 +210,7 @@ def main() -> None:
                     (f"wbpose train ({codec_name}), batch of {args.batch}", "train"),
                     (f"wbpose train ({codec_name}), one at a time", "train1"),
                     (f"wbpose val, batch of {args.batch}", "val"),
+                    (f"wbpose train ({codec_name}), decode_on=gpu worker share, batch of {args.batch}", "encoded"),
                 ]
                 for label, key in labels:
                     if key in ("floor", "val") and codec_name != args.codecs[0]:

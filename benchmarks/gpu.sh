@@ -1,25 +1,75 @@
 #!/usr/bin/env bash
-# One command for the GPU check (benchmarks/gpu.py): makes the full-size fixture if absent, then runs the grid.
-# On a machine with at least 4 CPU cores (the GPU machines) it then times the CPU video path of the tiny model and
-# W32 (benchmarks/video.py, 2 network threads; the reader and writer threads get cores of their own there, which
-# this project's 2-core machine cannot give them). WBPOSE_GPU_VIDEO=0 skips that part.
-# With $OUT set (the lent GPU machines), the tables are also written as json there (benchmarks/render.py renders
-# them into docs/benchmarks.md once copied to docs/benchmark_results/).
+# One command for the GPU check (benchmarks/gpu.py), under 8 minutes on one H100/H200; prints one table, last.
+#
+# 1. Python: $PY, else .venv/bin/python, else python3 (the GPU machines' interpreter, which has torch, torchvision,
+#    Lightning, OpenCV). wbpose's own packages that image lacks (hydra-core, omegaconf, antlr4, msgspec, orjson) are
+#    installed from benchmarks/wheels/wbpose into /tmp/wbpose_site when they do not import; MMPose and its packages
+#    from benchmarks/wheels/mmpose into /tmp/mmpose_site (on the path of benchmarks/mmpose_step.py alone). The
+#    machines have no package registry: `bash benchmarks/fetch_mmpose_wheels.sh` here, then carry
+#    benchmarks/wheels with the device tool. Without the MMPose wheels the MMPose rows say so and the rest runs.
+# 2. The full-size fixture (scripts/synthetic.py --full-size) into $WBPOSE_FULL_ROOT (default /tmp/wbpose_full).
+# 3. benchmarks/gpu.py with MMPose and, on a machine with at least 4 cores, the CPU video rows (WBPOSE_GPU_VIDEO=0
+#    skips them); its budget (default 300 s, WBPOSE_GPU_BUDGET) keeps the whole run under 8 minutes.
+# With $OUT set (the lent GPU machines) the full log goes to $OUT/gpu.log and the table to $OUT/gpu.json
+# (benchmarks/render.py renders it once copied to docs/benchmark_results/).
+# ---- STEP HELPER: the compiled / CUDA-graph rows of benchmarks/train_throughput.py are wired in gpu.py (its
+# ---- marked place); a separate command here would go right before step 3.
 # Usage: bash benchmarks/gpu.sh [--smoke] [other gpu.py arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${PY:-.venv/bin/python}"
+if [[ -z "${PY:-}" ]]; then
+    if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+WHEELS="${WBPOSE_WHEELS:-benchmarks/wheels}"
+SMOKE=0
+[[ " $* " == *" --smoke "* ]] && SMOKE=1
+LOG_DIR="${OUT:-$(mktemp -d /tmp/wbpose_gpu.XXXXXX)}"
+mkdir -p "$LOG_DIR"
+LOG="$LOG_DIR/gpu.log"
+echo "gpu.sh: python $PY, log $LOG" | tee "$LOG"
+if command -v nvidia-smi >/dev/null; then nvidia-smi >>"$LOG" 2>&1 || true; fi
+
+install_wheels() {  # install_wheels FOLDER TARGET: the folder's wheels, offline, without dependencies
+    rm -rf "$2"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$2" "$1"/*.whl >>"$LOG" 2>&1
+}
+
+if ! "$PY" -c "import hydra, omegaconf, msgspec, orjson" 2>/dev/null; then
+    if compgen -G "$WHEELS/wbpose/*.whl" >/dev/null; then
+        install_wheels "$WHEELS/wbpose" /tmp/wbpose_site
+        export PYTHONPATH="$PYTHONPATH:/tmp/wbpose_site"
+        echo "gpu.sh: wbpose's packages from $WHEELS/wbpose -> /tmp/wbpose_site" | tee -a "$LOG"
+    else
+        echo "gpu.sh: $PY lacks hydra-core/omegaconf/msgspec/orjson and $WHEELS/wbpose has no wheels:" \
+             "run bash benchmarks/fetch_mmpose_wheels.sh where pip works and carry $WHEELS" | tee -a "$LOG" >&2
+        exit 1
+    fi
+fi
+MMPOSE=()
+if [[ -n "${WBPOSE_MMPOSE_SITE:-}" ]]; then
+    MMPOSE=(--mmpose-site "$WBPOSE_MMPOSE_SITE")
+elif compgen -G "$WHEELS/mmpose/*.whl" >/dev/null; then
+    if install_wheels "$WHEELS/mmpose" /tmp/mmpose_site; then
+        MMPOSE=(--mmpose-site /tmp/mmpose_site)
+        echo "gpu.sh: MMPose from $WHEELS/mmpose -> /tmp/mmpose_site" | tee -a "$LOG"
+    else
+        echo "gpu.sh: installing $WHEELS/mmpose failed (see $LOG): the MMPose rows are skipped" | tee -a "$LOG"
+    fi
+fi
+
 ROOT="${WBPOSE_FULL_ROOT:-/tmp/wbpose_full}"
-if [[ " $* " != *" --smoke "* && ! -f "$ROOT/person_detection_results/COCO_val2017_detections_AP_H_56_person.json" ]]; then
-    "$PY" scripts/synthetic.py --full-size --out "$ROOT"
+if [[ $SMOKE == 0 && ! -f "$ROOT/person_detection_results/COCO_val2017_detections_AP_H_56_person.json" ]]; then
+    start=$SECONDS
+    "$PY" scripts/synthetic.py --full-size --out "$ROOT" 2>&1 | tee -a "$LOG"
+    echo "gpu.sh: full-size fixture in $((SECONDS - start)) s" | tee -a "$LOG"
 fi
-JSON=()
-VIDEO_JSON=()
-if [[ -n "${OUT:-}" && " $* " != *" --smoke "* ]]; then
-    JSON=(--json "$OUT/gpu.json")
-    VIDEO_JSON=(--json "$OUT/video_gpu_machine.json")
+EXTRA=()
+if [[ $SMOKE == 0 ]]; then
+    EXTRA+=(--budget "${WBPOSE_GPU_BUDGET:-300}")
+    [[ -n "${OUT:-}" ]] && EXTRA+=(--json "$OUT/gpu.json" --video-json "$OUT/video_gpu_machine.json")
+    [[ "${WBPOSE_GPU_VIDEO:-1}" != 0 && "$(nproc)" -ge 4 ]] && EXTRA+=(--video)
 fi
-"$PY" benchmarks/gpu.py --root "$ROOT" "$@" "${JSON[@]}"
-if [[ " $* " != *" --smoke "* && "${WBPOSE_GPU_VIDEO:-1}" != 0 && "$(nproc)" -ge 4 ]]; then
-    "$PY" benchmarks/video.py --archs tiny w32 --frames 40 8 --reps 3 --threads 2 "${VIDEO_JSON[@]}"
-fi
+set -o pipefail
+"$PY" benchmarks/gpu.py --root "$ROOT" "${MMPOSE[@]}" "${EXTRA[@]}" "$@" 2>&1 | tee -a "$LOG"

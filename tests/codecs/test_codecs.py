@@ -15,6 +15,7 @@ import torch
 from helpers.references import mmpose_style_decode, mmpose_style_encode, ref_decode, ref_encode
 from wbpose.codecs import DarkHeatmap, HeatmapCodec, MSRAHeatmap, opencv_gaussian_kernel
 from wbpose.codecs import base as codec_base
+from wbpose.codecs.gaussian import render_profiles
 
 RECIPES = {"256x192": ((256, 192), (64, 48), 2), "384x288": ((384, 288), (96, 72), 3)}
 TOL_PX = 1e-4
@@ -206,6 +207,27 @@ def test_encode_matches_reference(name, recipe):
     np.testing.assert_allclose(target.heatmaps, ref_hm, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(target.weights, ref_w)
     assert 0 < ref_w.sum() < visible.sum()  # the case mix did exercise the off-map rule
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("name", ["msra", "dark"])
+def test_profiles_multiply_out_to_the_encoded_maps_bit_for_bit(name, recipe):
+    """encode_profiles (what loader workers send with data.decode_on=gpu) rendered in numpy and as a torch outer
+    product (the device side, wbpose.data.gpu_pixels) give exactly encode()'s heatmaps and weights."""
+    codec = make_codec(name, recipe)
+    iw, ih = codec.input_wh
+    rng = np.random.default_rng(5)
+    kp = np.stack([rng.uniform(-40, iw + 40, 40), rng.uniform(-40, ih + 40, 40)], axis=1).astype(np.float32)
+    visible = (rng.random(40) < 0.8).astype(np.float32)
+    target = codec.encode(kp, visible)
+    gx, gy, weights = codec.encode_profiles(kp, visible)
+    assert gx.shape == (40, codec.heatmap_wh[0]) and gy.shape == (40, codec.heatmap_wh[1])
+    assert gx.dtype == gy.dtype == np.float32
+    np.testing.assert_array_equal(weights, target.weights)
+    np.testing.assert_array_equal(render_profiles(gx, gy), target.heatmaps)
+    outer = torch.from_numpy(gy)[:, :, None] * torch.from_numpy(gx)[:, None, :]
+    assert torch.equal(outer, torch.from_numpy(target.heatmaps))
+    assert 0 < weights.sum() < visible.sum() and target.heatmaps.any()
 
 
 @pytest.mark.parametrize("recipe", RECIPES)

@@ -224,3 +224,25 @@ def test_corrupt_jpeg_is_detected_in_a_forked_loader_worker(tmp_path: Path) -> N
         child = f.read().split("|")
     assert child[0] == "ok" and child[1].startswith("corrupt: libjpeg reports") and child[2] == "ok"
     assert read_image_file(str(good))[1] is None and read_image_file(str(bad))[1].startswith("corrupt: libjpeg")
+
+
+def test_encoded_samples_apply_the_same_policy(root: Path, tmp_path: Path) -> None:
+    """decode_on=gpu (encoded samples): what a worker sees without decoding follows the same policy with the same
+    messages and stand-ins; corrupt entropy-coded data is left to the device decoder (documented)."""
+    ds = _train(root, transforms=build_train_augmentations(), on_bad_image="replace", encoded=True)
+    batch = ds.__getitems__([1, 2, 3, 8, 19])
+    assert [int(s["bad_index"]) for s in batch] == [-1, 2, 3, 8, -1]
+    assert [int(s["instance_id"]) for s in batch] == [2, 5, 5, 10, 20]  # the CPU path's stand-ins
+    assert batch[1]["encoded"] is batch[2]["encoded"]  # one file read for both samples on image 5
+    with pytest.raises(DataError, match=r"cannot decode image .*000000000009\.jpg for image_id 9.*truncated JPEG"):
+        _train(root, encoded=True)[8]
+    val = _val(root, on_bad_image="drop", encoded=True).__getitems__([0, 1, 2])
+    assert [int(s["bad_index"]) for s in val] == [-1, 1, -1] and val[1]["encoded"].is_blank
+    small = one_person_root(tmp_path, num_train=2, num_val=1)
+    break_image(image_file(small, "train", 1), "wrong_size")
+    with pytest.raises(DataError, match=r"000000000001\.jpg decodes to 70x50 but the annotation file says 160x120"):
+        _train(small, encoded=True)[0]
+    break_image(image_file(small, "train", 2), "scrambled")
+    assert _train(small, encoded=True)[1]["encoded"].raw_wh == (160, 120)  # not seen without decoding
+    with pytest.raises(ValueError, match="photometric augmentation runs on the uint8 crop"):
+        _train(small, encoded=True, photometric=lambda sample, rng: sample)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
-from torch.utils.data import DistributedSampler, SequentialSampler
+from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from helpers.annotations import write_root
 from wbpose.codecs import MSRAHeatmap
 from wbpose.data.augment import RandomHalfBody
 from wbpose.data.sampling import EpochBatchSampler, ResumableDataLoader
-from wbpose.engine.datamodule import UnpaddedDistributedSampler, WholeBodyDataModule
+from wbpose.data.workers import thread_settings
+from wbpose.engine.datamodule import UnpaddedDistributedSampler, WholeBodyDataModule, WorkerInit
 
 CODEC = MSRAHeatmap((64, 48), (16, 12), 1.0)
 
@@ -170,3 +172,98 @@ def test_synthetic_evaluation_needs_only_the_val_files(tmp_path: Path, monkeypat
     dm.prepare_train = True
     dm.prepare_data()
     assert calls == [str(tmp_path)]
+
+
+class ThreadProbe(torch.utils.data.Dataset):
+    """One item: the thread settings of the process that builds it (a loader worker)."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int) -> dict:
+        return thread_settings()
+
+
+def test_loader_workers_run_with_one_thread(tmp_path: Path) -> None:
+    """The loaders' worker_init_fn takes OpenCV's pool (one thread per core, inherited by a forked worker) and
+    torch down to one thread inside the worker; without it the worker keeps the parent's OpenCV threads."""
+    write_root(tmp_path)
+    dm = make_dm(tmp_path, num_workers=1, prefetch_factor=3)
+    dm.setup("fit")
+    val, train = dm.val_dataloader(), dm.train_dataloader()
+    assert isinstance(val.worker_init_fn, WorkerInit) and isinstance(train.worker_init_fn, WorkerInit)
+    assert val.prefetch_factor == train.prefetch_factor == 3 and val.persistent_workers
+    assert make_dm(tmp_path).val_dataloader().worker_init_fn is None  # no workers, nothing to set up
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(4)
+    try:
+        inside = next(
+            iter(DataLoader(ThreadProbe(), batch_size=None, num_workers=1, worker_init_fn=val.worker_init_fn))
+        )
+        plain = next(iter(DataLoader(ThreadProbe(), batch_size=None, num_workers=1)))
+    finally:
+        cv2.setNumThreads(before)
+    assert inside["cv2"] == 1 and inside["torch"] == 1 and inside["OMP_NUM_THREADS"] == "1"
+    assert plain["cv2"] == 4  # what a worker runs with otherwise
+    with pytest.raises(ValueError, match="prefetch_factor"):
+        make_dm(tmp_path, prefetch_factor=0)
+
+
+def test_decode_on_gpu_gives_the_cpu_pipelines_batches(tmp_path: Path) -> None:
+    """decode_on=gpu (here on CPU tensors: the main process makes the crops in transfer_batch_to_device) gives the
+    batch of decode_on=cpu: the same keys, heatmaps and weights bit for bit, crops within one grey level."""
+    write_root(tmp_path)
+    cpu, gpu = make_dm(tmp_path), make_dm(tmp_path, decode_on="gpu", num_workers=1, prefetch_factor=1)
+    assert gpu.device_pixels is not None and cpu.device_pixels is None
+    for loader in ("train_dataloader", "val_dataloader"):
+        expected = next(iter(getattr(cpu, loader)()))
+        encoded = next(iter(getattr(gpu, loader)()))
+        assert "image" not in encoded and encoded["jpeg_data"].dtype == torch.uint8
+        got = gpu.transfer_batch_to_device(gpu.on_before_batch_transfer(encoded, 0), torch.device("cpu"), 0)
+        assert set(got) == set(expected) | {"bad_rows"}
+        assert got["image"].is_contiguous(memory_format=torch.channels_last)
+        grey = (got["image"] - expected["image"]).abs() * torch.tensor([58.395, 57.12, 57.375])[:, None, None]
+        assert float((grey <= 1 + 1e-3).float().mean()) >= 0.999
+        for key in set(expected) - {"image"}:
+            assert torch.equal(got[key], expected[key]), key
+    assert cpu.transfer_batch_to_device({"x": torch.ones(1)}, torch.device("cpu"), 0)["x"].tolist() == [1.0]
+
+
+def test_decode_on_gpu_trains_and_validates_through_the_trainer(tmp_path: Path) -> None:
+    """The Lightning path: the batches reach the module as crops (the module never sees the encoded keys)."""
+    from functools import partial
+
+    import pytorch_lightning as pl
+
+    from wbpose.engine.module import TopdownPoseModule
+    from wbpose.losses import KeypointMSELoss
+    from wbpose.models import build_pose_model
+
+    write_root(tmp_path)
+    codec = MSRAHeatmap((64, 32), (16, 8), 1.0)
+    dm = WholeBodyDataModule(tmp_path, (64, 32), codec, batch_size=2, val_batch_size=2, num_workers=0,
+                             pin_memory=False, decode_on="gpu", image_dtype="bfloat16")  # fmt: skip
+    seen = []
+    module = TopdownPoseModule(build_pose_model("tiny"), codec, KeypointMSELoss(), optimizer=partial(torch.optim.Adam),
+                               num_vis_images=0, flip_test=True)  # fmt: skip
+    step = module.training_step
+    module.training_step = lambda batch, batch_idx: (seen.append(sorted(batch)), step(batch, batch_idx))[1]
+    kw = dict(accelerator="cpu", devices=1, max_steps=1, limit_val_batches=1, logger=False,
+              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+              num_sanity_val_steps=0, default_root_dir=tmp_path)  # fmt: skip
+    with pytest.raises(ValueError, match="image_dtype=bfloat16 makes bfloat16 crops.*bf16-mixed"):
+        pl.Trainer(**kw).fit(module, datamodule=dm)
+    trainer = pl.Trainer(precision="bf16-mixed", **kw)
+    trainer.fit(module, datamodule=dm)
+    trainer.validate(module, datamodule=dm, verbose=False)
+    assert seen and "image" in seen[0] and "heatmaps" in seen[0] and "jpeg_data" not in seen[0]
+
+
+def test_decode_on_gpu_refuses_photometric_augmentation(tmp_path: Path) -> None:
+    write_root(tmp_path)
+    with pytest.raises(ValueError, match=r"decode_on=gpu cannot run data\.photometric"):
+        make_dm(tmp_path, decode_on="gpu", photometric=[{"type": "ColorJitter", "p": 1.0}])
+    with pytest.raises(ValueError, match="decode_on"):
+        make_dm(tmp_path, decode_on="tpu")
+    with pytest.raises(ValueError, match="dtype"):
+        make_dm(tmp_path, decode_on="gpu", image_dtype="float16")

@@ -29,7 +29,7 @@ from wbpose.codecs.dark_refine import (
     taps_torch,
     taylor_offset,
 )
-from wbpose.codecs.gaussian import unbiased_heatmaps
+from wbpose.codecs.gaussian import unbiased_heatmaps, unbiased_profiles
 
 __all__ = ["LOG_EPS", "TAYLOR_TAPS", "DarkHeatmap", "opencv_gaussian_kernel"]
 
@@ -76,6 +76,18 @@ class DarkHeatmap(BaseHeatmapCodec):
         kp_hm, vis = self._check_keypoints(keypoints_xy, visible)
         heatmaps, weights = unbiased_heatmaps(kp_hm, vis, self.heatmap_wh, self.sigma)
         return HeatmapTarget(heatmaps=heatmaps, weights=weights)
+
+    def encode_profiles(
+        self, keypoints_xy: np.ndarray, visible: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The target of :meth:`encode` as the two profiles whose outer products are its heatmaps
+        (``wbpose.codecs.gaussian.render_profiles``; rendered anywhere in float32, the same maps bit for bit).
+
+        Shape:
+            keypoints_xy: (K, 2), visible: (K,) -> gx (K, w), gy (K, h), weights (K,), all float32
+        """
+        kp_hm, vis = self._check_keypoints(keypoints_xy, visible)
+        return unbiased_profiles(kp_hm, vis, self.heatmap_wh, self.sigma)
 
     @torch.no_grad()
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from wbpose.codecs.base import BaseHeatmapCodec, HeatmapTarget
-from wbpose.codecs.gaussian import msra_heatmaps
+from wbpose.codecs.gaussian import msra_heatmaps, msra_profiles
 
 BORDER_RULES = ("1.x", "0.x")
 
@@ -62,6 +62,18 @@ class MSRAHeatmap(BaseHeatmapCodec):
         kp_hm, vis = self._check_keypoints(keypoints_xy, visible)
         heatmaps, weights = msra_heatmaps(kp_hm, vis, self.heatmap_wh, self.sigma)
         return HeatmapTarget(heatmaps=heatmaps, weights=weights)
+
+    def encode_profiles(
+        self, keypoints_xy: np.ndarray, visible: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The target of :meth:`encode` as the two profiles whose outer products are its heatmaps
+        (``wbpose.codecs.gaussian.render_profiles``; rendered anywhere in float32, the same maps bit for bit).
+
+        Shape:
+            keypoints_xy: (K, 2), visible: (K,) -> gx (K, w), gy (K, h), weights (K,), all float32
+        """
+        kp_hm, vis = self._check_keypoints(keypoints_xy, visible)
+        return msra_profiles(kp_hm, vis, self.heatmap_wh, self.sigma)
 
     @torch.no_grad()
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

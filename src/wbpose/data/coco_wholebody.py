@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from wbpose.data.annotations import BBoxSource, InstanceTable, load_instances
 from wbpose.data.bad_images import read_image_file
+from wbpose.data.encoded import EncodedImage, pack_encoded, read_encoded
 from wbpose.data.errors import DataError
 from wbpose.data.transforms import (
     Compose,
@@ -78,11 +79,16 @@ class CocoWholeBodyDataset(Dataset):
             "raise" (``DataError``, the default), "replace" (training: the next instance, in index order, whose
             image reads) or "drop" (evaluation: a blank crop, for no prediction). With "replace" and "drop" every
             sample also carries ``bad_index`` int64: the instance index whose image failed, -1 otherwise.
+        encoded: samples carry the image file and the crop's warp instead of the crop, and their targets as
+            profiles (:mod:`wbpose.data.encoded`; batch them with ``collate_encoded``): the pixels are made on the
+            training device (:mod:`wbpose.data.gpu_pixels`). Not with ``photometric``.
 
     A sample is a dict of tensors: ``image`` float32 (3, H, W) normalised RGB; ``center_xy`` float32 (2,);
     ``scale_wh`` float32 (2,) (padded, aspect-fixed, after augmentation); ``instance_id`` int64; ``image_id``
     int64; ``bbox_score`` float32; with a codec also ``heatmaps`` float32 (K, h, w), ``weights`` float32 (K,),
-    ``keypoints_xy`` float32 (K, 2) crop pixels, ``visible`` float32 (K,).
+    ``keypoints_xy`` float32 (K, 2) crop pixels, ``visible`` float32 (K,). ``encoded`` samples carry
+    ``encoded`` (an :class:`~wbpose.data.encoded.EncodedImage`) and ``warp_inv`` instead of ``image``, and
+    ``heatmap_x``/``heatmap_y`` instead of ``heatmaps``.
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class CocoWholeBodyDataset(Dataset):
         tune_malloc: bool = True,
         on_bad_image: Literal["raise", "replace", "drop"] = "raise",
         seed: int = 0,
+        encoded: bool = False,
     ) -> None:
         self.ann_file = str(ann_file)
         self.img_dir = str(img_dir)
@@ -116,10 +123,16 @@ class CocoWholeBodyDataset(Dataset):
         if isinstance(transforms, Compose) and len(transforms) == 0:
             transforms = None
         self.transforms = transforms
+        if encoded and photometric is not None:
+            raise ValueError(
+                "photometric augmentation runs on the uint8 crop in the loader workers, which encoded samples "
+                "(data.decode_on=gpu) never make: use data.decode_on=cpu with data.photometric, or drop it"
+            )
+        self.encoded = bool(encoded)
         self.photometric = photometric
         self.affine = TopdownAffine(self.input_wh)
         self.normalize = Normalize()
-        self.target = GenerateTarget(codec, zero_outside_crop) if codec is not None else None
+        self.target = GenerateTarget(codec, zero_outside_crop, profiles=self.encoded) if codec is not None else None
         self.codec = codec
         self.bbox_source = bbox_source
         self.seed = int(seed)
@@ -180,26 +193,44 @@ class CocoWholeBodyDataset(Dataset):
         image, why = read_image_file(path)
         w, h = self.instances.image_wh[self.instances.image_index[index]].tolist()
         if image is None or image.shape[0] != h or image.shape[1] != w:
-            self._raise_bad_image(index, path, image, why)
+            self._raise_bad_image(index, path, None if image is None else (image.shape[1], image.shape[0]), why)
         return image
 
-    def _raise_bad_image(self, index: int, path: str, image: np.ndarray | None, why: str | None = None) -> None:
+    def read_encoded_image(self, index: int) -> EncodedImage:
+        """Read the image file of instance ``index`` for the device decoder (:func:`wbpose.data.encoded.read_encoded`:
+        no decoding for a JPEG), checking its size (upright, from the JPEG header) against the annotation.
+
+        Raises:
+            DataError: as :meth:`read_image`, for what can be seen without decoding.
+        """
+        path = self.image_path(index)
+        image, why = read_encoded(path)
+        w, h = self.instances.image_wh[self.instances.image_index[index]].tolist()
+        if image is None or image.wh != (w, h):
+            self._raise_bad_image(index, path, None if image is None else image.wh, why)
+        return image
+
+    def _read(self, index: int) -> np.ndarray | EncodedImage:
+        """The image of instance ``index`` as this dataset's samples need it: decoded, or encoded."""
+        return self.read_encoded_image(index) if self.encoded else self.read_image(index)
+
+    def _raise_bad_image(self, index: int, path: str, size_wh: tuple[int, int] | None, why: str | None = None) -> None:
         inst = self.instances
         what = f"image_id {int(inst.image_ids[index])}, instance_id {int(inst.instance_ids[index])} ({self.ann_file})"
-        if image is None and (why == "missing" or not os.path.exists(path)):
+        if size_wh is None and (why == "missing" or not os.path.exists(path)):
             raise DataError(f"missing image file {path} for {what}; check img_dir / data.data_root")
         if why == "truncated":
             raise DataError(
                 f"cannot decode image {path} for {what}: truncated JPEG (no end-of-image marker; a partial copy "
                 "or download)"
             )
-        if image is None:
+        if size_wh is None:
             # "corrupt: libjpeg reports ..." says why itself; a bare "corrupt" is a file OpenCV refused
             detail = why if why and why != "corrupt" else "corrupt (not an image OpenCV decodes)"
             raise DataError(f"cannot decode image {path} for {what}: {detail}")
         w, h = inst.image_wh[inst.image_index[index]].tolist()
         raise DataError(
-            f"image {path} decodes to {image.shape[1]}x{image.shape[0]} but the annotation file says {w}x{h} "
+            f"image {path} decodes to {size_wh[0]}x{size_wh[1]} but the annotation file says {w}x{h} "
             f"for {what} (wrong file, or an EXIF-rotated JPEG)"
         )
 
@@ -209,20 +240,21 @@ class CocoWholeBodyDataset(Dataset):
         """Distinct images holding at least one instance (what a fractional bad-image budget is a fraction of)."""
         return int(np.unique(self.instances.image_index).size)
 
-    def _try_read_image(self, index: int) -> np.ndarray | None:
-        """:meth:`read_image`, or ``None`` for a bad image (remembered: this process does not try it again)."""
+    def _try_read_image(self, index: int) -> np.ndarray | EncodedImage | None:
+        """:meth:`read_image` (:meth:`read_encoded_image` for ``encoded``), or ``None`` for a bad image (remembered:
+        this process does not try it again)."""
         row = int(self.instances.image_index[index])
         if row in self._bad_rows:
             return None
         try:
-            return self.read_image(index)
+            return self._read(index)
         except DataError:
             self._bad_rows.add(row)
             return None
 
     def replacement_index(
-        self, index: int, decoded: dict[int, np.ndarray | None] | None = None, max_reads: int = 1000
-    ) -> tuple[int, np.ndarray]:
+        self, index: int, decoded: dict[int, Any] | None = None, max_reads: int = 1000
+    ) -> tuple[int, np.ndarray | EncodedImage]:
         """The instance standing in for ``index`` in training when its image is bad, with its decoded image.
 
         It is the next instance in index order (wrapping around) on another image that reads, so a rerun builds the
@@ -251,13 +283,13 @@ class CocoWholeBodyDataset(Dataset):
         )
 
     def _stand_in(
-        self, sample: TopdownSample, index: int, rng: np.random.Generator | None, decoded: dict[int, np.ndarray | None]
+        self, sample: TopdownSample, index: int, rng: np.random.Generator | None, decoded: dict[int, Any]
     ) -> TopdownSample:
         """The sample that takes the place of ``index``, whose image is bad: the replacement instance, prepared
         with ``rng`` ("replace"), or the same geometry on a blank image, for no prediction ("drop")."""
         if self.on_bad_image == "drop":
             w, h = self.instances.image_wh[self.instances.image_index[index]].tolist()
-            sample.image = np.zeros((int(h), int(w), 3), np.uint8)
+            sample.image = EncodedImage.blank((w, h)) if self.encoded else np.zeros((int(h), int(w), 3), np.uint8)
             return sample
         j, image = self.replacement_index(index, decoded)
         decoded.setdefault(int(self.instances.image_index[j]), image)
@@ -349,6 +381,9 @@ class CocoWholeBodyDataset(Dataset):
         ``benchmarks/data_pipeline.py``). Each sample draws from its own generator, so the draws are the same as
         sample by sample.
 
+        ``encoded`` samples (:mod:`wbpose.data.encoded`) stop after the annotation half: each image file is read
+        once per batch and checked without decoding, and shared by the batch's samples on it.
+
         Each image is decoded once per batch however many of its instances the batch holds: validation boxes come
         grouped by image (104,125 detector boxes on 5,000 val images, about 21 per image), so a val batch decodes
         a few images instead of one per box. The warp reads the decoded image and writes a new crop, so sharing it
@@ -361,19 +396,22 @@ class CocoWholeBodyDataset(Dataset):
         indices = [i for _, i in keys]
         rngs = [self._augment_rng(None, i, epoch) for epoch, i in keys]
         samples = [self.prepare(self.load_sample(i, read_image=False), r) for i, r in zip(indices, rngs)]
-        decoded: dict[int, np.ndarray | None] = {}
+        decoded: dict[int, Any] = {}
         image_index = self.instances.image_index
         bad = [-1] * len(indices)
         for n, i in enumerate(indices):
             key = int(image_index[i])
             if key not in decoded:
-                decoded[key] = self.read_image(i) if self.on_bad_image == "raise" else self._try_read_image(i)
+                decoded[key] = self._read(i) if self.on_bad_image == "raise" else self._try_read_image(i)
             if decoded[key] is not None:
                 samples[n].image = decoded[key]
             else:  # a bad image, not strict: a stand-in sample (``on_bad_image``)
                 bad[n] = i
                 samples[n] = self._stand_in(samples[n], i, rngs[n], decoded)
-        out = [pack_sample(self.finish(s, r, i)) for s, r, i in zip(samples, rngs, indices)]
+        if self.encoded:  # the pixels are made on the device (wbpose.data.gpu_pixels)
+            out = [pack_encoded(s, s.image) for s in samples]
+        else:
+            out = [pack_sample(self.finish(s, r, i)) for s, r, i in zip(samples, rngs, indices)]
         if self.on_bad_image != "raise":
             for sample, b in zip(out, bad):
                 sample["bad_index"] = torch.tensor(b, dtype=torch.int64)
@@ -385,5 +423,5 @@ class CocoWholeBodyDataset(Dataset):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.ann_file}, bbox_source={self.bbox_source!r}, "
-            f"instances={len(self)}, input_wh={self.input_wh})"
+            f"instances={len(self)}, input_wh={self.input_wh}{', encoded' if self.encoded else ''})"
         )

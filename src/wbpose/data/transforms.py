@@ -59,6 +59,8 @@ class TopdownSample:
         warp: the (2, 3) matrix mapping the *decoded, unflipped* image to the crop, set by the warp.
         image_chw: the normalised crop, float32 (3, h, w) RGB, set by :class:`Normalize`.
         heatmaps: (K, h, w) float32 targets, set by :class:`GenerateTarget`.
+        heatmap_x: (K, w) float32, heatmap_y: (K, h) float32: the targets as the two profiles whose outer
+            products are the heatmaps, set by :class:`GenerateTarget` with ``profiles=True`` instead of ``heatmaps``.
         weights: (K,) float32 target weights, set by :class:`GenerateTarget`.
         image_id: COCO image id.
         instance_id: unique id of the box (annotation id or detection index).
@@ -78,6 +80,8 @@ class TopdownSample:
     warp: np.ndarray | None = None
     image_chw: np.ndarray | None = None
     heatmaps: np.ndarray | None = None
+    heatmap_x: np.ndarray | None = None
+    heatmap_y: np.ndarray | None = None
     weights: np.ndarray | None = None
     image_id: int = -1
     instance_id: int = -1
@@ -194,18 +198,26 @@ class GenerateTarget:
     are made invisible first, so they get neither a Gaussian nor weight.
 
     Reads: ``keypoints_xy`` (crop pixels), ``visible``.
-    Writes: ``visible`` (outside-crop points zeroed with ``zero_outside_crop``), ``heatmaps`` (K, h, w),
-    ``weights`` (K,).
+    Writes: ``visible`` (outside-crop points zeroed with ``zero_outside_crop``), ``heatmaps`` (K, h, w) (with
+    ``profiles``: ``heatmap_x`` (K, w) and ``heatmap_y`` (K, h) instead), ``weights`` (K,).
 
     Args:
-        codec: object with ``encode(keypoints_xy (K,2), visible (K,)) -> HeatmapTarget`` and ``input_wh``.
+        codec: object with ``encode(keypoints_xy (K,2), visible (K,)) -> HeatmapTarget`` and ``input_wh``
+            (and ``encode_profiles`` with ``profiles``).
         zero_outside_crop: make points outside the crop invisible before encoding (not MMPose's rule).
+        profiles: keep the targets as the profiles of ``codec.encode_profiles`` (``wbpose.data.encoded``).
     """
 
-    def __init__(self, codec: Any, zero_outside_crop: bool = False) -> None:
+    def __init__(self, codec: Any, zero_outside_crop: bool = False, profiles: bool = False) -> None:
         self.codec = codec
         self.zero_outside_crop = zero_outside_crop
         self.input_wh = tuple(int(v) for v in codec.input_wh)
+        if profiles and not callable(getattr(codec, "encode_profiles", None)):
+            raise ValueError(
+                f"{type(codec).__name__} has no encode_profiles(): its targets cannot travel as profiles "
+                "(data.decode_on=gpu needs a Gaussian codec: msra or dark)"
+            )
+        self.profiles = profiles
 
     def __call__(self, sample: TopdownSample, rng: np.random.Generator | None = None) -> TopdownSample:
         if sample.keypoints_xy is None or sample.visible is None:
@@ -216,10 +228,14 @@ class GenerateTarget:
             w, h = self.input_wh
             inside = (kp[:, 0] >= 0) & (kp[:, 0] < w) & (kp[:, 1] >= 0) & (kp[:, 1] < h)
             visible = visible * inside
-        target = self.codec.encode(sample.keypoints_xy, visible)
         sample.visible = visible
-        sample.heatmaps = np.asarray(target.heatmaps, dtype=np.float32)
-        sample.weights = np.asarray(target.weights, dtype=np.float32) * visible
+        if self.profiles:
+            gx, gy, weights = self.codec.encode_profiles(sample.keypoints_xy, visible)
+            sample.heatmap_x, sample.heatmap_y = gx, gy
+        else:
+            target = self.codec.encode(sample.keypoints_xy, visible)
+            sample.heatmaps, weights = np.asarray(target.heatmaps, dtype=np.float32), target.weights
+        sample.weights = np.asarray(weights, dtype=np.float32) * visible
         return sample
 
 
@@ -273,8 +289,13 @@ def pack_sample(sample: TopdownSample) -> dict[str, torch.Tensor]:
         (K,), ``keypoints_xy`` float32 (K, 2) crop pixels and ``visible`` float32 (K,) when targets exist.
     """
     image = sample.image_chw if sample.image_chw is not None else normalize_image(sample.image, bgr=sample.bgr)
+    return {"image": torch.from_numpy(image), **pack_fields(sample)}
+
+
+def pack_fields(sample: TopdownSample) -> dict[str, torch.Tensor]:
+    """Every field of the sample dict but ``image`` (:func:`pack_sample`; ``wbpose.data.encoded.pack_encoded``):
+    the box and ids, and the targets when they exist (``heatmaps``, or ``heatmap_x``/``heatmap_y`` as profiles)."""
     out: dict[str, torch.Tensor] = {
-        "image": torch.from_numpy(image),
         "center_xy": torch.from_numpy(np.asarray(sample.center_xy, dtype=np.float32)),
         "scale_wh": torch.from_numpy(np.asarray(sample.scale_wh, dtype=np.float32)),
         "instance_id": torch.tensor(int(sample.instance_id), dtype=torch.int64),
@@ -283,6 +304,10 @@ def pack_sample(sample: TopdownSample) -> dict[str, torch.Tensor]:
     }
     if sample.heatmaps is not None:
         out["heatmaps"] = torch.from_numpy(sample.heatmaps)
+    elif sample.heatmap_x is not None and sample.heatmap_y is not None:
+        out["heatmap_x"] = torch.from_numpy(sample.heatmap_x)
+        out["heatmap_y"] = torch.from_numpy(sample.heatmap_y)
+    if "heatmaps" in out or "heatmap_x" in out:
         out["weights"] = torch.from_numpy(sample.weights)
         out["keypoints_xy"] = torch.from_numpy(np.asarray(sample.keypoints_xy, dtype=np.float32))
         out["visible"] = torch.from_numpy(np.asarray(sample.visible, dtype=np.float32))

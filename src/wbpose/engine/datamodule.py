@@ -21,8 +21,21 @@ Annotation cache (``cache_dir``, :mod:`wbpose.data.cache`): ``prepare_data`` (on
 local rank 0 only) parses every annotation and detection json into arrays on disk, or fully verifies the arrays
 already there; ``setup`` (every rank) memory-maps them, and sets the folder as the process default so that the
 metric's ground truth comes from the same cache. Loader workers map every page of the instance arrays when they
-start (``worker_init_fn``, which also runs Lightning's worker seeding when ``seed_everything(workers=True)`` asked
-for it), so their memory stays flat over an epoch. Without ``cache_dir`` every rank parses the json itself.
+start, so their memory stays flat over an epoch. Without ``cache_dir`` every rank parses the json itself.
+
+Loader workers (:class:`WorkerInit`, every loader's ``worker_init_fn``): each worker first limits itself to one
+thread in OpenCV and torch (:func:`wbpose.data.workers.limit_threads`: on a many-core machine OpenCV's own pool
+would otherwise start a thread per core in every worker), then runs Lightning's worker seeding when
+``seed_everything(workers=True)`` asked for it, then maps the cached instance arrays.
+
+Pixels on the GPU (``decode_on="gpu"``, docs/data.md#pixels-on-the-gpu): the workers send each batch's JPEG files,
+the warps and the targets as Gaussian profiles (:mod:`wbpose.data.encoded`), and :meth:`transfer_batch_to_device`
+decodes, warps and normalises the crops on the device (:mod:`wbpose.data.gpu_pixels`), training and validation
+alike. The LightningModule sees the same batch keys either way. Only loaders run by a ``Trainer`` given this data
+module (``fit``/``validate``/``test(datamodule=...)``) pass through that hook. The work happens in
+``transfer_batch_to_device`` rather than ``on_after_batch_transfer`` because the files must stay on the host (the
+decoders read host memory) while the rest of the batch moves, and so that the LightningModule keeps
+``on_after_batch_transfer`` for itself (Lightning calls a data module's batch hook instead of the module's).
 """
 
 from __future__ import annotations
@@ -33,15 +46,19 @@ from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from wbpose.data import cache
 from wbpose.data.augment import GeometricAugment, PhotometricAugment
 from wbpose.data.bad_images import BadImagePolicy, note_bad_rows
 from wbpose.data.coco_wholebody import CocoWholeBodyDataset
+from wbpose.data.encoded import HOST_KEYS, collate_encoded, is_encoded_batch
+from wbpose.data.gpu_pixels import DevicePixels
 from wbpose.data.layout import DET_FILE, LAYOUT_HINT, TRAIN_ANN, VAL_ANN
 from wbpose.data.sampling import EpochBatchSampler, ResumableDataLoader
 from wbpose.data.transforms import zero_outside_crop_for
+from wbpose.data.workers import limit_threads
 from wbpose.synthetic import generate_dataset
 
 
@@ -69,17 +86,32 @@ class UnpaddedDistributedSampler(DistributedSampler):
         return self.num_samples
 
 
-def cached_worker_init(worker_id: int) -> None:
-    """Loader ``worker_init_fn`` with the annotation cache: Lightning's worker seeding (when
-    ``seed_everything(workers=True)`` set ``PL_SEED_WORKERS``), then map every page of the instance arrays."""
-    if int(os.environ.get("PL_SEED_WORKERS", "0")):
-        from lightning_fabric.utilities.seed import pl_worker_init_function
+class WorkerInit:
+    """Every loader worker's ``worker_init_fn`` (module docstring): one thread for OpenCV and torch
+    (:func:`wbpose.data.workers.limit_threads`), Lightning's worker seeding when ``seed_everything(workers=True)``
+    set ``PL_SEED_WORKERS``, and, with the annotation cache, every page of the instance arrays mapped.
 
-        pl_worker_init_function(worker_id)
-    info = get_worker_info()
-    instances = getattr(getattr(info, "dataset", None), "instances", None)
-    if instances is not None:
-        cache.prefault(*(v for v in vars(instances).values() if isinstance(v, np.ndarray)))
+    Args:
+        prefault: map the dataset's instance arrays (memory-mapped cache files) when the worker starts.
+    """
+
+    def __init__(self, prefault: bool) -> None:
+        self.prefault = prefault
+
+    def __call__(self, worker_id: int) -> None:
+        limit_threads()
+        if int(os.environ.get("PL_SEED_WORKERS", "0")):
+            from lightning_fabric.utilities.seed import pl_worker_init_function
+
+            pl_worker_init_function(worker_id)
+        if self.prefault:
+            info = get_worker_info()
+            instances = getattr(getattr(info, "dataset", None), "instances", None)
+            if instances is not None:
+                cache.prefault(*(v for v in vars(instances).values() if isinstance(v, np.ndarray)))
+
+    def __repr__(self) -> str:
+        return f"WorkerInit(prefault={self.prefault})"
 
 
 class WholeBodyDataModule(pl.LightningDataModule):
@@ -94,6 +126,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
         num_workers: loader worker processes (0: load in the main process).
         pin_memory: pin batches in page-locked memory.
         persistent_workers: keep workers alive across epochs (only when ``num_workers > 0``).
+        prefetch_factor: batches each worker prepares ahead (``None``: torch's default, 2; only with workers).
         train_ann: training annotation json.
         val_ann: validation annotation json (also what the metric scores against: :attr:`val_ann_file`).
         train_img_dir: training image folder.
@@ -115,6 +148,12 @@ class WholeBodyDataModule(pl.LightningDataModule):
         bad_images: ``{"strict", "budget"}`` (:class:`~wbpose.data.bad_images.BadImagePolicy`, ``None``: its
             defaults): what a missing, truncated, corrupt or wrongly sized image does; kept as :attr:`bad_images`,
             which the LightningModule reads to count and enforce the budget.
+        decode_on: "cpu" (default: the workers decode, warp and normalise) or "gpu" (the workers send the JPEG
+            files; the crops are made on the training device, :meth:`transfer_batch_to_device`; on a CPU trainer
+            that is the main process). Not with ``photometric``.
+        image_dtype: dtype of the crops made with ``decode_on="gpu"``: "float32" or "bfloat16".
+        gpu_decoder: "auto" (nvJPEG through torchvision on CUDA, else OpenCV), "nvjpeg" or "cv2"
+            (:func:`wbpose.data.gpu_pixels.decode_images`).
     """
 
     def __init__(
@@ -141,8 +180,22 @@ class WholeBodyDataModule(pl.LightningDataModule):
         drop_last: bool = False,
         cache_dir: str | os.PathLike | None = None,
         bad_images: BadImagePolicy | Mapping[str, Any] | None = None,
+        prefetch_factor: int | None = None,
+        decode_on: Literal["cpu", "gpu"] = "cpu",
+        image_dtype: Literal["float32", "bfloat16"] = "float32",
+        gpu_decoder: Literal["auto", "nvjpeg", "cv2"] = "auto",
     ) -> None:
         super().__init__()
+        if decode_on not in ("cpu", "gpu"):
+            raise ValueError(f"data.decode_on must be 'cpu' or 'gpu', got {decode_on!r}")
+        if decode_on == "gpu" and photometric:
+            raise ValueError(
+                "data.decode_on=gpu cannot run data.photometric: the albumentations steps work on the uint8 crop in "
+                "the loader workers, and with decode_on=gpu the crops are made on the device. Use decode_on=cpu "
+                "with photometric augmentation, or drop it (augment=null)"
+            )
+        if prefetch_factor is not None and int(prefetch_factor) < 1:
+            raise ValueError(f"data.prefetch_factor must be >= 1 or null, got {prefetch_factor!r}")
         if data_root is None:
             raise ValueError(f"WholeBodyDataModule needs data_root: {LAYOUT_HINT}")
         if val_bbox_source not in ("det", "gt"):
@@ -155,6 +208,14 @@ class WholeBodyDataModule(pl.LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.prefetch_factor = None if prefetch_factor is None or num_workers == 0 else int(prefetch_factor)
+        self.decode_on = decode_on
+        #: Makes the crops of encoded batches on the device (``decode_on="gpu"``), else ``None``.
+        self.device_pixels = (
+            DevicePixels(self.input_wh, dtype=image_dtype, channels_last=True, decoder=gpu_decoder)
+            if decode_on == "gpu"
+            else None
+        )
         self.train_ann_file = self._path(train_ann)
         self.val_ann_file = self._path(val_ann)
         self.train_img_dir, self.val_img_dir = self._path(train_img_dir), self._path(val_img_dir)
@@ -199,6 +260,19 @@ class WholeBodyDataModule(pl.LightningDataModule):
             dets = [self.det_file] if self.val_bbox_source == "det" and os.path.isfile(self.det_file) else []
             cache.prepare(self.cache_dir, anns, dets)
 
+    def _check_precision(self) -> None:
+        """bfloat16 crops need a bf16 trainer: a float32 network refuses bfloat16 input."""
+        trainer = getattr(self, "trainer", None)
+        pixels = self.device_pixels
+        if trainer is None or pixels is None or pixels.dtype != torch.bfloat16:
+            return
+        precision = str(getattr(trainer, "precision", ""))
+        if "bf16" not in precision:
+            raise ValueError(
+                f"data.image_dtype=bfloat16 makes bfloat16 crops, which a {precision} network cannot take: use "
+                "trainer.precision=bf16-mixed, or data.image_dtype=float32"
+            )
+
     def _check_files(self, *paths: str) -> None:
         missing = [p for p in paths if not os.path.exists(p)]
         if missing:
@@ -206,6 +280,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs ("fit", "validate", "test"; ``None`` builds all)."""
+        self._check_precision()
         if self.cache_dir is not None:
             cache.set_cache_dir(self.cache_dir)  # the datasets and the metric's ground truth read the cache
         if stage in ("fit", None) and self.train_dataset is None:
@@ -223,6 +298,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
                 photometric=photometric,
                 zero_outside_crop=self.zero_outside_crop,
                 on_bad_image="raise" if self.bad_images.strict else "replace",
+                encoded=self.decode_on == "gpu",
             )
         if stage in ("fit", "validate", "test", None) and self.val_dataset is None:
             det = self.val_bbox_source == "det"
@@ -235,6 +311,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
                 det_file=self.det_file if det else None,
                 det_score_thr=self.det_score_thr,
                 on_bad_image="raise" if self.bad_images.strict else "drop",
+                encoded=self.decode_on == "gpu",
             )
 
     def _dist(self) -> dict[str, int] | None:
@@ -248,21 +325,28 @@ class WholeBodyDataModule(pl.LightningDataModule):
             "rank": int(kwargs.get("rank", trainer.global_rank)),
         }
 
+    def _loader_kwargs(self) -> dict[str, Any]:
+        """The ``DataLoader`` arguments shared by the train and val loaders: workers and their set-up, pinning,
+        prefetch, and the collate of encoded samples with ``decode_on="gpu"``."""
+        kwargs: dict[str, Any] = {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+            "worker_init_fn": WorkerInit(prefault=self.cache_dir is not None) if self.num_workers > 0 else None,
+        }
+        if self.prefetch_factor is not None:
+            kwargs["prefetch_factor"] = self.prefetch_factor
+        if self.decode_on == "gpu":
+            kwargs["collate_fn"] = collate_encoded
+        return kwargs
+
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         dist = self._dist()
         if train:
             return self._train_loader(dataset, batch_size, dist)
         sampler = UnpaddedDistributedSampler(dataset, **dist) if dist is not None else None
         return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=False,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            drop_last=False,
-            worker_init_fn=cached_worker_init if self.cache_dir is not None and self.num_workers > 0 else None,
+            dataset, batch_size=batch_size, shuffle=False, sampler=sampler, drop_last=False, **self._loader_kwargs()
         )
 
     def _train_loader(self, dataset: Dataset, batch_size: int, dist: dict[str, int] | None) -> ResumableDataLoader:
@@ -278,14 +362,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
         sampler = EpochBatchSampler(
             dataset, batch_size, shuffle=not overfit, seed=seed, drop_last=self.drop_last, **(dist or {})
         )
-        return ResumableDataLoader(
-            dataset,
-            sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            worker_init_fn=cached_worker_init if self.cache_dir is not None and self.num_workers > 0 else None,
-        )
+        return ResumableDataLoader(dataset, sampler, **self._loader_kwargs())
 
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
@@ -305,3 +382,15 @@ class WholeBodyDataModule(pl.LightningDataModule):
         """Note the rows whose image was bad while the batch is on the host (``wbpose.data.bad_images``), for the
         LightningModule to count without waiting for the device."""
         return note_bad_rows(batch)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move the batch to the device; an encoded batch (``decode_on="gpu"``) then becomes the crops and heatmaps
+        there (:class:`~wbpose.data.gpu_pixels.DevicePixels`; its files stay on the host, where the decoders read
+        them)."""
+        if not is_encoded_batch(batch):
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        pixels = self.device_pixels or DevicePixels(self.input_wh)
+        host = {k: batch[k] for k in HOST_KEYS}
+        rest = super().transfer_batch_to_device({k: v for k, v in batch.items() if k not in HOST_KEYS}, device,
+                                                dataloader_idx)  # fmt: skip
+        return pixels({**rest, **host}, device)

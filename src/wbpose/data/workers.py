@@ -1,0 +1,41 @@
+"""Loader worker processes: one thread per worker for every library that would otherwise start a pool of its own.
+
+A loader worker is one process among many (16 on a 16-core GPU machine), each building whole batches. OpenCV's
+``parallel_for_`` (``cv2.warpAffine``, ``cv2.resize``, ...) starts as many threads as the machine has cores in every
+process that calls it, so 16 workers run 16 x 16 threads for work that one thread per worker does best: the threads
+fight for the cores, and each small warp pays the pool's wake-up and join. A forked worker also inherits
+``cv2.setNumThreads`` from its parent, but not reliably the parent's choice (a spawned one starts afresh), so the
+worker sets it itself. MMPose's engine does the same (``mmengine.utils.dl_utils.setup_env``: ``cv2.setNumThreads(0)``
+and ``OMP_NUM_THREADS=1`` / ``MKL_NUM_THREADS=1`` for its workers).
+
+:func:`limit_threads` is what every loader worker of :class:`~wbpose.engine.datamodule.WholeBodyDataModule` runs
+first (its ``worker_init_fn``): OpenCV without threads (``cv2.setNumThreads(0)``: OpenCV runs its functions on the
+calling thread), torch with one intra-op thread (torch's worker loop sets this too; set again so that a worker made
+by another loader gets it), and the thread variables of OpenMP, MKL and OpenBLAS set to 1 for anything the worker
+loads or starts later.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import torch
+
+__all__ = ["THREAD_ENV", "limit_threads", "thread_settings"]
+
+#: The environment variables that size the thread pools of OpenMP, MKL and OpenBLAS, set to 1 in each worker.
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def limit_threads() -> None:
+    """One thread for OpenCV and torch in this process, and 1 in :data:`THREAD_ENV` (see the module docstring)."""
+    for name in THREAD_ENV:
+        os.environ[name] = "1"
+    cv2.setNumThreads(0)
+    torch.set_num_threads(1)
+
+
+def thread_settings() -> dict[str, int | str | None]:
+    """This process's thread settings: ``cv2`` and ``torch`` thread counts and the :data:`THREAD_ENV` variables."""
+    return {"cv2": cv2.getNumThreads(), "torch": torch.get_num_threads(), **{k: os.environ.get(k) for k in THREAD_ENV}}
