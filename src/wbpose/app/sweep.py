@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from wbpose.app.config import parse_override
@@ -49,6 +50,7 @@ __all__ = [
     "main",
     "plot_sweep",
     "runs_csv",
+    "summary_text",
     "swept_keys",
 ]
 
@@ -216,7 +218,9 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def plot_sweep(runs: Sequence[JobResult], ignore_keys: Sequence[str] = ("seed",), x_key: str | None = None):
+def plot_sweep(
+    runs: Sequence[JobResult], ignore_keys: Sequence[str] = ("seed",), x_key: str | None = None
+) -> np.ndarray:
     """The sweep's picture (RGB uint8 array): each part's AP against ``x_key`` (default: the first swept key other
     than ``ignore_keys``), mean ± std over the runs of a configuration (its seeds) as error bars; one panel per
     combination of the other swept values (at most :data:`MAX_PANELS`, else one panel of unconnected points)."""
