@@ -94,3 +94,22 @@ def test_train_refuses_a_folder_holding_a_run(make_cfg, synthetic_root: Path) ->
         train(cfg)
     assert (out / "checkpoints" / "last.ckpt").read_bytes() == b"earlier run"
     assert not (out / "csv").exists()  # refused before any work
+
+
+def test_a_folder_holding_this_very_run_is_continued_only_when_asked(tmp_path: Path, monkeypatch) -> None:
+    """ckpt_path=auto (continue_same_run): a re-queued job starts again in its own folder, holding its own key."""
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "run"
+    assert claim_run_folder(folder, "abc", continue_same_run=True) is False  # a new folder: claimed
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    assert claim_run_folder(folder, "abc", continue_same_run=True) is True  # the same run: continued
+    assert (folder / RUN_KEY_FILE).read_text() == "abc\n" and (folder / "checkpoints" / "last.ckpt").is_file()
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        claim_run_folder(folder, "abc")  # the same run without ckpt_path=auto would start over: refused
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        claim_run_folder(folder, "another", continue_same_run=True)  # another command's run
+    (folder / RUN_KEY_FILE).unlink()
+    with pytest.raises(FileExistsError, match=r"already holds a run \(checkpoints"):
+        claim_run_folder(folder, "abc", continue_same_run=True)  # checkpoints of an unknown run

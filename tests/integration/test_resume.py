@@ -128,3 +128,48 @@ def test_ckpt_path_auto_resumes_the_same_command(make_cfg, synthetic_root, tmp_p
     with caplog.at_level(logging.INFO, logger="wbpose.app.resume"):
         train(other)
     assert "starting from scratch" in caplog.text and other.ckpt_path is None
+
+
+@pytest.mark.slow  # two short trainings: about 35 s of CPU (tests/app/test_resume.py checks the choice cheaply)
+def test_ckpt_path_auto_continues_a_requeued_job_in_its_own_folder(make_cfg, synthetic_root, tmp_path, monkeypatch,
+                                                                   caplog) -> None:  # fmt: skip
+    """A job re-queued by submitit starts again in the same job folder (a multirun's <sweep dir>/<n>, outside
+    paths.log_dir here): with ckpt_path=auto it resumes that folder's last.ckpt; the earlier CSV is kept aside."""
+    import logging
+
+    from helpers.callbacks import RecordStartStep
+
+    command = [
+        *(o for o in _overrides(8) if o != "~logger"),  # the CSV logger, whose file Lightning would delete
+        "+logger.csv.flush_logs_every_n_steps=1",
+        "trainer.log_every_n_steps=1",
+        "ckpt_path=auto",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        "+callbacks.killer._target_=helpers.callbacks.KillAtEnvStep",
+        "+callbacks.start._target_=helpers.callbacks.RecordStartStep",
+    ]
+    job = tmp_path / "multirun" / "0"
+    first = make_cfg(command, root=synthetic_root)
+    first.paths.output_dir = str(job)
+    monkeypatch.setenv("WBPOSE_TEST_KILL_AT_STEP", "5")
+    with pytest.raises(RuntimeError, match="step 5"):
+        train(first)
+    earlier_csv = (job / "csv" / "metrics.csv").read_text()
+    assert "train/loss" in earlier_csv
+
+    monkeypatch.delenv("WBPOSE_TEST_KILL_AT_STEP")
+    again = make_cfg(command, root=synthetic_root)
+    again.paths.output_dir = str(job)
+    with caplog.at_level(logging.INFO, logger="wbpose.app.resume"):
+        _, objects = train(again)
+    assert "already holds this run (a re-queued job): continuing there" in caplog.text
+    assert again.ckpt_path == str(job / "checkpoints" / "last.ckpt")
+    start = next(cb for cb in objects["trainer"].callbacks if isinstance(cb, RecordStartStep))
+    assert start.start_step == 4 and objects["trainer"].global_step == 8
+    assert (job / "csv" / "metrics.attempt1.csv").read_text() == earlier_csv
+
+    # without ckpt_path=auto, starting over in that folder would mix two runs: refused
+    plain = make_cfg([o for o in command if o != "ckpt_path=auto"], root=synthetic_root)
+    plain.paths.output_dir = str(job)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(plain)

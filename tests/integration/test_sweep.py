@@ -1,4 +1,5 @@
-"""A two-job Hydra multirun (two seeds) on generated data, summarised by wbpose-summarize (scripts/summarize.py)."""
+"""Hydra multiruns on generated data, summarised by wbpose-summarize (scripts/summarize.py): two seeds through
+submitit's local launcher (the path a SLURM sweep takes, side by side), an Optuna search through Hydra's basic one."""
 
 from __future__ import annotations
 
@@ -6,16 +7,21 @@ import os
 import subprocess
 import sys
 
+import cv2
+
+from helpers.extras import require_extra
 from wbpose.app.config import project_root
 from wbpose.app.sweep import collect_multirun
 
 
 def test_two_seed_multirun_and_summary(synthetic_root, tmp_path) -> None:
+    require_extra("hydra_plugins.hydra_submitit_launcher", "slurm")
     sweep_dir = tmp_path / "sweep"
     cmd = [
         sys.executable,
         str(project_root() / "scripts" / "train.py"),
         "-m",
+        "hydra/launcher=submitit_local",
         "model=hrnet_tiny",
         "data=synthetic",
         f"data.data_root={synthetic_root}",
@@ -33,10 +39,11 @@ def test_two_seed_multirun_and_summary(synthetic_root, tmp_path) -> None:
         "seed=0,1",
         f"hydra.sweep.dir={sweep_dir}",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two jobs at once on two cores
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (sweep_dir / "0" / "metrics.json").is_file() and (sweep_dir / "1" / "metrics.json").is_file()
+    assert len(list((sweep_dir / ".submitit").glob("*/*_log.out"))) == 2  # two submitit jobs, side by side
 
     groups, common = collect_multirun(sweep_dir)
     assert list(groups) == ["(all jobs)"] and len(groups["(all jobs)"]) == 2  # one config, two seeds
@@ -54,6 +61,11 @@ def test_two_seed_multirun_and_summary(synthetic_root, tmp_path) -> None:
     assert lines[2].startswith("| (all jobs) | 2 |") and "±" in lines[2]
     assert lines[-3].startswith("Common overrides:") and "seed" not in lines[-3]
     assert lines[-1].startswith("Best trial (metrics.json): val/wholebody_ap = ") and "seed=" in lines[-1]
+    rows = (sweep_dir / "summary.csv").read_text().splitlines()
+    assert rows[0].startswith("job,seed,body_ap,body_ar,") and [r.split(",")[:2] for r in rows[1:]] == [
+        ["0", "0"], ["1", "1"]
+    ]  # fmt: skip
+    assert cv2.imread(str(sweep_dir / "summary.png")) is not None
 
 
 def test_optuna_sweep_without_m_runs_three_trials(synthetic_root, tmp_path) -> None:

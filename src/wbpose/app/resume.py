@@ -4,7 +4,8 @@ A run is "the same" when it was started with the same command-line overrides (``
 aside): every training run writes that key to ``run_key.txt`` in its folder, and ``ckpt_path=auto`` looks for the
 newest intact checkpoint (``last.ckpt`` first; torn files skipped) under ``<paths.log_dir>/<task_name>/`` whose
 folder holds the same key. This is what a pre-empted SLURM job needs: re-submitting the same command continues
-where it stopped, in a new run folder.
+where it stopped, in a new run folder. A job that submitit re-queues itself (``hydra/launcher=slurm``) starts
+again in the same job folder; a folder holding this very key is kept and its own ``last.ckpt`` resumed.
 A wandb run is resumed under the same id: each training run draws its wandb id up front (unless the config gives
 one), so the id is known before wandb starts, and keeps it in ``wandb_id.txt`` next to the key.
 """
@@ -74,11 +75,18 @@ def resolve_auto_resume(cfg: DictConfig, overrides: Sequence[str]) -> Path | Non
     """
     output_dir = Path(cfg.paths.output_dir)
     key = run_key(overrides)
-    claim_run_folder(output_dir, key)
-    if str(cfg.get("ckpt_path")) != "auto":
+    auto = str(cfg.get("ckpt_path")) == "auto"
+    continued = claim_run_folder(output_dir, key, continue_same_run=auto)
+    if not auto:
         return None
     search_root = Path(cfg.paths.log_dir) / str(cfg.task_name)
-    last = find_last_checkpoint(search_root, key, exclude=output_dir)
+    if continued:
+        log.info("ckpt_path=auto: %s already holds this run (a re-queued job): continuing there", output_dir)
+        _keep_earlier_csv(output_dir)
+    # This run's own folder first: a newly claimed one holds no checkpoint, one continued in place (a re-queued job,
+    # also outside the search root, e.g. a multirun with its own hydra.sweep.dir) holds the newest. The same on
+    # every rank (only the first claims the folder).
+    last = find_last_checkpoint(output_dir, key) or find_last_checkpoint(search_root, key)
     with open_dict(cfg):
         cfg.ckpt_path = str(last) if last is not None else None
         if last is not None and cfg.get("logger") and cfg.logger.get("wandb"):
@@ -91,6 +99,19 @@ def resolve_auto_resume(cfg: DictConfig, overrides: Sequence[str]) -> Path | Non
     else:
         log.info("ckpt_path=auto: resuming %s (run key %s)", last, key)
     return last
+
+
+def _keep_earlier_csv(output_dir: Path) -> None:
+    """Move the CSV logger's ``csv/metrics.csv`` of the earlier attempt aside (``csv/metrics.attempt<N>.csv``):
+    Lightning's CSVLogger deletes an existing file when it starts."""
+    csv_file = output_dir / "csv" / "metrics.csv"
+    if not csv_file.is_file():
+        return
+    attempt = 1
+    while (kept := csv_file.with_name(f"metrics.attempt{attempt}.csv")).exists():
+        attempt += 1
+    csv_file.rename(kept)
+    log.info("ckpt_path=auto: the earlier attempt's metrics are in %s", kept)
 
 
 def assign_wandb_id(cfg: DictConfig) -> str | None:

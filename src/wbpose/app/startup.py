@@ -64,18 +64,28 @@ def clear_previous_run(output_dir: str | Path) -> None:
             path.unlink()
 
 
-def claim_run_folder(output_dir: str | Path, key: str) -> None:
+def claim_run_folder(output_dir: str | Path, key: str, continue_same_run: bool = False) -> bool:
     """Make ``output_dir`` this run's own: refuse a folder that holds another run, then write ``key`` to
     :data:`RUN_KEY_FILE` (created exclusively: of two runs starting in one folder at once, one is refused).
 
+    With ``continue_same_run`` (``ckpt_path=auto``) a folder whose :data:`RUN_KEY_FILE` holds this very ``key`` is
+    kept: the same command started again in its own folder, as a job that submitit re-queues after a pre-emption or
+    time-out (Hydra's job folder does not change), continues there.
+
     Ranks other than the first (:func:`is_first_process`) share the first's folder and only check nothing.
+
+    Returns:
+        True when the folder already held this run and is continued, else False.
 
     Raises:
         FileExistsError: the folder already holds a run, naming it and what was found.
     """
     folder = Path(output_dir)
     if not is_first_process():
-        return
+        return False
+    key_file = folder / RUN_KEY_FILE
+    if continue_same_run and key_file.is_file() and key_file.read_text().strip() == key:
+        return True
     hint = (
         "; two runs in one folder would mix their metrics and checkpoints. Start this run in a new folder "
         "(leave hydra.run.dir / paths.output_dir at their default, which is unique per run), or resume that run "
@@ -93,6 +103,7 @@ def claim_run_folder(output_dir: str | Path, key: str) -> None:
         ) from None
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
+    return False
 
 
 #: Checkpoints a run keeps at once: the best and last.ckpt (save_top_k=1 + save_last), one more being written.
