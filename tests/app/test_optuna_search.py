@@ -111,3 +111,19 @@ def test_a_study_without_storage_starts_empty_each_time(tmp_path: Path) -> None:
 
     assert finished_trials(None, "any") == (0, 0)
     assert finished_trials(f"sqlite:///{tmp_path}/none.db", "missing") == (0, 0)
+
+
+def test_trials_are_named_by_the_keys_the_search_varies(tmp_path: Path) -> None:
+    from wbpose.app.run_names import run_name, swept_keys
+
+    sweep_dir = tmp_path / "multirun"
+    launcher = ScoringLauncher()
+    sweeper, node = _sweeper(sweep_dir, launcher, n_trials=2)
+    assert swept_keys(node["params"], sweep_dir) is None  # no multirun.yaml before the launch
+    sweeper.sweep([])
+    assert (sweep_dir / "multirun.yaml").is_file()
+    swept = swept_keys(node["params"], sweep_dir)
+    assert swept == set(node["params"])
+    trial = launcher.batches[0][1][0]
+    name = run_name([*trial, "experiment=demo", "paths.log_dir=/scratch"], swept)
+    assert name == ",".join(sorted(trial)) and "experiment" not in name

@@ -9,7 +9,8 @@ study name (``hydra.sweep.dir=<the multirun folder>`` gives both), the search go
   pruned trials count; a failed one, or one left ``RUNNING`` by the interruption, is replaced);
 - job folders go on from the study's trial count, so folder ``<n>`` holds trial ``n`` and the folders of the
   earlier launch are kept (an unfinished trial keeps its number and folder);
-- the sampler draws new random numbers (its fixed seed would repeat the first launch's startup trials).
+- the sampler draws new random numbers (its fixed seed would repeat the first launch's startup trials);
+- ``multirun.yaml`` is written in the multirun folder, as for a grid: trials are named by the keys they vary.
 
 Several launches may also share one study at once (the same ``storage`` and ``study_name``, each its own
 ``hydra.sweep.dir``).
@@ -53,6 +54,17 @@ def _sqlite_folder(storage: Any) -> Path | None:
     return Path(url.removeprefix("sqlite:///")).parent
 
 
+def _save_multirun_config(config: Any) -> None:
+    """``<sweep dir>/multirun.yaml``, as Hydra's basic sweeper writes it (hydra-optuna-sweeper does not): the
+    launch's config with its command line, from which run names read the keys the sweep varies
+    (:func:`wbpose.app.run_names.swept_keys`)."""
+    from omegaconf import OmegaConf
+
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+
+
 class ContinuedOptunaSweeper(OptunaSweeper):
     """``OptunaSweeper`` whose study continues where an earlier launch on the same storage stopped."""
 
@@ -61,6 +73,7 @@ class ContinuedOptunaSweeper(OptunaSweeper):
         folder = _sqlite_folder(impl.storage)
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)  # sqlite creates the file, not its folder
+        _save_multirun_config(impl.config)
         finished, total = finished_trials(impl.storage, impl.study_name)
         if total:
             missing = max(0, impl.n_trials - finished)

@@ -5,10 +5,11 @@ The rule (``${run_name:}`` in ``conf/logger/*.yaml``; docs/training.md#loggers-a
 - **In a multirun**, a job is named by its values of the keys the sweep varies: the keys of the sweeper's ``params``
   (an ``hparams_search`` file's grid, Optuna's search space) and the keys given several values on the multirun's
   command line (``seed=0,1``, ``input=128x96,256x192``; read from the sweep folder's ``multirun.yaml``, which Hydra
-  writes before the first job starts). ``-m experiment=w32_256x192_msra seed=0,1,2 paths.log_dir=/scratch``
-  names its jobs ``seed=0``, ``seed=1``, ``seed=2``; the sweep itself is the group (``${sweep_group:}``).
-- **Otherwise** (a single run, or a multirun whose command line cannot be read back, e.g. Optuna's sweeper, which
-  writes no ``multirun.yaml``, where the command line's own sweeps would otherwise go unnamed), the run is named by
+  writes before the first job starts; ``hparams_search=optuna``'s sweeper writes it too).
+  ``-m experiment=w32_256x192_msra seed=0,1,2 paths.log_dir=/scratch`` names its jobs ``seed=0``,
+  ``seed=1``, ``seed=2``; the sweep itself is the group (``${sweep_group:}``).
+- **Otherwise** (a single run, or a multirun whose command line cannot be read back, e.g. a sweeper that writes no
+  ``multirun.yaml``, where the command line's own sweeps would otherwise go unnamed), the run is named by
   its command-line overrides less those that only say where or how it runs (:data:`NOT_IN_NAMES`: folders, loggers,
   callbacks, devices, progress bars, debugging limits, ...).
 
