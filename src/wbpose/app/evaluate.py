@@ -41,6 +41,7 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 
 from wbpose.app.config import CONFIG_DIR, parse_override
 from wbpose.app.extras import apply_extras, task_wrapper
+from wbpose.app.startup import end_with_parent
 from wbpose.app.train import apply_cpu_threads
 from wbpose.build import build_codec, build_datamodule, build_loggers, build_module, model_arch
 from wbpose.checkpoints.io import LoadedCheckpoint, check_same_arch, load_checkpoint, load_state_dict_checked
@@ -155,6 +156,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[dict[str, 
         printed as one line after the table).
     """
     _refuse_moved_keys(cfg)
+    end_with_parent()  # a rank started by rank 0 ends with it
     apply_extras(cfg)
     loaded = load_checkpoint(cfg.ckpt_path)
     final = build_eval_config(cfg, loaded, overrides)

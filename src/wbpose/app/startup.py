@@ -9,9 +9,14 @@ metrics and checkpoints into the first's. (A missing dataset is checked by
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 import shutil
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,7 @@ __all__ = [
     "checkpoint_bytes",
     "claim_run_folder",
     "clear_previous_run",
+    "end_with_parent",
     "is_first_process",
     "RunFolderCheck",
 ]
@@ -34,6 +40,8 @@ RUN_KEY_FILE = "run_key.txt"
 RUN_MARKERS = ("checkpoints", "metrics.json", "csv/metrics.csv")
 
 _RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+
+log = logging.getLogger(__name__)
 
 
 def is_first_process() -> bool:
@@ -169,3 +177,44 @@ class RunFolderCheck(_hydra_callback_base()):
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         _refuse_unwritable(str(config.hydra.sweep.dir))
+
+
+def _end_this_process() -> None:
+    """Stop this process's own children (DataLoader workers) and leave at once, skipping clean-up that waits on
+    peers which are gone."""
+    for child in multiprocessing.active_children():
+        child.terminate()
+    logging.shutdown()
+    os._exit(1)
+
+
+def end_with_parent(
+    poll_s: float = 1.0, on_orphaned: Callable[[], None] = _end_this_process
+) -> threading.Thread | None:
+    """In a rank other than the first, end this process when the process that started it ends.
+
+    Lightning starts ranks 1..N-1 of a one-machine run as children of rank 0. When rank 0 dies (killed, out of
+    memory), its children would otherwise keep running, holding their GPU memory, until a collective happens to
+    fail, or for good when they are waiting on something that never fails. A daemon thread compares the parent's
+    pid every ``poll_s`` seconds with the one at start and, once it changes, logs the fact and calls
+    ``on_orphaned`` (by default: terminate this rank's DataLoader workers, then exit with status 1). torchrun's and
+    SLURM's ranks get the same watch over their agent or step daemon.
+
+    Returns:
+        The watching thread, or None in the first process (which has no launcher of ours to outlive).
+    """
+    if is_first_process():
+        return None
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        log.error(
+            "the process that started this rank (pid %d) has ended; ending this rank (pid %d)", parent, os.getpid()
+        )
+        on_orphaned()
+
+    thread = threading.Thread(target=watch, name="wbpose-end-with-parent", daemon=True)
+    thread.start()
+    return thread
