@@ -32,6 +32,8 @@ import itertools
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -39,7 +41,15 @@ import torch
 
 from wbpose.codecs import make_codec
 from wbpose.engine.datamodule import WholeBodyDataModule
-from wbpose.engine.fast_step import STEP_MODES, OptimizerStep, TrainStep, autocast_dtype, compare_records, record_steps
+from wbpose.engine.fast_step import (
+    STEP_MODES,
+    Capture,
+    OptimizerStep,
+    TrainStep,
+    autocast_dtype,
+    compare_records,
+    record_steps,
+)
 from wbpose.losses import KeypointMSELoss
 from wbpose.models import build_pose_model
 
@@ -116,9 +126,10 @@ def end_to_end(step: Step, loader, iters: int, batch: int) -> Timing:
     return measure(one, warmup=1, repeats=iters, sync=lambda: _sync(step.device)).rate(batch)
 
 
-def random_batches(n: int, batch: int, arch: str, device: torch.device, seed: int = 0):
-    """``n`` in-memory batches (images, target heatmaps, 0/1 weights) of random values, none of them zeros."""
-    (h, w), (hh, hw), _ = SETTINGS[arch]
+def random_batches(n: int, batch: int, arch: str, device: torch.device, seed: int = 0, settings=None):
+    """``n`` in-memory batches (images, target heatmaps, 0/1 weights) of random values, none of them zeros, at the
+    arch's :data:`SETTINGS` (or ``settings``: (image_hw, heatmap_hw, sigma))."""
+    (h, w), (hh, hw), _ = settings or SETTINGS[arch]
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
@@ -151,17 +162,24 @@ def step_mode_rows(
     iters: int,
     fused_adam: bool = False,
     compile_options: dict | None = None,
+    settings: tuple | None = None,
+    capture: Callable[[], Capture] | None = None,
+    rates: dict[str, float] | None = None,
 ) -> list[list[str]]:
     """Rows of the step-mode table for one (arch, batch, precision, layout): eager first, then each fast mode.
 
     Every mode starts from the same initial weights; its first step on the first batch is compared with the eager
     one (:func:`wbpose.engine.fast_step.compare_records`), then ``iters`` steps are timed after two warm-up steps.
+
+    ``settings`` (image_hw, heatmap_hw, sigma) replaces the arch's :data:`SETTINGS`; ``capture`` makes the
+    ``cuda_graph`` mode's capture (``None``: a CUDA graph; ``RerunCapture`` runs the same logic on the CPU);
+    ``rates``, when given, receives each timed mode's median images/s (``benchmarks/gpu.py`` picks the fastest).
     """
     torch.manual_seed(0)
     initial = build_pose_model(arch).state_dict()
-    data = random_batches(3, batch, arch, device)
+    data = random_batches(3, batch, arch, device, settings=settings)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    (h, w), _, _ = SETTINGS[arch]
+    (h, w), _, _ = settings or SETTINGS[arch]
 
     def build(mode: str) -> OptimizerStep:
         model = build_pose_model(arch)
@@ -169,8 +187,9 @@ def step_mode_rows(
         model = model.to(device=device, memory_format=fmt)
         opt = torch.optim.Adam(model.parameters(), lr=5e-4, fused=True if fused_adam else None)
         options = compile_options if mode == "compile" else None
+        graph = capture() if mode == "cuda_graph" and capture is not None else None
         step = TrainStep(model, KeypointMSELoss(), mode, autocast=autocast_dtype(precision),
-                         channels_last=channels_last, compile_options=options)  # fmt: skip
+                         channels_last=channels_last, compile_options=options, capture=graph)  # fmt: skip
         return OptimizerStep(step, opt)
 
     sync = lambda: _sync(device)  # noqa: E731
@@ -192,11 +211,17 @@ def step_mode_rows(
             timing = measure(partial(_next_step, step, itertools.cycle(data)), warmup=2, repeats=iters, sync=sync)
             timing = timing.rate(batch)
             eager_rate = eager_rate or timing.median
+            if rates is not None:
+                rates[mode] = timing.median
             rate = timing.text(0 if device.type == "cuda" else 1)
             ratio = f"{timing.median / eager_rate:.2f}" if eager_rate else "-"
             rows.append([*head, rate, ratio, f"{first:.1f}", difference])
-        except torch.cuda.OutOfMemoryError as e:  # a batch too large for this GPU: say so, go on
-            rows.append([*head, "out of memory", "-", "-", str(e).splitlines()[0][:100]])
+        except Exception as e:  # a batch too large for this GPU, or a mode that breaks: say so, go on
+            oom = isinstance(e, torch.OutOfMemoryError)
+            if not oom:
+                traceback.print_exc()
+            detail = str(e).strip().splitlines()[0][:100] if str(e).strip() else ""
+            rows.append([*head, "out of memory" if oom else "failed", "-", "-", f"{type(e).__name__}: {detail}"])
             if reference is None:  # without the eager reference the other modes have nothing to compare with
                 print("| " + " | ".join(rows[-1]) + " |", flush=True)
                 _free(device)

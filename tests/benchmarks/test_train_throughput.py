@@ -35,3 +35,23 @@ def test_step_modes_table_times_and_compares_each_mode(bench, tmp_path, capsys) 
 def test_cuda_graph_mode_on_the_cpu_is_refused_before_any_work(bench) -> None:
     with pytest.raises(SystemExit, match="--step-modes cuda_graph needs --device cuda"):
         bench.main(["--device", "cpu", "--archs", "tiny", "--step-modes", "eager", "cuda_graph"])
+
+
+def test_a_broken_mode_is_reported_and_the_next_mode_still_runs(bench, capsys) -> None:
+    """``benchmarks/gpu.py`` calls ``step_mode_rows`` with its own input size, capture and rates: a mode that
+    raises gets a ``failed`` row (its traceback in the log) and the modes after it are still timed."""
+
+    class RefusingCapture:
+        def __call__(self, body):
+            raise RuntimeError("capture refused")
+
+    torch._dynamo.reset()
+    rates: dict[str, float] = {}
+    rows = bench.step_mode_rows("tiny", 2, "32-true", True, ["cuda_graph", "compile"], torch.device("cpu"), 1,
+                                compile_options={"backend": "eager"}, settings=((64, 64), (16, 16), 1.0),
+                                capture=RefusingCapture, rates=rates)  # fmt: skip
+    assert [r[5] for r in rows] == ["eager", "cuda_graph", "compile"] and rows[0][1] == "64x64"
+    assert rows[1][6:] == ["failed", "-", "-", "RuntimeError: capture refused"]
+    assert "RuntimeError: capture refused" in capsys.readouterr().err  # the traceback
+    assert sorted(rates) == ["compile", "eager"] and all(r > 0 for r in rates.values())
+    assert float(rows[2][6].split()[0]) == pytest.approx(rates["compile"], rel=0.01)

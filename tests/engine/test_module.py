@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from wbpose.build import build_module
 from wbpose.checkpoints import CONFIG_KEY, RAW_CONFIG_KEY, load_checkpoint
-from wbpose.codecs import MSRAHeatmap
+from wbpose.codecs import MSRAHeatmap, flip_test_average
 from wbpose.engine.lr_schedule import WarmupMultiStep, warmup_multistep_scheduler
 from wbpose.engine.module import TopdownPoseModule
 from wbpose.keypoints import FLIP_INDICES
@@ -173,6 +173,32 @@ def test_flip_test_changes_heatmaps() -> None:
     module.flip_test = False
     with torch.no_grad():
         assert torch.equal(module.predict_heatmaps(images), plain)
+
+
+def test_flip_test_is_one_batched_pass_equal_to_two() -> None:
+    """In eval mode the crops and their mirrors go through the network as one batch (BatchNorm on its running
+    statistics: batch-independent), giving the two-pass heatmaps; in training mode (batch statistics) two passes."""
+    module = make_module()
+    with torch.no_grad():  # running statistics away from their initial 0/1, so that eval-mode BatchNorm matters
+        module.model.train()(torch.randn(8, 3, H, W) * 2 + 0.5)
+    module.eval()
+    calls = []
+    module.model.register_forward_hook(lambda _m, args, _out: calls.append(args[0].shape[0]))
+    images = torch.randn(3, 3, H, W)
+    with torch.no_grad():
+        one_pass = module.predict_heatmaps(images)
+        assert calls == [6]  # one pass over the three crops and their three mirrors
+        plain, mirrored = module.model(images), module.model(images.flip(-1))
+        two_pass = flip_test_average(plain, mirrored, module.flip_indices, shift=True)
+    torch.testing.assert_close(one_pass, two_pass, atol=1e-6, rtol=0)
+    assert (one_pass - plain).abs().max() > 1e-2 * plain.abs().max()  # the mirrors did change the heatmaps
+    module.train()
+    calls.clear()
+    with torch.no_grad():
+        trained = module.predict_heatmaps(images)
+        assert calls == [3, 3]  # training mode: two passes, so BatchNorm's batch statistics do not mix them
+        expected = flip_test_average(module.model(images), module.model(images.flip(-1)), module.flip_indices)
+    torch.testing.assert_close(trained, expected, atol=1e-6, rtol=0)
 
 
 def test_checkpoint_carries_config_and_rebuilds(make_cfg, tmp_path) -> None:

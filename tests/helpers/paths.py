@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -35,5 +36,6 @@ def load_script(name: str, folder: str = "scripts") -> ModuleType:
     module. The commands are tested through their ``wbpose.app`` modules, not their ``scripts/`` shims."""
     spec = importlib.util.spec_from_file_location(f"{name}_{folder}", REPO_ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import does (dataclasses look their module up there)
     spec.loader.exec_module(module)
     return module

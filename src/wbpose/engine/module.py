@@ -212,12 +212,23 @@ class TopdownPoseModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def predict_heatmaps(self, images: torch.Tensor) -> torch.Tensor:
-        """Heatmaps with the flip test applied when enabled. Shape: (B, 3, H, W) -> (B, K, h, w)."""
-        heatmaps = self._run_model(images)
-        if self.flip_test:
-            flipped = self._run_model(images.flip(-1))
-            heatmaps = flip_test_average(heatmaps, flipped, self.flip_indices, shift=self.shift_heatmap)
-        return heatmaps
+        """Heatmaps with the flip test applied when enabled. Shape: (B, 3, H, W) -> (B, K, h, w).
+
+        With the model in eval mode the crops and their mirrors go through the network as one batch of 2B (one
+        forward pass: half the launches; twice the activation memory of a B batch, which a validation batch
+        affords). BatchNorm then uses its running statistics, so every crop's heatmaps are those of two separate
+        passes (to the kernels' rounding). In training mode BatchNorm's batch statistics would mix the crops with
+        their mirrors, so there the two halves run as two passes.
+        """
+        if not self.flip_test:
+            return self._run_model(images)
+        if self.model.training:
+            heatmaps, flipped = self._run_model(images), self._run_model(images.flip(-1))
+        else:
+            n = images.shape[0]
+            both = self._run_model(torch.cat([images, images.flip(-1)]))
+            heatmaps, flipped = both[:n], both[n:]
+        return flip_test_average(heatmaps, flipped, self.flip_indices, shift=self.shift_heatmap)
 
     def predict_batch(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Run the model, flip test and decoding on a batch and map keypoints to image pixels.

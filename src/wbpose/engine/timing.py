@@ -1,10 +1,11 @@
 """Where an evaluation's wall time goes: waiting for crops, the network, decoding, the metric.
 
 :class:`StageTimer` is a callback for ``Trainer.validate``/``Trainer.test``. It wraps, for the duration of the
-loop, the module's ``model.forward`` (every call: both halves of the flip test), ``codec.decode`` and the metric's
-``compute``, and measures the time the loop spends waiting for the next batch (the loader cutting crops in its
-workers, plus the copy to the device). On a GPU each timed call ends with a device synchronisation so that the
-kernel time lands in its own stage (this costs a little throughput; the split is for reading, not a benchmark).
+loop, the module's ``model.forward`` (every call; with the flip test one pass over the crops and their mirrors),
+``codec.decode`` and the metric's ``compute``, and measures the time the loop spends waiting for the next batch (the
+loader cutting crops in its workers, plus the copy to the device). On a GPU each timed call ends with a device
+synchronisation so that the kernel time lands in its own stage (this costs a little throughput; the split is for
+reading, not a benchmark).
 """
 
 from __future__ import annotations
