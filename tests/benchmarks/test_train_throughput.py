@@ -54,4 +54,4 @@ def test_a_broken_mode_is_reported_and_the_next_mode_still_runs(bench, capsys) -
     assert rows[1][6:] == ["failed", "-", "-", "RuntimeError: capture refused"]
     assert "RuntimeError: capture refused" in capsys.readouterr().err  # the traceback
     assert sorted(rates) == ["compile", "eager"] and all(r > 0 for r in rates.values())
-    assert float(rows[2][6].split()[0]) == pytest.approx(rates["compile"], rel=0.01)
+    assert rows[2][6].split()[0] == f"{rates['compile']:.1f}"  # the row prints the median it timed (CPU: 1 decimal)
