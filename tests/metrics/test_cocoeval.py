@@ -25,7 +25,14 @@ from helpers.predictions import detector_like_predictions, gt_as_predictions
 from wbpose.data.coco_files import parse_annotation_file
 from wbpose.keypoints import NUM_KEYPOINTS, PART_SLICES, sigmas_array
 from wbpose.metrics import results_io
-from wbpose.metrics.cocoeval import EVAL_PARTS, REC_THRS, KeypointResults, _accumulate, evaluate_parts_fast
+from wbpose.metrics.cocoeval import (
+    EVAL_PARTS,
+    REC_THRS,
+    KeypointResults,
+    _accumulate,
+    evaluate_part_fast,
+    evaluate_parts_fast,
+)
 from wbpose.metrics.evaluation import evaluate_results_file, summarize_parts
 from wbpose.metrics.results_io import dumps_results_arrays, read_results_arrays
 
@@ -309,3 +316,95 @@ def test_results_file_parsed_in_pieces(tmp_path, monkeypatch):
     monkeypatch.setattr(results_io, "_decode_span", lambda *a: None)  # nothing unusual is decoded: the plain path
     plain = read_results_arrays(files["compact"])
     assert np.array_equal(plain.keypoints, whole.keypoints) and np.array_equal(plain.scores, whole.scores)
+
+
+def boundary_case() -> tuple[dict, KeypointResults]:
+    """Ground truth and results for the edges of matching, the maxDets cut and categories, on top of random people.
+
+    - every image's best-scored result is far from everyone (no image matches at rank 0, later ranks do);
+    - a person with two labelled body points and a result on one of them, far off the other: OKS exactly
+      (1 + 0) / 2 = 0.5, the lowest threshold (matches, as ``>=`` in the reference);
+    - an image with 21 results whose 21st (lowest score) is the only true one: the maxDets cut drops it;
+    - a second category, only large people, on its own image, with results of both categories there.
+    """
+    gt = make_wholebody_gt(num_images=5, people_per_image=3, seed=21)
+    gt["categories"].append({**gt["categories"][0], "id": 2, "name": "other"})
+    anns = gt["annotations"]
+    next_id = max(a["id"] for a in anns) + 1
+    gt["images"] += [image_record(i, (640, 480)) for i in (7000, 7001, 7002)]
+    two = np.zeros((NUM_KEYPOINTS, 3))
+    two[5], two[11] = [200.0, 150.0, 2], [220.0, 260.0, 2]
+    anns.append(person(next_id, 7000, [180, 120, 80, 160], two, area=9000.0))
+    anns.append(person(next_id + 1, 7001, [100, 100, 120, 200], area=20000.0, seed=5))
+    for k in range(2):
+        other = person(next_id + 2 + k, 7002, [50 + 300 * k, 40, 200, 400], area=80000.0, seed=7 + k)
+        anns.append({**other, "category_id": 2})
+    preds = gt_as_predictions({**gt, "annotations": [a for a in anns if a["image_id"] not in (7000, 7001)]})
+    results = results_of(preds)
+    rng = np.random.default_rng(21)
+    extra_img, extra_kp, extra_score, extra_cat = [], [], [], []
+    # 7000: OKS 0.5 exactly (point 5 exact, point 11 some 10^4 px away; the other points are unlabelled)
+    kp = rng.uniform(0, 600, (NUM_KEYPOINTS, 2))
+    kp[5], kp[11] = two[5, :2], [1e4, 1e4]
+    extra_img.append(7000), extra_kp.append(kp), extra_score.append(0.9), extra_cat.append(1)
+    # 7001: 20 false results above the true one
+    truth = gt_as_predictions({**gt, "annotations": [anns[-3]]})["keypoints"][0]
+    for r in range(21):
+        extra_img.append(7001)
+        extra_kp.append(truth if r == 20 else rng.uniform(-3000, -2000, (NUM_KEYPOINTS, 2)))
+        extra_score.append(0.99 - 0.01 * r), extra_cat.append(1)
+    # a top false result on every image; on 7002 of category 1 (false) and 2
+    for image in gt["images"]:
+        for cat in (1, 2) if image["id"] == 7002 else (1,):
+            extra_img.append(image["id"])
+            extra_kp.append(rng.uniform(5000, 6000, (NUM_KEYPOINTS, 2)))
+            extra_score.append(5.0), extra_cat.append(cat)
+    results.category_ids = np.where(results.image_ids == 7002, 2, 1).astype(np.int64)
+    n = len(extra_img)
+    results = KeypointResults(
+        np.concatenate([results.image_ids, extra_img]),
+        np.concatenate([results.keypoints, np.stack(extra_kp)]),
+        np.concatenate([results.keypoint_scores, rng.uniform(0.3, 1.0, (n, NUM_KEYPOINTS))]),
+        np.concatenate([results.scores, extra_score]),
+        np.concatenate([results.category_ids, extra_cat]),
+    )
+    return gt, results
+
+
+def test_equal_to_xtcocotools_at_the_edges_of_matching_and_with_two_categories(tmp_path):
+    gt, results = boundary_case()
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    entries = json.loads(dumps_results_arrays(results))
+    for entry, category in zip(entries, results.category_ids.tolist()):  # the file's categories, from the arrays
+        entry["category_id"] = category
+    res_file = write_json(tmp_path / "res.json", entries)
+    ref = reference(ann_file, res_file)
+    ours = evaluate_parts_fast(parse_annotation_file(ann_file), results)
+    assert_same(ours, ref)
+    # the cases took effect: the result on 7000 has OKS exactly 0.5 in xtcocotools ...
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coco_gt = COCO(str(ann_file))
+        ev = COCOeval(coco_gt, coco_gt.loadRes(str(res_file)), "keypoints_body", sigmas_array()[:17], use_area=True)
+        ev.params.imgIds = [7000]
+        ev.evaluate()
+    assert sorted(np.asarray(ev.ious[(7000, 1)]).ravel().tolist()) == [0.0, 0.5]
+    # ... and without the 20 false results above it, the true result on 7001 would count
+    keep = ~((results.image_ids == 7001) & (results.scores > 0.795))
+    kept = KeypointResults(*(np.asarray(a)[keep] for a in (results.image_ids, results.keypoints,
+                             results.keypoint_scores, results.scores, results.category_ids)))  # fmt: skip
+    res_kept = write_json(tmp_path / "res_kept.json", [e for e, k in zip(entries, keep) if k])
+    assert len(kept) == len(json.loads(res_kept.read_text()))
+    assert reference(ann_file, res_kept)["body"][5] > ref["body"][5]
+
+
+def test_evaluate_part_fast_is_one_part_of_evaluate_parts_fast(tmp_path):
+    gt, results = hard_case(7)
+    arrays = parse_annotation_file(write_json(tmp_path / "gt.json", gt))
+    for use_area in (True, False):
+        every = evaluate_parts_fast(arrays, results, use_area=use_area)
+        for part in EVAL_PARTS:
+            np.testing.assert_array_equal(evaluate_part_fast(arrays, results, part, use_area=use_area), every[part])
+    default = evaluate_part_fast(arrays, results, "wholebody")
+    np.testing.assert_array_equal(default, evaluate_parts_fast(arrays, results, use_area=True)["wholebody"])
+    assert not np.array_equal(default, evaluate_parts_fast(arrays, results, use_area=False)["wholebody"])
