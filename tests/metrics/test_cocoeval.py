@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -325,10 +326,16 @@ def boundary_case() -> tuple[dict, KeypointResults]:
     - a person with two labelled body points and a result on one of them, far off the other: OKS exactly
       (1 + 0) / 2 = 0.5, the lowest threshold (matches, as ``>=`` in the reference);
     - an image with 21 results whose 21st (lowest score) is the only true one: the maxDets cut drops it;
-    - a second category, only large people, on its own image, with results of both categories there.
+    - a second category, only large people, on its own image, with results of both categories there, and a
+      third with neither;
+    - people whose area is exactly 32^2, 96^2 and 1e5^2 and results whose body extent is 32 x 32 and 96 x 96
+      (the area ranges include both bounds).
     """
     gt = make_wholebody_gt(num_images=5, people_per_image=3, seed=21)
     gt["categories"].append({**gt["categories"][0], "id": 2, "name": "other"})
+    gt["categories"].append({**gt["categories"][0], "id": 3, "name": "nobody"})  # no people, no results
+    for ann, area in zip(gt["annotations"][:3], (32.0**2, 96.0**2, 1e5**2)):  # on the area range bounds
+        ann["area"] = area
     anns = gt["annotations"]
     next_id = max(a["id"] for a in anns) + 1
     gt["images"] += [image_record(i, (640, 480)) for i in (7000, 7001, 7002)]
@@ -360,6 +367,11 @@ def boundary_case() -> tuple[dict, KeypointResults]:
             extra_kp.append(rng.uniform(5000, 6000, (NUM_KEYPOINTS, 2)))
             extra_score.append(5.0), extra_cat.append(cat)
     results.category_ids = np.where(results.image_ids == 7002, 2, 1).astype(np.int64)
+    for row, side in ((3, 32.0), (4, 96.0)):  # body extent boxes on the area bounds
+        body = results.keypoints[row, :17]
+        body -= body.min(axis=0)
+        body *= side / body.max(axis=0)
+        body += 100.0
     n = len(extra_img)
     results = KeypointResults(
         np.concatenate([results.image_ids, extra_img]),
@@ -408,3 +420,35 @@ def test_evaluate_part_fast_is_one_part_of_evaluate_parts_fast(tmp_path):
     default = evaluate_part_fast(arrays, results, "wholebody")
     np.testing.assert_array_equal(default, evaluate_parts_fast(arrays, results, use_area=True)["wholebody"])
     assert not np.array_equal(default, evaluate_parts_fast(arrays, results, use_area=False)["wholebody"])
+
+
+def test_parts_with_equal_selections_but_other_scores_rank_on_their_own(tmp_path):
+    """A face score ordered as the score within each image but not across images: the face selects the same
+    results in the same order per image as the body, yet its accumulation must sort by its own scores."""
+    gt = make_wholebody_gt(6, 3, seed=4)
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    results = results_of(detector_like_predictions(gt, seed=4))
+    entries = json.loads(dumps_results_arrays(results))
+    for entry in entries:
+        entry["face_score"] = entry["score"] + (entry["image_id"] % 2)
+    res_file = write_json(tmp_path / "res.json", entries)
+    ref = reference(ann_file, res_file)
+    assert_same(evaluate_parts_fast(parse_annotation_file(ann_file), read_results_arrays(res_file)), ref)
+    without = write_json(
+        tmp_path / "res_plain.json", [{k: v for k, v in e.items() if k != "face_score"} for e in entries]
+    )
+    assert reference(ann_file, without)["face"][0] != ref["face"][0]  # the face score does change the face AP
+
+
+def test_missing_area_is_named_with_the_file_and_the_first_annotation(tmp_path):
+    gt = make_wholebody_gt(3, 2, seed=1)
+    for ann in gt["annotations"][2:4]:
+        del ann["area"]
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    arrays = parse_annotation_file(ann_file)
+    results = results_of(gt_as_predictions(gt))
+    first = gt["annotations"][2]["id"]
+    message = f"{ann_file}: annotation id {first} has no 'area' (use_area=True)"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        evaluate_parts_fast(arrays, results)
+    assert evaluate_parts_fast(arrays, results, use_area=False)["body"][0] == 1.0  # 0.53 w h instead
