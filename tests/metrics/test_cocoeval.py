@@ -25,7 +25,7 @@ from helpers.annotations import coco_wholebody, image_record, make_wholebody_gt,
 from helpers.predictions import detector_like_predictions, gt_as_predictions
 from wbpose.data.coco_files import parse_annotation_file
 from wbpose.keypoints import NUM_KEYPOINTS, PART_SLICES, sigmas_array
-from wbpose.metrics import results_io
+from wbpose.metrics import cocoeval_oks, results_io
 from wbpose.metrics.cocoeval import (
     EVAL_PARTS,
     REC_THRS,
@@ -452,3 +452,67 @@ def test_missing_area_is_named_with_the_file_and_the_first_annotation(tmp_path):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         evaluate_parts_fast(arrays, results)
     assert evaluate_parts_fast(arrays, results, use_area=False)["body"][0] == 1.0  # 0.53 w h instead
+
+
+def oks_edge_case() -> tuple[dict, KeypointResults]:
+    """People and results at the edges of the OKS and of its skipping bound, on images of their own.
+
+    - two people labelled only at both hips, on one spot, and a result with every point ``d`` px off it (d = 1.2,
+      1.6), ``area = d^2 / var``: every ``e`` equals the bound exactly (0.5, OKS 0.61), a pair the bound must keep;
+    - a wide person without labelled points and a result inside its doubled box, far from the box itself (OKS 1);
+    - a person of area 0 and a result near, not on, its points (OKS 0, not inf);
+    - a person with one labelled face point and a result on it within OKS 0.7 (not the doubled-box rule).
+    """
+    var = (2 * sigmas_array()) ** 2
+    gt = coco_wholebody([image_record(8000 + i, (640, 480)) for i in range(5)], [])
+    kp_rows, image_ids = [], []
+    rng = np.random.default_rng(5)
+
+    def add(image_id, bbox, keypoints, area, result):
+        gt["annotations"].append(person(len(gt["annotations"]) + 1, image_id, bbox, keypoints, area=area))
+        kp_rows.append(result)
+        image_ids.append(image_id)
+
+    for i, d in enumerate((1.2, 1.6)):
+        hips = np.zeros((NUM_KEYPOINTS, 3))
+        hips[[11, 12]] = [300.0, 200.0, 2]
+        result = np.tile([300.0 + d, 200.0], (NUM_KEYPOINTS, 1))  # every point: the box gap is d too
+        add(8000 + i, [290, 190, 20, 20], hips, d * d / var[11], result)
+    add(8002, [300, 200, 200, 40], np.zeros((NUM_KEYPOINTS, 3)), 8000.0, rng.uniform(0, 1, (NUM_KEYPOINTS, 2))
+        * [40, 60] + [120, 180])  # fmt: skip
+    zero = np.zeros((NUM_KEYPOINTS, 3))
+    zero[:17] = np.c_[rng.uniform(100, 200, (17, 2)), np.full(17, 2)]
+    add(8003, [100, 100, 100, 100], zero, 0.0, np.r_[zero[:17, :2] + 0.5, rng.uniform(100, 200, (116, 2))])
+    face = np.zeros((NUM_KEYPOINTS, 3))
+    face[5:7] = [[400.0, 300.0, 2], [420.0, 300.0, 2]]  # two body points keep the body part labelled
+    face[40] = [410.0, 250.0, 1.0]
+    result = face[:, :2] + rng.uniform(-60, 60, (NUM_KEYPOINTS, 2)) * (face[:, 2:] == 0)
+    result[40, 0] += np.sqrt(-np.log(0.7) * 2 * var[40] * 5000.0)
+    add(8004, [380, 220, 60, 120], face, 5000.0, result)
+    n = len(kp_rows)
+    results = KeypointResults(np.array(image_ids), np.stack(kp_rows), np.full((n, NUM_KEYPOINTS), 0.9), np.full(n, 0.8))
+    return gt, results
+
+
+@pytest.mark.parametrize("chunk", [None, 2 * NUM_KEYPOINTS])
+def test_equal_to_xtcocotools_at_the_edges_of_the_oks(tmp_path, chunk, monkeypatch):
+    """Also with the pairs' OKS computed 2 pairs at a time."""
+    if chunk:
+        monkeypatch.setattr(cocoeval_oks, "CHUNK_ELEMENTS", chunk)
+    gt, results = oks_edge_case()
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    res_file = tmp_path / "res.json"
+    res_file.write_bytes(dumps_results_arrays(results))
+    ref = reference(ann_file, res_file)
+    assert_same(evaluate_parts_fast(parse_annotation_file(ann_file), results), ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coco_gt = COCO(str(ann_file))
+        coco_dt = coco_gt.loadRes(str(res_file))
+        ious = {}
+        for part in ("body", "face"):
+            ev = COCOeval(coco_gt, coco_dt, f"keypoints_{part}", sigmas_array()[EVAL_PARTS[part]], use_area=True)
+            ev.evaluate()
+            ious[part] = {img: float(np.asarray(ev.ious[(img, 1)]).ravel()[0]) for img in range(8000, 8005)}
+    assert ious["body"][8000] == pytest.approx(np.exp(-0.5)) and ious["body"][8001] == pytest.approx(np.exp(-0.5))
+    assert ious["body"][8002] == 1.0 and ious["body"][8003] == 0.0 and ious["face"][8004] == pytest.approx(0.7)
