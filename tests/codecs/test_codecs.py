@@ -172,6 +172,11 @@ def test_decode_dark_kernel_17_and_msra_0x_rule(name):
     assert_decode_matches_reference(codec, np.concatenate([random_maps(rng, 126, h, w), border_peak_maps(rng, h, w)]))
 
 
+def test_cpu_tensors_take_the_numpy_path():
+    assert codec_base.numpy_path(torch.zeros(2))
+    assert not codec_base.numpy_path(torch.zeros(2, device="meta"))
+
+
 def test_torch_path_equals_numpy_path(monkeypatch):
     """CUDA runs the pure-torch path; run it on CPU and compare with the numpy-accelerated CPU path."""
     codec = make_codec("dark", "256x192")
