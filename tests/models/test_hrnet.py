@@ -6,7 +6,7 @@ from torch import nn
 
 from helpers.paths import FIXTURE_DIR
 from wbpose.models import ARCHS, HeatmapHead, HRNet, TopdownPoseModel, build_pose_model
-from wbpose.models.hrnet import HRModule, HRNetArch
+from wbpose.models.hrnet import HRModule, HRNetArch, _transition
 
 
 def _meta_model(arch: str) -> TopdownPoseModel:
@@ -175,3 +175,13 @@ def test_layer1_with_two_bottlenecks_runs() -> None:
     model = HRNet(arch).eval()
     assert model.layer1[0].downsample is not None and model.layer1[1].downsample is None
     assert tuple(model(torch.randn(2, 3, 64, 32)).shape) == (2, 4, 16, 8)
+
+
+def test_transition_adding_two_branches_steps_down_from_the_last_one() -> None:
+    """A new branch two levels below the previous stage's last one: a stride-2 step at the last branch's width,
+    then one to the new width (MMPose's transition; the standard archs add one branch per stage)."""
+    layers = _transition([8, 16, 32], [8, 16, 32, 64, 128])
+    assert layers[0] is None and layers[3] is not None
+    widths = [tuple(step[0].weight.shape[:2]) for step in layers[4]]
+    assert widths == [(32, 32), (128, 32)]
+    assert layers[4](torch.zeros(1, 32, 8, 8)).shape == (1, 128, 2, 2)
