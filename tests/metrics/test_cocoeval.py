@@ -25,12 +25,13 @@ from helpers.annotations import coco_wholebody, image_record, make_wholebody_gt,
 from helpers.predictions import detector_like_predictions, gt_as_predictions
 from wbpose.data.coco_files import parse_annotation_file
 from wbpose.keypoints import NUM_KEYPOINTS, PART_SLICES, sigmas_array
-from wbpose.metrics import cocoeval_oks, results_io
+from wbpose.metrics import cocoeval_oks, keypoint_results, results_io
 from wbpose.metrics.cocoeval import (
     EVAL_PARTS,
     REC_THRS,
     KeypointResults,
     _accumulate,
+    _size_class,
     evaluate_part_fast,
     evaluate_parts_fast,
 )
@@ -170,6 +171,9 @@ def test_perfect_and_empty_results(tmp_path):
                             np.zeros(0))  # fmt: skip
     zero = evaluate_parts_fast(arrays, empty)
     assert all(((zero[p] == 0) | (zero[p] == -1)).all() for p in EVAL_PARTS) and zero["body"][0] == 0
+    # a single person and no result: AP 0 as well (not -1, which only a category without people gets)
+    one = parse_annotation_file(write_json(tmp_path / "one.json", make_wholebody_gt(1, 1, seed=2)))
+    assert evaluate_parts_fast(one, empty)["body"][0] == 0
 
 
 def test_results_json_round_trip_is_exact(tmp_path):
@@ -496,9 +500,10 @@ def oks_edge_case() -> tuple[dict, KeypointResults]:
 
 @pytest.mark.parametrize("chunk", [None, 2 * NUM_KEYPOINTS])
 def test_equal_to_xtcocotools_at_the_edges_of_the_oks(tmp_path, chunk, monkeypatch):
-    """Also with the pairs' OKS computed 2 pairs at a time."""
+    """Also with the pairs' OKS computed 2 pairs at a time (and the results' point boxes one result at a time)."""
     if chunk:
         monkeypatch.setattr(cocoeval_oks, "CHUNK_ELEMENTS", chunk)
+        monkeypatch.setattr(keypoint_results, "CHUNK_ELEMENTS", chunk)
     gt, results = oks_edge_case()
     ann_file = write_json(tmp_path / "gt.json", gt)
     res_file = tmp_path / "res.json"
@@ -516,3 +521,10 @@ def test_equal_to_xtcocotools_at_the_edges_of_the_oks(tmp_path, chunk, monkeypat
             ious[part] = {img: float(np.asarray(ev.ious[(img, 1)]).ravel()[0]) for img in range(8000, 8005)}
     assert ious["body"][8000] == pytest.approx(np.exp(-0.5)) and ious["body"][8001] == pytest.approx(np.exp(-0.5))
     assert ious["body"][8002] == 1.0 and ious["body"][8003] == 0.0 and ious["face"][8004] == pytest.approx(0.7)
+
+
+def test_people_counts_round_up_to_few_block_sizes():
+    """Images are matched in blocks of equal people counts: 1, 2, 3, then 2^k * (2 or 3), up to 6144 people."""
+    counts = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 25, 70, 1025, 6144])
+    expected = [1, 2, 3, 4, 6, 6, 8, 8, 12, 16, 24, 32, 96, 1536, 6144]
+    assert _size_class(counts).tolist() == expected
