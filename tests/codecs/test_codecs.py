@@ -7,6 +7,8 @@ both recipes: 256x192 (heatmap 64x48, sigma 2) and 384x288 (heatmap 96x72, sigma
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -68,6 +70,22 @@ def special_maps(h, w):
     plateau = np.zeros((h, w))
     plateau[10:14, 10:14] = 1.0  # ties: the first maximum in raster order wins
     return np.stack([flat, zero, negative, spike, sea, plateau]).astype(np.float32)
+
+
+def rescale_maps(rng, n, h, w):
+    """Maps that all take DARK's exact-rescale fallback, with the blurred maximum on their first or last rows.
+
+    A bump (the argmax, 2+ pixels inside) in a negative sea, so that some of its 13 blurred values are clamped
+    and the rescale factor moves the step; bright bands in the top-left and bottom-left corners, lower than the
+    bump but brighter once blurred. Stacked in a batch, each map's edge rows sit next to its neighbours' edge rows.
+    """
+    yy, xx = np.mgrid[0:h, 0:w]
+    maps = -0.25 + rng.normal(0, 0.01, (n, h, w))
+    maps[:, :2, :6] = rng.uniform(0.6, 0.85, (n, 1, 1))
+    maps[:, -2:, :6] = rng.uniform(0.6, 0.85, (n, 1, 1))
+    cx, cy = rng.uniform(4, w - 5, (n, 1, 1)), rng.uniform(5, h - 6, (n, 1, 1))
+    maps += 1.3 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 2.0)
+    return maps.astype(np.float32)
 
 
 def assert_decode_matches_reference(codec, maps):
@@ -155,6 +173,11 @@ def test_decode_dark_kernel_17_and_msra_0x_rule(name):
     assert_decode_matches_reference(codec, np.concatenate([random_maps(rng, 126, h, w), border_peak_maps(rng, h, w)]))
 
 
+def test_cpu_tensors_take_the_numpy_path():
+    assert codec_base.numpy_path(torch.zeros(2))
+    assert not codec_base.numpy_path(torch.zeros(2, device="meta"))
+
+
 def test_torch_path_equals_numpy_path(monkeypatch):
     """CUDA runs the pure-torch path; run it on CPU and compare with the numpy-accelerated CPU path."""
     codec = make_codec("dark", "256x192")
@@ -165,6 +188,85 @@ def test_torch_path_equals_numpy_path(monkeypatch):
     slow = codec.decode(maps.reshape(4, 16, h, w))
     torch.testing.assert_close(fast[0], slow[0], atol=TOL_PX, rtol=0)
     torch.testing.assert_close(fast[1], slow[1])
+
+
+@pytest.mark.parametrize("torch_path", [False, True])
+def test_dark_rescale_of_many_maps_matches_reference(torch_path, monkeypatch):
+    """Every map takes the exact rescale (whole-map blur): stacked maps must not bleed into each other, and the
+    torch path (CUDA's) must blur each map on its own, zero-padded."""
+    codec = make_codec("dark", "256x192")
+    h, w = codec.heatmap_hw
+    maps = rescale_maps(np.random.default_rng(13), 16, h, w)
+    if torch_path:
+        monkeypatch.setattr(codec_base, "numpy_path", lambda tensor: False)
+    full_blur_max = codec._full_blur_max
+    rescaled = []
+    monkeypatch.setattr(codec, "_full_blur_max", lambda hm, sel: rescaled.append(len(sel)) or full_blur_max(hm, sel))
+    assert_decode_matches_reference(codec, maps)
+    assert sum(rescaled) == len(maps)
+    # The factor matters here: with the unblurred maximum in its place (factor 1) the keypoints move.
+    monkeypatch.setattr(codec, "_full_blur_max", lambda hm, sel: hm[sel].amax(dim=1))
+    kp, _ = codec.decode(torch.from_numpy(maps)[None])
+    assert np.abs(kp[0].numpy() - ref_decode(codec, maps.astype(np.float64))[0]).max() > 100 * TOL_PX
+
+
+def test_torch_path_matches_reference_on_random_and_border_maps(monkeypatch):
+    """The torch path against the reference, with refinable peaks against every edge of the last map in the batch
+    (its blur window ends on the batch's last element)."""
+    codec = make_codec("dark", "256x192")
+    h, w = codec.heatmap_hw
+    rng = np.random.default_rng(14)
+    maps = np.concatenate([random_maps(rng, 128, h, w), special_maps(h, w), border_peak_maps(rng, h, w)])
+    corner = np.zeros((2, h, w), np.float32)
+    corner[:, h - 3, w - 3], corner[:, h - 3, w - 4], corner[:, h - 4, w - 3] = 1.0, 0.6, 0.3
+    monkeypatch.setattr(codec_base, "numpy_path", lambda tensor: False)
+    assert_decode_matches_reference(codec, np.concatenate([maps, corner]))
+
+
+def test_dark_many_maps_of_one_edge_window_class_match_reference():
+    """More maps in one edge window class than one block of the window product holds (the product runs in row
+    blocks plus a remainder), all with the peak near the top-left corner."""
+    codec = make_codec("dark", "256x192")
+    h, w = codec.heatmap_hw
+    rng = np.random.default_rng(15)
+    yy, xx = np.mgrid[0:h, 0:w]
+    cx, cy = 3 + rng.uniform(-0.3, 0.3, (301, 1, 1)), 3 + rng.uniform(-0.3, 0.3, (301, 1, 1))
+    maps = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 1.5**2)) + rng.normal(0, 1e-3, (301, h, w))
+    assert_decode_matches_reference(codec, np.concatenate([maps, maps[:1]]).astype(np.float32))
+
+
+@pytest.mark.parametrize("torch_path", [False, True])
+def test_dark_map_holding_inf_keeps_the_integer_argmax(torch_path, monkeypatch):
+    """docs: a map whose step is undefined (it holds +inf next to the peak) keeps the integer argmax."""
+    codec = make_codec("dark", "256x192")
+    h, w = codec.heatmap_hw
+    if torch_path:
+        monkeypatch.setattr(codec_base, "numpy_path", lambda tensor: False)
+    maps = random_maps(np.random.default_rng(16), 4, h, w)
+    maps[1, 20, 30] = np.inf
+    maps[3, 40, 10] = np.inf
+    kp, scores = codec.decode(torch.from_numpy(maps)[None])
+    assert torch.equal(kp[0, 1], torch.tensor([30.0, 20.0]) * codec.stride)
+    assert torch.equal(kp[0, 3], torch.tensor([10.0, 40.0]) * codec.stride)
+    assert torch.isinf(scores[0, [1, 3]]).all()
+    ref_kp, _ = ref_decode(codec, maps[[0, 2]].astype(np.float64))
+    assert np.abs(kp[0, [0, 2]].numpy() - ref_kp).max() < TOL_PX
+
+
+@pytest.mark.parametrize("name", ["msra", "dark"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_decode_returns_float32_for_any_floating_input(name, dtype):
+    codec = make_codec(name, "256x192")
+    maps = torch.from_numpy(random_maps(np.random.default_rng(17), 6, 64, 48)).reshape(2, 3, 64, 48)
+    kp, scores = codec.decode(maps.to(dtype))
+    assert kp.dtype == torch.float32 and scores.dtype == torch.float32
+    torch.testing.assert_close(scores, maps.to(dtype).float().amax(dim=(2, 3)), rtol=0, atol=0)
+
+
+def test_dark_blur_kernel_1_is_no_blur():
+    """The smallest odd kernel is accepted and means no modulation blur (OpenCV's 1-tap kernel)."""
+    codec = DarkHeatmap((256, 192), (64, 48), 2, blur_kernel=1)
+    assert_decode_matches_reference(codec, random_maps(np.random.default_rng(18), 16, 64, 48))
 
 
 @pytest.mark.gpu
@@ -254,6 +356,31 @@ def test_mmpose_style_baselines_match_the_references(name, recipe):
     np.testing.assert_allclose(got, ref_decode(codec, maps)[0], rtol=0, atol=TOL_PX)
 
 
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("name", ["msra", "dark"])
+def test_encode_at_the_edges_of_the_bounds_rule_and_visibility_one_half(name, recipe):
+    """Keypoints swept in quarter heatmap pixels across both ends of the off-map rule (``ul >= size`` or
+    ``br < 0``, where ``br = mu + 3 sigma + 1`` may be exactly 0) on both axes, and visibility exactly 0.5, which
+    counts as visible (weight 0.5)."""
+    codec = make_codec(name, recipe)
+    (w, h), s, r = codec.heatmap_wh, codec.stride, 3 * codec.sigma
+    low = np.arange(-r - 3, -r + 1.01, 0.25)  # heatmap pixels around br = 0
+    high = np.concatenate([np.arange(w + r - 2, w + r + 1.01, 0.25), np.arange(h + r - 2, h + r + 1.01, 0.25)])
+    xs = np.concatenate([low, high[: len(high) // 2], np.full(len(low) + len(high) // 2, w / 2)])
+    ys = np.concatenate([np.full(len(low) + len(high) // 2, h / 2), low, high[len(high) // 2 :]])
+    kp = np.stack([xs, ys], axis=1) * s
+    visible = np.where(np.arange(len(kp)) % 3 == 0, 0.5, 1.0)
+    target = codec.encode(kp, visible)
+    ref_hm, ref_w = ref_encode(kp, visible, codec.heatmap_wh, s, codec.sigma, name == "dark")
+    np.testing.assert_allclose(target.heatmaps, ref_hm, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(target.weights, ref_w)
+    assert {0.0, 0.5, 1.0} <= set(ref_w.tolist())  # on- and off-map keypoints of both visibilities
+    # A visible keypoint with a non-finite coordinate is refused at 0.5 as at 1; an invisible one may hold NaN.
+    with pytest.raises(ValueError, match="non-finite"):
+        codec.encode(np.array([[np.nan, 1.0]]), np.array([0.5]))
+    assert not codec.encode(np.array([[np.nan, 1.0]]), np.array([0.49])).heatmaps.any()
+
+
 @pytest.mark.parametrize("name", ["msra", "dark"])
 def test_invisible_and_off_map_keypoints(name):
     codec = make_codec(name, "256x192")
@@ -289,7 +416,9 @@ def test_geometry_properties_and_protocol():
     assert isinstance(codec, HeatmapCodec)
     assert codec.input_wh == (288, 384) and codec.heatmap_wh == (72, 96)
     assert codec.stride == 4 and codec.sigma == 3
-    assert "blur_kernel=17" in repr(codec)
+    assert repr(codec) == "DarkHeatmap(image_hw=[384, 288], heatmap_hw=[96, 72], sigma=3, blur_kernel=17)"
+    msra = make_codec("msra", "256x192", border_rule="0.x")
+    assert repr(msra) == "MSRAHeatmap(image_hw=[256, 192], heatmap_hw=[64, 48], sigma=2, border_rule='0.x')"
 
 
 @pytest.mark.parametrize("size", [1, 3, 5, 7, 9, 11, 17])
@@ -313,8 +442,10 @@ def test_decode_rejects_bad_heatmaps(name):
         codec.decode(np.zeros((1, 133, 64, 48), dtype=np.float32))
     bad = torch.rand(2, 133, 64, 48)
     bad[1, 7, 3, 3] = float("nan")
-    with pytest.raises(ValueError, match="heatmaps contain NaN"):
+    with pytest.raises(ValueError, match="^heatmaps contain NaN$"):
         codec.decode(bad)
+    with pytest.raises(TypeError, match="got ndarray$"):
+        codec.decode(np.zeros((1, 133, 64, 48), dtype=np.float32))
 
 
 @pytest.mark.parametrize("name", ["msra", "dark"])
@@ -322,10 +453,14 @@ def test_encode_rejects_bad_keypoints(name):
     codec = make_codec(name, "256x192")
     with pytest.raises(ValueError, match=r"keypoints_xy of shape \(K, 2\)"):
         codec.encode(np.zeros((133, 3)), np.ones(133))
-    with pytest.raises(ValueError, match=r"visible of shape \(K,\)"):
-        codec.encode(np.zeros((133, 2)), np.ones(132))
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(
+        ValueError, match=r"^expected visible of shape \(K,\) = \(3,\) to match keypoints_xy, got \(2,\)$"
+    ):
+        codec.encode(np.zeros((3, 2)), np.ones(2))
+    with pytest.raises(ValueError, match="^keypoints_xy has non-finite coordinates for visible keypoints$"):
         codec.encode(np.array([[np.nan, 1.0]]), np.ones(1))
+    with pytest.raises(ValueError, match="^visible contains NaN$"):
+        codec.encode(np.zeros((2, 2)), np.array([1.0, np.nan]))
 
 
 def test_constructor_rejects_bad_arguments():
@@ -337,8 +472,18 @@ def test_constructor_rejects_bad_arguments():
         MSRAHeatmap((256, 192), (64, 48), 0)
     with pytest.raises(ValueError, match="border_rule"):
         MSRAHeatmap((256, 192), (64, 48), 2, border_rule="2.x")
-    with pytest.raises(ValueError, match="blur_kernel"):
-        DarkHeatmap((256, 192), (64, 48), 2, blur_kernel=10)
+    for bad_kernel in (10, 2.5, 0, -1):
+        with pytest.raises(ValueError, match=f"^blur_kernel must be a positive odd integer, got {bad_kernel}$"):
+            DarkHeatmap((256, 192), (64, 48), 2, blur_kernel=bad_kernel)
+    pair = "must be a (height, width) pair of positive integers, got"
+    sizes = [((256, 192), (0, 48), "heatmap_hw"), ((256, 192), (64, 0), "heatmap_hw")]
+    sizes += [((0, 192), (64, 48), "image_hw"), ((256, 192.5), (64, 48), "image_hw")]
+    for image_hw, heatmap_hw, bad in sizes:
+        value = heatmap_hw if bad == "heatmap_hw" else image_hw
+        with pytest.raises(ValueError, match=f"^{re.escape(f'{bad} {pair} {value!r}')}$"):
+            MSRAHeatmap(image_hw, heatmap_hw, 2)
+    tiny = MSRAHeatmap((4, 4), (1, 1), 1)  # one heatmap pixel is a valid size
+    assert tiny.stride == 4 and tiny.heatmap_wh == (1, 1)
 
 
 def test_dark_threaded_cpu_decode_equals_single_thread() -> None:

@@ -18,7 +18,8 @@ OWN_SIGMA = {"128x96.yaml": 1.0}
 
 
 @pytest.mark.parametrize(
-    ("image_hw", "sigma"), [((256, 192), 2.0), ((384, 288), 3.0), ((128, 96), 2.0), ((260, 192), 3.0)]
+    ("image_hw", "sigma"),
+    [((256, 192), 2.0), ((384, 288), 3.0), ((128, 96), 2.0), ((257, 192), 3.0), ((260, 192), 3.0)],
 )
 def test_default_sigma_is_the_recipe_rule(image_hw, sigma):
     assert default_sigma(image_hw) == sigma

@@ -106,3 +106,30 @@ def test_flip_rejects_bad_input():
         flip_heatmaps(torch.zeros(1, 3, 4, 4), flip_indices=[0, 1, 3])
     with pytest.raises(ValueError, match="same shape"):
         flip_test_average(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 5), flip_indices=[0, 1, 2])
+
+
+def test_flip_error_messages_name_what_was_given():
+    with pytest.raises(ValueError, match=r"^expected heatmaps of shape \(B, K, h, w\), got \(3, 4, 4\)$"):
+        flip_heatmaps(torch.zeros(3, 4, 4))
+    with pytest.raises(ValueError, match=r"^expected heatmaps of shape \(B, K, h, w\), got ndarray$"):
+        flip_heatmaps(np.zeros((1, 3, 4, 4)))
+    # A (K, 1) index has K elements but is not one index per channel.
+    with pytest.raises(ValueError, match=r"^expected 3 flip indices \(one per heatmap channel\), got shape \(3, 1\)$"):
+        flip_heatmaps(torch.zeros(1, 3, 4, 4), flip_indices=[[2], [1], [0]])
+    whole = r"^expected heatmaps and heatmaps_flipped as torch tensors of shape \(B, K, h, w\)$"
+    for pair in ((torch.zeros(1, 3, 4, 4), np.zeros((1, 3, 4, 4))), (np.zeros((1, 3, 4, 4)), torch.zeros(1, 3, 4, 4))):
+        with pytest.raises(ValueError, match=whole):
+            flip_test_average(*pair, flip_indices=[2, 1, 0])
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 3, 5), (2, 3, 1, 5), (1, 3, 4, 2), (1, 3, 4, 1)])
+@pytest.mark.parametrize("shift", [True, False])
+def test_flip_of_small_maps_matches_numpy_reference(shape, shift):
+    """One channel, one row, two columns, one column: the shift is decided by the width alone."""
+    hm = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    flip = list(range(shape[1]))[::-1]
+    ref = ref_flip_heatmaps(hm, flip, shift=shift)
+    np.testing.assert_array_equal(flip_heatmaps(torch.from_numpy(hm), flip, shift=shift).numpy(), ref)
+    other = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    average = flip_test_average(torch.from_numpy(other), torch.from_numpy(hm), flip, shift=shift)
+    np.testing.assert_allclose(average.numpy(), (other + ref) / 2, rtol=1e-6, atol=1e-7)

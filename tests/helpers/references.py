@@ -105,8 +105,8 @@ def ref_decode_dark(hm: np.ndarray, stride: float, kernel: int) -> tuple[np.ndar
         coord = np.array([x, y], dtype=np.float64)
         if 1 < x < w - 2 and 1 < y < h - 2:
             padded = np.zeros((h + 2 * border, w + 2 * border))
-            padded[border:-border, border:-border] = hm[i]
-            blurred = cv2.GaussianBlur(padded, (kernel, kernel), 0)[border:-border, border:-border]
+            padded[border : border + h, border : border + w] = hm[i]
+            blurred = cv2.GaussianBlur(padded, (kernel, kernel), 0)[border : border + h, border : border + w]
             blurred = blurred * (hm[i].max() / blurred.max())
             g = np.log(np.maximum(blurred, 1e-10))
             dx = 0.5 * (g[y, x + 1] - g[y, x - 1])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -24,8 +25,16 @@ from helpers.annotations import coco_wholebody, image_record, make_wholebody_gt,
 from helpers.predictions import detector_like_predictions, gt_as_predictions
 from wbpose.data.coco_files import parse_annotation_file
 from wbpose.keypoints import NUM_KEYPOINTS, PART_SLICES, sigmas_array
-from wbpose.metrics import results_io
-from wbpose.metrics.cocoeval import EVAL_PARTS, REC_THRS, KeypointResults, _accumulate, evaluate_parts_fast
+from wbpose.metrics import cocoeval_oks, keypoint_results, results_io
+from wbpose.metrics.cocoeval import (
+    EVAL_PARTS,
+    REC_THRS,
+    KeypointResults,
+    _accumulate,
+    _size_class,
+    evaluate_part_fast,
+    evaluate_parts_fast,
+)
 from wbpose.metrics.evaluation import evaluate_results_file, summarize_parts
 from wbpose.metrics.results_io import dumps_results_arrays, read_results_arrays
 
@@ -162,6 +171,9 @@ def test_perfect_and_empty_results(tmp_path):
                             np.zeros(0))  # fmt: skip
     zero = evaluate_parts_fast(arrays, empty)
     assert all(((zero[p] == 0) | (zero[p] == -1)).all() for p in EVAL_PARTS) and zero["body"][0] == 0
+    # a single person and no result: AP 0 as well (not -1, which only a category without people gets)
+    one = parse_annotation_file(write_json(tmp_path / "one.json", make_wholebody_gt(1, 1, seed=2)))
+    assert evaluate_parts_fast(one, empty)["body"][0] == 0
 
 
 def test_results_json_round_trip_is_exact(tmp_path):
@@ -309,3 +321,210 @@ def test_results_file_parsed_in_pieces(tmp_path, monkeypatch):
     monkeypatch.setattr(results_io, "_decode_span", lambda *a: None)  # nothing unusual is decoded: the plain path
     plain = read_results_arrays(files["compact"])
     assert np.array_equal(plain.keypoints, whole.keypoints) and np.array_equal(plain.scores, whole.scores)
+
+
+def boundary_case() -> tuple[dict, KeypointResults]:
+    """Ground truth and results for the edges of matching, the maxDets cut and categories, on top of random people.
+
+    - every image's best-scored result is far from everyone (no image matches at rank 0, later ranks do);
+    - a person with two labelled body points and a result on one of them, far off the other: OKS exactly
+      (1 + 0) / 2 = 0.5, the lowest threshold (matches, as ``>=`` in the reference);
+    - an image with 21 results whose 21st (lowest score) is the only true one: the maxDets cut drops it;
+    - a second category, only large people, on its own image, with results of both categories there, and a
+      third with neither;
+    - people whose area is exactly 32^2, 96^2 and 1e5^2 and results whose body extent is 32 x 32 and 96 x 96
+      (the area ranges include both bounds).
+    """
+    gt = make_wholebody_gt(num_images=5, people_per_image=3, seed=21)
+    gt["categories"].append({**gt["categories"][0], "id": 2, "name": "other"})
+    gt["categories"].append({**gt["categories"][0], "id": 3, "name": "nobody"})  # no people, no results
+    for ann, area in zip(gt["annotations"][:3], (32.0**2, 96.0**2, 1e5**2)):  # on the area range bounds
+        ann["area"] = area
+    anns = gt["annotations"]
+    next_id = max(a["id"] for a in anns) + 1
+    gt["images"] += [image_record(i, (640, 480)) for i in (7000, 7001, 7002)]
+    two = np.zeros((NUM_KEYPOINTS, 3))
+    two[5], two[11] = [200.0, 150.0, 2], [220.0, 260.0, 2]
+    anns.append(person(next_id, 7000, [180, 120, 80, 160], two, area=9000.0))
+    anns.append(person(next_id + 1, 7001, [100, 100, 120, 200], area=20000.0, seed=5))
+    for k in range(2):
+        other = person(next_id + 2 + k, 7002, [50 + 300 * k, 40, 200, 400], area=80000.0, seed=7 + k)
+        anns.append({**other, "category_id": 2})
+    preds = gt_as_predictions({**gt, "annotations": [a for a in anns if a["image_id"] not in (7000, 7001)]})
+    results = results_of(preds)
+    rng = np.random.default_rng(21)
+    extra_img, extra_kp, extra_score, extra_cat = [], [], [], []
+    # 7000: OKS 0.5 exactly (point 5 exact, point 11 some 10^4 px away; the other points are unlabelled)
+    kp = rng.uniform(0, 600, (NUM_KEYPOINTS, 2))
+    kp[5], kp[11] = two[5, :2], [1e4, 1e4]
+    extra_img.append(7000), extra_kp.append(kp), extra_score.append(0.9), extra_cat.append(1)
+    # 7001: 20 false results above the true one
+    truth = gt_as_predictions({**gt, "annotations": [anns[-3]]})["keypoints"][0]
+    for r in range(21):
+        extra_img.append(7001)
+        extra_kp.append(truth if r == 20 else rng.uniform(-3000, -2000, (NUM_KEYPOINTS, 2)))
+        extra_score.append(0.99 - 0.01 * r), extra_cat.append(1)
+    # a top false result on every image; on 7002 of category 1 (false) and 2
+    for image in gt["images"]:
+        for cat in (1, 2) if image["id"] == 7002 else (1,):
+            extra_img.append(image["id"])
+            extra_kp.append(rng.uniform(5000, 6000, (NUM_KEYPOINTS, 2)))
+            extra_score.append(5.0), extra_cat.append(cat)
+    results.category_ids = np.where(results.image_ids == 7002, 2, 1).astype(np.int64)
+    for row, side in ((3, 32.0), (4, 96.0)):  # body extent boxes on the area bounds
+        body = results.keypoints[row, :17]
+        body -= body.min(axis=0)
+        body *= side / body.max(axis=0)
+        body += 100.0
+    n = len(extra_img)
+    results = KeypointResults(
+        np.concatenate([results.image_ids, extra_img]),
+        np.concatenate([results.keypoints, np.stack(extra_kp)]),
+        np.concatenate([results.keypoint_scores, rng.uniform(0.3, 1.0, (n, NUM_KEYPOINTS))]),
+        np.concatenate([results.scores, extra_score]),
+        np.concatenate([results.category_ids, extra_cat]),
+    )
+    return gt, results
+
+
+def test_equal_to_xtcocotools_at_the_edges_of_matching_and_with_two_categories(tmp_path):
+    gt, results = boundary_case()
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    entries = json.loads(dumps_results_arrays(results))
+    for entry, category in zip(entries, results.category_ids.tolist()):  # the file's categories, from the arrays
+        entry["category_id"] = category
+    res_file = write_json(tmp_path / "res.json", entries)
+    ref = reference(ann_file, res_file)
+    ours = evaluate_parts_fast(parse_annotation_file(ann_file), results)
+    assert_same(ours, ref)
+    # the cases took effect: the result on 7000 has OKS exactly 0.5 in xtcocotools ...
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coco_gt = COCO(str(ann_file))
+        ev = COCOeval(coco_gt, coco_gt.loadRes(str(res_file)), "keypoints_body", sigmas_array()[:17], use_area=True)
+        ev.params.imgIds = [7000]
+        ev.evaluate()
+    assert sorted(np.asarray(ev.ious[(7000, 1)]).ravel().tolist()) == [0.0, 0.5]
+    # ... and without the 20 false results above it, the true result on 7001 would count
+    keep = ~((results.image_ids == 7001) & (results.scores > 0.795))
+    kept = KeypointResults(*(np.asarray(a)[keep] for a in (results.image_ids, results.keypoints,
+                             results.keypoint_scores, results.scores, results.category_ids)))  # fmt: skip
+    res_kept = write_json(tmp_path / "res_kept.json", [e for e, k in zip(entries, keep) if k])
+    assert len(kept) == len(json.loads(res_kept.read_text()))
+    assert reference(ann_file, res_kept)["body"][5] > ref["body"][5]
+
+
+def test_evaluate_part_fast_is_one_part_of_evaluate_parts_fast(tmp_path):
+    gt, results = hard_case(7)
+    arrays = parse_annotation_file(write_json(tmp_path / "gt.json", gt))
+    for use_area in (True, False):
+        every = evaluate_parts_fast(arrays, results, use_area=use_area)
+        for part in EVAL_PARTS:
+            np.testing.assert_array_equal(evaluate_part_fast(arrays, results, part, use_area=use_area), every[part])
+    default = evaluate_part_fast(arrays, results, "wholebody")
+    np.testing.assert_array_equal(default, evaluate_parts_fast(arrays, results, use_area=True)["wholebody"])
+    assert not np.array_equal(default, evaluate_parts_fast(arrays, results, use_area=False)["wholebody"])
+
+
+def test_parts_with_equal_selections_but_other_scores_rank_on_their_own(tmp_path):
+    """A face score ordered as the score within each image but not across images: the face selects the same
+    results in the same order per image as the body, yet its accumulation must sort by its own scores."""
+    gt = make_wholebody_gt(6, 3, seed=4)
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    results = results_of(detector_like_predictions(gt, seed=4))
+    entries = json.loads(dumps_results_arrays(results))
+    for entry in entries:
+        entry["face_score"] = entry["score"] + (entry["image_id"] % 2)
+    res_file = write_json(tmp_path / "res.json", entries)
+    ref = reference(ann_file, res_file)
+    assert_same(evaluate_parts_fast(parse_annotation_file(ann_file), read_results_arrays(res_file)), ref)
+    without = write_json(
+        tmp_path / "res_plain.json", [{k: v for k, v in e.items() if k != "face_score"} for e in entries]
+    )
+    assert reference(ann_file, without)["face"][0] != ref["face"][0]  # the face score does change the face AP
+
+
+def test_missing_area_is_named_with_the_file_and_the_first_annotation(tmp_path):
+    gt = make_wholebody_gt(3, 2, seed=1)
+    for ann in gt["annotations"][2:4]:
+        del ann["area"]
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    arrays = parse_annotation_file(ann_file)
+    results = results_of(gt_as_predictions(gt))
+    first = gt["annotations"][2]["id"]
+    message = f"{ann_file}: annotation id {first} has no 'area' (use_area=True)"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        evaluate_parts_fast(arrays, results)
+    assert evaluate_parts_fast(arrays, results, use_area=False)["body"][0] == 1.0  # 0.53 w h instead
+
+
+def oks_edge_case() -> tuple[dict, KeypointResults]:
+    """People and results at the edges of the OKS and of its skipping bound, on images of their own.
+
+    - two people labelled only at both hips, on one spot, and a result with every point ``d`` px off it (d = 1.2,
+      1.6), ``area = d^2 / var``: every ``e`` equals the bound exactly (0.5, OKS 0.61), a pair the bound must keep;
+    - a wide person without labelled points and a result inside its doubled box, far from the box itself (OKS 1);
+    - a person of area 0 and a result near, not on, its points (OKS 0, not inf);
+    - a person with one labelled face point and a result on it within OKS 0.7 (not the doubled-box rule).
+    """
+    var = (2 * sigmas_array()) ** 2
+    gt = coco_wholebody([image_record(8000 + i, (640, 480)) for i in range(5)], [])
+    kp_rows, image_ids = [], []
+    rng = np.random.default_rng(5)
+
+    def add(image_id, bbox, keypoints, area, result):
+        gt["annotations"].append(person(len(gt["annotations"]) + 1, image_id, bbox, keypoints, area=area))
+        kp_rows.append(result)
+        image_ids.append(image_id)
+
+    for i, d in enumerate((1.2, 1.6)):
+        hips = np.zeros((NUM_KEYPOINTS, 3))
+        hips[[11, 12]] = [300.0, 200.0, 2]
+        result = np.tile([300.0 + d, 200.0], (NUM_KEYPOINTS, 1))  # every point: the box gap is d too
+        add(8000 + i, [290, 190, 20, 20], hips, d * d / var[11], result)
+    add(8002, [300, 200, 200, 40], np.zeros((NUM_KEYPOINTS, 3)), 8000.0, rng.uniform(0, 1, (NUM_KEYPOINTS, 2))
+        * [40, 60] + [120, 180])  # fmt: skip
+    zero = np.zeros((NUM_KEYPOINTS, 3))
+    zero[:17] = np.c_[rng.uniform(100, 200, (17, 2)), np.full(17, 2)]
+    add(8003, [100, 100, 100, 100], zero, 0.0, np.r_[zero[:17, :2] + 0.5, rng.uniform(100, 200, (116, 2))])
+    face = np.zeros((NUM_KEYPOINTS, 3))
+    face[5:7] = [[400.0, 300.0, 2], [420.0, 300.0, 2]]  # two body points keep the body part labelled
+    face[40] = [410.0, 250.0, 1.0]
+    result = face[:, :2] + rng.uniform(-60, 60, (NUM_KEYPOINTS, 2)) * (face[:, 2:] == 0)
+    result[40, 0] += np.sqrt(-np.log(0.7) * 2 * var[40] * 5000.0)
+    add(8004, [380, 220, 60, 120], face, 5000.0, result)
+    n = len(kp_rows)
+    results = KeypointResults(np.array(image_ids), np.stack(kp_rows), np.full((n, NUM_KEYPOINTS), 0.9), np.full(n, 0.8))
+    return gt, results
+
+
+@pytest.mark.parametrize("chunk", [None, 2 * NUM_KEYPOINTS])
+def test_equal_to_xtcocotools_at_the_edges_of_the_oks(tmp_path, chunk, monkeypatch):
+    """Also with the pairs' OKS computed 2 pairs at a time (and the results' point boxes one result at a time)."""
+    if chunk:
+        monkeypatch.setattr(cocoeval_oks, "CHUNK_ELEMENTS", chunk)
+        monkeypatch.setattr(keypoint_results, "CHUNK_ELEMENTS", chunk)
+    gt, results = oks_edge_case()
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    res_file = tmp_path / "res.json"
+    res_file.write_bytes(dumps_results_arrays(results))
+    ref = reference(ann_file, res_file)
+    assert_same(evaluate_parts_fast(parse_annotation_file(ann_file), results), ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coco_gt = COCO(str(ann_file))
+        coco_dt = coco_gt.loadRes(str(res_file))
+        ious = {}
+        for part in ("body", "face"):
+            ev = COCOeval(coco_gt, coco_dt, f"keypoints_{part}", sigmas_array()[EVAL_PARTS[part]], use_area=True)
+            ev.evaluate()
+            ious[part] = {img: float(np.asarray(ev.ious[(img, 1)]).ravel()[0]) for img in range(8000, 8005)}
+    assert ious["body"][8000] == pytest.approx(np.exp(-0.5)) and ious["body"][8001] == pytest.approx(np.exp(-0.5))
+    assert ious["body"][8002] == 1.0 and ious["body"][8003] == 0.0 and ious["face"][8004] == pytest.approx(0.7)
+
+
+def test_people_counts_round_up_to_few_block_sizes():
+    """Images are matched in blocks of equal people counts: 1, 2, 3, then 2^k * (2 or 3), up to 6144 people."""
+    counts = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 25, 70, 1025, 6144])
+    expected = [1, 2, 3, 4, 6, 6, 8, 8, 12, 16, 24, 32, 96, 1536, 6144]
+    assert _size_class(counts).tolist() == expected

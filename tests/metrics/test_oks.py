@@ -188,3 +188,94 @@ def test_select_people_empty():
     )
     assert keep.shape == scores.shape == (0,)
     assert keep.dtype == np.int64
+
+
+# ----------------------------------------------------------------- edges found by mutation testing (docs/testing.md)
+
+
+def test_rescore_default_threshold_one_keypoint_above_and_float32():
+    kpt = np.array([[0.1, 0.5, 0.15], [0.3, 0.1, 0.1]])
+    np.testing.assert_array_equal(rescore(kpt, np.array([2.0, 1.0])), [1.0, 0.3])  # default thr 0.2; one above
+    k32 = np.random.default_rng(0).uniform(0, 1, (4, NUM_KEYPOINTS)).astype(np.float32)
+    bbox = np.linspace(0.5, 1.0, 4)
+    np.testing.assert_array_equal(rescore(k32, bbox), rescore(k32.astype(np.float64), bbox))  # summed in float64
+
+
+def test_row_blocks_of_one_row(monkeypatch):
+    """Blocks of a single row (rescore, the point boxes of OKS-NMS and its exact pairs) give the same result."""
+    kpts, scores, areas, image_ids = clustered_predictions(2)
+    kpt_scores = np.random.default_rng(2).uniform(0, 1, (len(scores), NUM_KEYPOINTS))
+    expected_scores = rescore(kpt_scores, scores)
+    expected_keep = oks_nms(kpts, scores, areas, image_ids)
+    monkeypatch.setattr(oks_module, "_ROW_CHUNK_ELEMENTS", 1)
+    np.testing.assert_array_equal(rescore(kpt_scores, scores), expected_scores)
+    assert oks_nms(kpts, scores, areas, image_ids).tolist() == expected_keep.tolist()
+
+
+def test_oks_of_integer_keypoints_and_zero_areas():
+    kpts, scores, areas, image_ids = clustered_predictions(4)
+    ints = np.rint(kpts).astype(np.int64)
+    np.testing.assert_array_equal(oks_matrix(ints[:5], ints[3:9], areas[:5], areas[3:9]),
+                                  oks_matrix(ints[:5] * 1.0, ints[3:9] * 1.0, areas[:5], areas[3:9]))  # fmt: skip
+    assert oks_nms(ints, scores, areas, image_ids).tolist() == oks_nms(ints * 1.0, scores, areas, image_ids).tolist()
+    a = np.zeros((2, 1, 2))
+    a[1, 0, 0] = 1.0  # zero areas: identical points have OKS 1, any distance OKS 0
+    np.testing.assert_array_equal(oks_matrix(a, a, np.zeros(2), np.zeros(2), sigmas=[0.1]), [[1, 0], [0, 1]])
+
+
+@pytest.mark.parametrize("axis, area", [(1, 10.0), (0, 0.1), (1, 0.1)])
+@pytest.mark.parametrize("margin", [5e-10, -5e-10])
+def test_oks_nms_at_the_edge_of_its_skipping_bounds(axis, area, margin):
+    """One point, sigma 1: the box bounds equal the OKS, so a pair a hair above ``thr`` must reach the exact OKS
+    (shifts above and below one pixel, areas above and below one)."""
+    thr, variance = 0.9, 4.0
+    shift = np.sqrt(2 * variance * area * -np.log(thr * (1 + margin)))
+    kpts = np.full((2, 1, 2), 100.0)
+    kpts[1, 0, axis] += shift
+    areas = np.full(2, area)
+    assert (oks_matrix(kpts[:1], kpts[1:], areas[:1], areas[1:], sigmas=[1.0])[0, 0] > thr) == (margin > 0)
+    keep = oks_nms(kpts, np.array([1.0, 0.5]), areas, np.zeros(2, np.int64), thr, sigmas=[1.0])
+    assert keep.tolist() == ([0] if margin > 0 else [0, 1])
+
+
+def test_oks_nms_part_boxes_and_threshold_one():
+    """Two points, one of them far off: OKS (1 + 0.1) / 2 > 0.5 although the far point alone is below; either
+    point moved (images 0 and 1). With ``thr=1`` identical predictions (OKS exactly 1) are both kept."""
+    area = 100.0
+    far = np.sqrt(4.0 * area * np.log(10.0))  # a shift of (far, far) gives exp(-e) = 0.1 with sigma 1
+    base = np.array([[0.0, 0.0], [10.0, 10.0]])
+    kpts = np.stack([base, base + [[0, 0], [far, far]], base, base - [[far, far], [0, 0]]])
+    image_ids = np.array([0, 0, 1, 1])
+    oks = oks_matrix(kpts[[0, 2]], kpts[[1, 3]], np.full(2, area), np.full(2, area), sigmas=[1.0, 1.0])
+    np.testing.assert_allclose(oks.diagonal(), 0.55)
+    keep = oks_nms(kpts, np.array([1.0, 0.9, 1.0, 0.9]), np.full(4, area), image_ids, 0.5, sigmas=[1.0, 1.0])
+    assert keep.tolist() == [0, 2]
+    same = np.stack([base, base])
+    assert oks_nms(same, np.ones(2), np.full(2, area), np.zeros(2), 1.0, sigmas=[1.0, 1.0]).tolist() == [0, 1]
+
+
+def test_pair_chunks_are_as_large_as_the_budget_allows():
+    group_end = np.full(4, 4)  # one group of 4: positions start 3, 2, 1, 0 pairs
+    for budget, sizes in [(1, [3, 2, 1]), (5, [5, 1]), (6, [6])]:
+        assert [len(pi) for pi, _ in oks_module._pair_chunks(group_end, budget)] == sizes
+
+
+def test_select_people_sorted_duplicates_unsorted_ids_and_own_sigmas():
+    kpts = np.stack([np.full((17, 2), 100.0 * i) for i in range(3)])  # three people far apart, one image
+    args = (np.zeros(3, np.int64), kpts, np.ones((3, 17)), np.ones(3), np.full(3, 1e4))
+    sigmas = sigmas_array()[:17]
+    # sorted ids with a repeat: the repeat is dropped
+    assert select_people(*args, instance_ids=np.array([1, 1, 2]), sigmas=sigmas)[0].tolist() == [0, 2]
+    # unsorted ids (the first the smallest): equal scores come out in ascending id order
+    assert select_people(*args, instance_ids=np.array([1, 3, 2]), sigmas=sigmas)[0].tolist() == [0, 2, 1]
+    # the sigmas reach OKS-NMS: two identical people, the second suppressed
+    kpts[1] = kpts[0]
+    assert select_people(*args, instance_ids=np.array([1, 2, 3]), sigmas=sigmas)[0].tolist() == [0, 2]
+
+
+def test_oks_matrix_computes_float32_sigmas_in_float64():
+    rng = np.random.default_rng(6)
+    a, b = rng.uniform(0, 50, (2, 17, 2)), rng.uniform(0, 50, (3, 17, 2))
+    sigmas = (sigmas_array()[:17] * 3).astype(np.float32)
+    got = oks_matrix(a, b, np.full(2, 900.0), np.full(3, 900.0), sigmas=sigmas)
+    np.testing.assert_array_equal(got, oks_matrix(a, b, np.full(2, 900.0), np.full(3, 900.0), sigmas.astype(float)))

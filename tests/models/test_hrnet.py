@@ -6,6 +6,7 @@ from torch import nn
 
 from helpers.paths import FIXTURE_DIR
 from wbpose.models import ARCHS, HeatmapHead, HRNet, TopdownPoseModel, build_pose_model
+from wbpose.models.hrnet import HRModule, HRNetArch, _transition
 
 
 def _meta_model(arch: str) -> TopdownPoseModel:
@@ -126,7 +127,7 @@ def test_init_statistics_follow_mmpose() -> None:
         (torch.zeros(1, 1, 64, 64), ValueError, r"\(B, 3, H, W\)"),
         (torch.zeros(1, 3, 64, 48), ValueError, "divisible by 32"),
         (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), TypeError, "floating-point"),
-        ([[0.0]], TypeError, "torch.Tensor"),
+        ([[0.0]], TypeError, r"as a torch.Tensor of shape \(B, 3, H, W\), got list$"),
     ],
 )
 def test_bad_input_raises_clear_error(images, error, match) -> None:
@@ -142,3 +143,45 @@ def test_bad_arguments_raise() -> None:
         HeatmapHead(0)
     with pytest.raises(ValueError, match=r"features of shape \(B, 16, h, w\)"):
         HeatmapHead(16)(torch.zeros(1, 8, 4, 4))
+    with pytest.raises(TypeError, match="^arch must be a str or HRNetArch, got int$"):
+        HRNet(3)
+
+
+def test_arch_is_kept_and_w32_is_the_default() -> None:
+    with torch.device("meta"):
+        default, tiny, w32 = HRNet(), HRNet("tiny"), HRNet(ARCHS["w32"])
+    assert default.arch == ARCHS["w32"] and tiny.arch == ARCHS["tiny"]
+    assert [(k, v.shape) for k, v in default.state_dict().items()] == [
+        (k, v.shape) for k, v in w32.state_dict().items()
+    ]
+
+
+def test_hrmodule_defaults_to_multiscale_and_one_branch_has_no_fusion() -> None:
+    torch.manual_seed(0)
+    xs = [torch.randn(1, 4, 8, 8), torch.randn(1, 8, 4, 4)]
+    two = HRModule([4, 8], 1).eval()
+    outs = two(xs)
+    assert [tuple(o.shape) for o in outs] == [(1, 4, 8, 8), (1, 8, 4, 4)] and len(two.fuse_layers) == 2
+    one = HRModule([4], 1).eval()
+    assert one.fuse_layers is None
+    (out,) = one([xs[0]])
+    torch.testing.assert_close(out, one.branches[0](xs[0]), rtol=0, atol=0)
+
+
+def test_layer1_with_two_bottlenecks_runs() -> None:
+    """Only block 0 of layer1 changes the width (and has a downsample); the others add their input."""
+    arch = HRNetArch(width=4, stem_channels=8, stage1_planes=4, stage1_blocks=2, stage_modules=(1, 1, 1),
+                     stage_blocks=(1, 1, 1))  # fmt: skip
+    model = HRNet(arch).eval()
+    assert model.layer1[0].downsample is not None and model.layer1[1].downsample is None
+    assert tuple(model(torch.randn(2, 3, 64, 32)).shape) == (2, 4, 16, 8)
+
+
+def test_transition_adding_two_branches_steps_down_from_the_last_one() -> None:
+    """A new branch two levels below the previous stage's last one: a stride-2 step at the last branch's width,
+    then one to the new width (MMPose's transition; the standard archs add one branch per stage)."""
+    layers = _transition([8, 16, 32], [8, 16, 32, 64, 128])
+    assert layers[0] is None and layers[3] is not None
+    widths = [tuple(step[0].weight.shape[:2]) for step in layers[4]]
+    assert widths == [(32, 32), (128, 32)]
+    assert layers[4](torch.zeros(1, 32, 8, 8)).shape == (1, 128, 2, 2)
