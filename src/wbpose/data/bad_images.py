@@ -53,6 +53,7 @@ __all__ = [
     "jpeg_is_truncated",
     "libjpeg_corruption",
     "note_bad_rows",
+    "read_image_bytes",
     "read_image_file",
 ]
 
@@ -156,13 +157,12 @@ def _decode_jpeg(buffer: np.ndarray) -> tuple[np.ndarray | None, str | None]:
     return image, None
 
 
-def read_image_file(path: str) -> tuple[np.ndarray | None, str | None]:
-    """Decode an image file as BGR uint8 (H, W, 3), as ``cv2.imread(path, cv2.IMREAD_COLOR)`` does.
+def read_image_bytes(path: str) -> tuple[bytes | None, str | None]:
+    """Read an image file's bytes with the checks that need no decoding.
 
     Returns:
-        ``(image, None)``, or ``(None, why)`` with ``why`` one of ``"missing"``, ``"unreadable: <OS error>"``,
-        ``"truncated"``, ``"corrupt"`` (OpenCV cannot decode it) or ``"corrupt: libjpeg reports ..."`` (a JPEG
-        whose data libjpeg found corrupt while decoding it).
+        ``(data, None)``, or ``(None, why)`` with ``why`` one of ``"missing"``, ``"unreadable: <OS error>"``,
+        ``"truncated"`` (a JPEG without its end marker) or ``"corrupt"`` (an empty file).
     """
     try:
         with open(path, "rb") as f:
@@ -175,6 +175,20 @@ def read_image_file(path: str) -> tuple[np.ndarray | None, str | None]:
         return None, "truncated"
     if not data:
         return None, "corrupt"
+    return data, None
+
+
+def read_image_file(path: str) -> tuple[np.ndarray | None, str | None]:
+    """Decode an image file as BGR uint8 (H, W, 3), as ``cv2.imread(path, cv2.IMREAD_COLOR)`` does.
+
+    Returns:
+        ``(image, None)``, or ``(None, why)`` with ``why`` one of ``"missing"``, ``"unreadable: <OS error>"``,
+        ``"truncated"``, ``"corrupt"`` (OpenCV cannot decode it) or ``"corrupt: libjpeg reports ..."`` (a JPEG
+        whose data libjpeg found corrupt while decoding it).
+    """
+    data, why = read_image_bytes(path)
+    if data is None:
+        return None, why
     buffer = np.frombuffer(data, np.uint8)
     try:
         if data[:2] == _JPEG_START:

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from wbpose.data.bad_images import jpeg_is_truncated, read_image_file
+from wbpose.data.bad_images import read_image_bytes, read_image_file
 from wbpose.data.transforms import TopdownSample, pack_fields
 
 __all__ = [
@@ -200,17 +200,9 @@ def read_encoded(path: str) -> tuple[EncodedImage | None, str | None]:
         it (``"missing"``, ``"unreadable: ..."``, ``"truncated"``, ``"corrupt"``; a JPEG without a frame header
         is ``"corrupt: no JPEG frame header"``). A file in another format is decoded here once to check it.
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return None, "missing"
-    except OSError as err:
-        return None, f"unreadable: {err.strerror or err}"
-    if jpeg_is_truncated(data):
-        return None, "truncated"
-    if not data:
-        return None, "corrupt"
+    data, why = read_image_bytes(path)
+    if data is None:
+        return None, why
     buffer = np.frombuffer(data, np.uint8)
     if data[:2] == b"\xff\xd8":
         header = jpeg_header(data)
