@@ -386,14 +386,10 @@ def fixture_samples(dm, count: int) -> tuple[list[str], list[np.ndarray]]:
 
 def crop_parity(paths: list[str], matrices: list[np.ndarray], out_wh, device: torch.device) -> str:
     """The device warp (``warp_crops`` on ``device``) against ``cv2.warpAffine`` on the same decoded images."""
-    from wbpose.data.gpu_pixels import warp_crops
+    from wbpose.data.gpu_pixels import pad_images, warp_crops
 
     images = [cv2.imread(p, cv2.IMREAD_COLOR) for p in paths]
-    h = max(x.shape[0] for x in images)
-    w = max(x.shape[1] for x in images)
-    padded = torch.zeros(len(images), 3, h, w, dtype=torch.uint8)
-    for u, x in enumerate(images):
-        padded[u, :, : x.shape[0], : x.shape[1]] = torch.from_numpy(x).permute(2, 0, 1)
+    padded = pad_images([torch.from_numpy(x).permute(2, 0, 1) for x in images])
     inverse = torch.from_numpy(np.stack([cv2.invertAffineTransform(m) for m in matrices]))
     crops = warp_crops(padded.to(device), torch.arange(len(images), device=device), inverse.to(device), out_wh)
     got = crops.permute(0, 2, 3, 1).cpu().numpy()

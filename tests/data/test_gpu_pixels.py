@@ -16,7 +16,14 @@ from helpers.jpeg import crop_matrices, encode_jpeg, textured_image, with_exif_o
 from helpers.paths import SAMPLE_ANN, sample_root
 from wbpose.data.encoded import EncodedImage, collate_encoded, stored_inverse_warp
 from wbpose.data.errors import DataError
-from wbpose.data.gpu_pixels import DevicePixels, affine_theta, decode_images, render_heatmaps, warp_crops
+from wbpose.data.gpu_pixels import (
+    DevicePixels,
+    affine_theta,
+    decode_images,
+    pad_images,
+    render_heatmaps,
+    warp_crops,
+)
 from wbpose.data.transforms import MEAN_RGB, STD_RGB, normalize_image
 
 OUT_WH = (192, 256)
@@ -24,11 +31,7 @@ OUT_WH = (192, 256)
 
 def warp_like_cv2(images: list[np.ndarray], matrices: list[np.ndarray], out_wh=OUT_WH) -> np.ndarray:
     """The device warp of ``images[i]`` by ``matrices[i]`` (image -> crop) on CPU tensors, as (N, h, w, 3)."""
-    h = max(x.shape[0] for x in images)
-    w = max(x.shape[1] for x in images)
-    padded = torch.zeros(len(images), 3, h, w, dtype=torch.uint8)
-    for u, x in enumerate(images):
-        padded[u, :, : x.shape[0], : x.shape[1]] = torch.from_numpy(x).permute(2, 0, 1)
+    padded = pad_images([torch.from_numpy(x).permute(2, 0, 1) for x in images])
     inverse = torch.from_numpy(np.stack([cv2.invertAffineTransform(m) for m in matrices]))
     crops = warp_crops(padded, torch.arange(len(images)), inverse, out_wh, chunk=4)
     return crops.permute(0, 2, 3, 1).numpy()

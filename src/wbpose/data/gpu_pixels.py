@@ -43,7 +43,7 @@ from wbpose.data.encoded import HOST_KEYS
 from wbpose.data.errors import DataError
 from wbpose.data.transforms import MEAN_RGB, STD_RGB
 
-__all__ = ["DevicePixels", "affine_theta", "decode_images", "render_heatmaps", "warp_crops"]
+__all__ = ["DevicePixels", "affine_theta", "decode_images", "pad_images", "render_heatmaps", "warp_crops"]
 
 Decoder = Literal["auto", "nvjpeg", "cv2"]
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -100,6 +100,22 @@ def warp_crops(
         crop = crop.round_().clamp_(0, 255)
         out[start : start + chunk] = torch.where((part >= 0)[:, None, None, None], crop, 0.0)
     return out
+
+
+def pad_images(images: Sequence[torch.Tensor], device: torch.device | str | None = None) -> torch.Tensor:
+    """Stack decoded uint8 images of different sizes into one batch, each at the top left of a zero canvas of the
+    largest height and width (what :func:`warp_crops` takes).
+
+    Shape:
+        images: N x (3, h_i, w_i) -> (N, 3, max h, max w), uint8, on ``device`` (default: the first image's)
+    """
+    device = device if device is not None else (images[0].device if images else "cpu")
+    width = max((x.shape[2] for x in images), default=1)
+    height = max((x.shape[1] for x in images), default=1)
+    padded = torch.zeros(len(images), 3, height, width, dtype=torch.uint8, device=device)
+    for u, image in enumerate(images):
+        padded[u, :, : image.shape[1], : image.shape[2]] = image
+    return padded
 
 
 def render_heatmaps(heatmap_x: torch.Tensor, heatmap_y: torch.Tensor) -> torch.Tensor:
@@ -243,11 +259,7 @@ class DevicePixels:
                                          self.decoder)  # fmt: skip
         self.host_decoded += on_host
         _check_decoded(decoded, batch, device)
-        width = max((x.shape[2] for x in decoded), default=1)
-        height = max((x.shape[1] for x in decoded), default=1)
-        padded = torch.zeros(len(decoded), 3, height, width, dtype=torch.uint8, device=device)
-        for u, image in enumerate(decoded):
-            padded[u, :, : image.shape[1], : image.shape[2]] = image
+        padded = pad_images(decoded, device)
         slots = batch["image_slot"].to(device)
         crops = warp_crops(padded, slots, batch["warp_inv"], self.input_wh, self.chunk)
         scale = self._scale.to(device)[None, :, None, None]
