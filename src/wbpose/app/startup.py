@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ __all__ = [
     "clear_previous_run",
     "end_with_parent",
     "is_first_process",
+    "unblock_stop_signals",
     "RunFolderCheck",
 ]
 
@@ -218,3 +220,30 @@ def end_with_parent(
     thread = threading.Thread(target=watch, name="wbpose-end-with-parent", daemon=True)
     thread.start()
     return thread
+
+
+#: What a scheduler sends a job before stopping it: SLURM's ``--signal`` (SIGUSR1 or SIGUSR2), submitit's
+#: pre-emption and time-limit warning (SIGUSR2), SIGTERM, and SIGCONT after a suspend.
+STOP_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGTERM", "SIGCONT")
+
+
+def unblock_stop_signals() -> list[str]:
+    """Unblock :data:`STOP_SIGNALS` in this (the main) thread, and name those that were blocked.
+
+    A process inherits its set of blocked signals from whatever started it: a shell, a CI runner, a container's
+    init, a job script. A blocked SIGUSR2 stays pending: submitit's handler never runs, and a pre-empted job trains
+    on until it is killed, without a checkpoint and without being re-queued. Unblocking delivers any signal
+    already pending. Each blocked one is logged as a warning, since the launcher that blocked it may block it in
+    other programs too.
+
+    Returns:
+        The names of the signals that were blocked (empty where the platform has no ``pthread_sigmask``).
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        return []
+    wanted = {getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)}
+    was_blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, wanted) & wanted
+    names = sorted(signal.Signals(number).name for number in was_blocked)
+    if names:
+        log.warning("%s arrived blocked from the launcher; unblocked so that pre-emption reaches this run", names)
+    return names

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from wbpose.app.config import CONFIG_DIR, parse_override
 from wbpose.app.extras import apply_extras, task_wrapper
 from wbpose.app.resume import assign_wandb_id, remember_wandb_id, resolve_auto_resume
-from wbpose.app.startup import check_output_dir, end_with_parent
+from wbpose.app.startup import check_output_dir, end_with_parent, unblock_stop_signals
 from wbpose.build import (
     build_callbacks,
     build_codec,
@@ -147,6 +147,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
     """
     check_output_dir(cfg.paths.output_dir)  # writable, before anything is written there
     end_with_parent()  # a rank started by rank 0 ends with it
+    unblock_stop_signals()  # pre-emption must reach a re-queueable run
     apply_extras(cfg)
     resolve_auto_resume(cfg, task_overrides())
     keep_cpu_processes(cfg, task_overrides())
