@@ -4,6 +4,7 @@ handler and stay behind as orphans; the metric forks none (``wbpose.metrics.eval
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,6 +46,27 @@ def _rank_process(root: psutil.Process, rank: int) -> psutil.Process | None:
     return None
 
 
+def _stacks_of_hung_run(sid: int, tmp_path: Path) -> str:
+    """Make every process of the run print its threads' stacks (faulthandler, on SIGABRT) and return what the
+    run wrote from then on, with the processes it had: what a hang that happens once in many runs leaves to read.
+    All are stopped first and then dumped one at a time, so that no process reacts to another's end and the stacks
+    do not interleave in the shared log."""
+    log = tmp_path / "out.log"
+    start = log.stat().st_size
+    members = sorted(_session_members(sid), key=lambda p: p.pid)
+    described = []
+    for p in members:
+        with contextlib.suppress(psutil.Error):
+            described.append(f"{p.pid} {p.status()} {' '.join(p.cmdline())[:120]}")
+            p.suspend()
+    for p in members:
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(signal.SIGABRT)
+            p.resume()
+            time.sleep(1)
+    return "\n".join(described) + "\n" + log.read_text(errors="replace")[start:][-20000:]
+
+
 # rank 0 killed: its children lose their parent (the orphan case); rank 1 killed: Lightning's launcher in rank 0
 # notices within its 5 s poll and ends the run (slow: ~25 s each on the shared 2-core machine)
 @pytest.mark.parametrize("killed_rank", [0, pytest.param(1, marks=pytest.mark.slow)])
@@ -62,7 +84,8 @@ def test_killed_rank_leaves_no_process_behind(synthetic_root: Path, tmp_path: Pa
         f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     python_path = os.pathsep.join(p for p in (str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path}
+    # PYTHONFAULTHANDLER: a run that hangs is sent SIGABRT below and prints every thread's stack into out.log
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path, "PYTHONFAULTHANDLER": "1"}
     with open(tmp_path / "out.log", "w") as out:
         proc = subprocess.Popen(
             cmd, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -72,7 +95,7 @@ def test_killed_rank_leaves_no_process_behind(synthetic_root: Path, tmp_path: Pa
         deadline = time.monotonic() + 240
         while not Path(f"{marker}.rank0").exists():  # the first validation has begun on rank 0
             assert proc.poll() is None, (tmp_path / "out.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no validation within 240 s"
+            assert time.monotonic() < deadline, f"no validation within 240 s\n{_stacks_of_hung_run(proc.pid, tmp_path)}"
             time.sleep(0.1)
         seen = {p.pid: p for p in _session_members(proc.pid)}
         assert len(seen) >= 2, "expected both ranks (and their loader workers) in the run's session"
