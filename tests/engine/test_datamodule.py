@@ -267,3 +267,32 @@ def test_decode_on_gpu_refuses_photometric_augmentation(tmp_path: Path) -> None:
         make_dm(tmp_path, decode_on="tpu")
     with pytest.raises(ValueError, match="dtype"):
         make_dm(tmp_path, decode_on="gpu", image_dtype="float16")
+
+
+def test_workers_come_from_a_fork_server_in_a_gloo_run_only(tmp_path: Path) -> None:
+    """Fork by default; a fork server under a gloo process group (a worker forked beside gloo's threads can hang in
+    ``fork``), where one worker still serves the training batches (the dataset pickles)."""
+    import torch.distributed as dist
+
+    write_root(tmp_path / "root")
+    plain = make_dm(tmp_path / "root", num_workers=1)
+    assert plain.worker_start_method() is None and "multiprocessing_context" not in plain._loader_kwargs()
+    assert make_dm(tmp_path / "root", num_workers=1, worker_start="spawn").worker_start_method() == "spawn"
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        dm = make_dm(tmp_path / "root", num_workers=1, persistent_workers=False)
+        assert dm.worker_start_method() == "forkserver"
+        assert make_dm(tmp_path / "root", num_workers=0).worker_start_method() is None  # no workers to start
+        assert make_dm(tmp_path / "root", num_workers=1, worker_start="fork").worker_start_method() == "fork"
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        assert loader.multiprocessing_context.get_start_method() == "forkserver"
+        assert next(iter(loader))["image"].shape == (3, 3, 64, 48)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_an_unknown_worker_start_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"data\.worker_start must be 'auto' or one of .*'spawn'.*got 'thread'"):
+        make_dm(tmp_path, worker_start="thread")

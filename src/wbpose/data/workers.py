@@ -18,11 +18,14 @@ loads or starts later.
 from __future__ import annotations
 
 import os
+import select
+import threading
+import time
 
 import cv2
 import torch
 
-__all__ = ["THREAD_ENV", "limit_threads", "thread_settings"]
+__all__ = ["THREAD_ENV", "end_with", "limit_threads", "thread_settings"]
 
 #: The environment variables that size the thread pools of OpenMP, MKL and OpenBLAS, set to 1 in each worker.
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -39,3 +42,44 @@ def limit_threads() -> None:
 def thread_settings() -> dict[str, int | str | None]:
     """This process's thread settings: ``cv2`` and ``torch`` thread counts and the :data:`THREAD_ENV` variables."""
     return {"cv2": cv2.getNumThreads(), "torch": torch.get_num_threads(), **{k: os.environ.get(k) for k in THREAD_ENV}}
+
+
+def _wait_for_end(pid: int, poll_s: float) -> None:
+    """Return once process ``pid`` has ended (a pidfd where the platform has one, else a poll of its pid)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])  # readable once the process has ended
+        return
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass
+        time.sleep(poll_s)
+
+
+def end_with(pid: int, poll_s: float = 1.0) -> threading.Thread | None:
+    """End this process (exit status 1, at once) when process ``pid`` ends.
+
+    A worker forked by its rank is the rank's child, and torch's worker loop ends it once its parent has gone. A
+    worker started by a fork server is the server's child, so that check cannot see its rank die: a rank killed
+    mid-run would leave its workers behind. Each worker of ours therefore watches its rank itself.
+
+    Returns:
+        The watching daemon thread, or None when ``pid`` is this process's parent (torch's check covers it).
+    """
+    if pid == os.getppid():
+        return None
+
+    def watch() -> None:
+        _wait_for_end(pid, poll_s)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name=f"wbpose-end-with-{pid}", daemon=True)
+    thread.start()
+    return thread

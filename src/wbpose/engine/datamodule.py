@@ -27,6 +27,13 @@ Loader workers (:class:`WorkerInit`, every loader's ``worker_init_fn``): each wo
 thread in OpenCV and torch (:func:`wbpose.data.workers.limit_threads`: on a many-core machine OpenCV's own pool
 would otherwise start a thread per core in every worker), then runs Lightning's worker seeding when
 ``seed_everything(workers=True)`` asked for it, then maps the cached instance arrays.
+How workers start (``worker_start``): by default forked from the rank (torch's default on Linux: the workers share
+the rank's memory, the memory-mapped arrays included, copy-on-write), except in a gloo (CPU) DDP run, where they
+come from a fork server. A rank forks its first workers while its gloo threads may hold locks; a worker forked at
+such an instant waits inside ``fork`` for good, its rank waits for its first batch and the other ranks wait for
+that rank (3 runs of ``trainer=ddp_cpu`` in about 230 on two cores hung so before their first step). A fork server
+is a fresh interpreter with no such threads; each worker gets the dataset pickled, once per run with persistent
+workers. ``worker_start`` names ``fork``, ``forkserver`` or ``spawn`` outright for any run.
 
 Pixels on the GPU (``decode_on="gpu"``, docs/data.md#pixels-on-the-gpu): the workers send each batch's JPEG files,
 the warps and the targets as Gaussian profiles (:mod:`wbpose.data.encoded`), and :meth:`transfer_batch_to_device`
@@ -40,6 +47,7 @@ decoders read host memory) while the rest of the batch moves, and so that the Li
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -47,6 +55,7 @@ from typing import Any, Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from wbpose.data import cache
@@ -58,7 +67,7 @@ from wbpose.data.gpu_pixels import DevicePixels
 from wbpose.data.layout import DET_FILE, LAYOUT_HINT, TRAIN_ANN, VAL_ANN
 from wbpose.data.sampling import EpochBatchSampler, ResumableDataLoader
 from wbpose.data.transforms import zero_outside_crop_for
-from wbpose.data.workers import limit_threads
+from wbpose.data.workers import end_with, limit_threads
 from wbpose.synthetic import generate_dataset
 
 
@@ -91,14 +100,19 @@ class WorkerInit:
     (:func:`wbpose.data.workers.limit_threads`), Lightning's worker seeding when ``seed_everything(workers=True)``
     set ``PL_SEED_WORKERS``, and, with the annotation cache, every page of the instance arrays mapped.
 
+    A worker that is not its rank's child (started by a fork server, ``worker_start``) also ends when the rank
+    ends (:func:`wbpose.data.workers.end_with`).
+
     Args:
         prefault: map the dataset's instance arrays (memory-mapped cache files) when the worker starts.
     """
 
     def __init__(self, prefault: bool) -> None:
         self.prefault = prefault
+        self.rank_pid = os.getpid()  # made by the rank's loader, called in its workers
 
     def __call__(self, worker_id: int) -> None:
+        end_with(self.rank_pid)
         limit_threads()
         if int(os.environ.get("PL_SEED_WORKERS", "0")):
             from lightning_fabric.utilities.seed import pl_worker_init_function
@@ -127,6 +141,8 @@ class WholeBodyDataModule(pl.LightningDataModule):
         pin_memory: pin batches in page-locked memory.
         persistent_workers: keep workers alive across epochs (only when ``num_workers > 0``).
         prefetch_factor: batches each worker prepares ahead (``None``: torch's default, 2; only with workers).
+        worker_start: how loader workers start: ``"auto"`` (fork, or a fork server in a gloo DDP run: module
+            docstring), ``"fork"``, ``"forkserver"`` or ``"spawn"``.
         train_ann: training annotation json.
         val_ann: validation annotation json (also what the metric scores against: :attr:`val_ann_file`).
         train_img_dir: training image folder.
@@ -184,8 +200,14 @@ class WholeBodyDataModule(pl.LightningDataModule):
         decode_on: Literal["cpu", "gpu"] = "cpu",
         image_dtype: Literal["float32", "bfloat16"] = "float32",
         gpu_decoder: Literal["auto", "nvjpeg", "cv2"] = "auto",
+        worker_start: Literal["auto", "fork", "forkserver", "spawn"] = "auto",
     ) -> None:
         super().__init__()
+        if worker_start != "auto" and worker_start not in multiprocessing.get_all_start_methods():
+            raise ValueError(
+                f"data.worker_start must be 'auto' or one of {multiprocessing.get_all_start_methods()}, "
+                f"got {worker_start!r}"
+            )
         if decode_on not in ("cpu", "gpu"):
             raise ValueError(f"data.decode_on must be 'cpu' or 'gpu', got {decode_on!r}")
         if decode_on == "gpu" and photometric:
@@ -210,6 +232,7 @@ class WholeBodyDataModule(pl.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.prefetch_factor = None if prefetch_factor is None or num_workers == 0 else int(prefetch_factor)
         self.decode_on = decode_on
+        self.worker_start = worker_start
         #: Makes the crops of encoded batches on the device (``decode_on="gpu"``), else ``None``.
         self.device_pixels = (
             DevicePixels(self.input_wh, dtype=image_dtype, channels_last=True, decoder=gpu_decoder)
@@ -325,6 +348,16 @@ class WholeBodyDataModule(pl.LightningDataModule):
             "rank": int(kwargs.get("rank", trainer.global_rank)),
         }
 
+    def worker_start_method(self) -> str | None:
+        """How this process's loader workers start (``None``: torch's default, fork on Linux): ``worker_start``
+        when named, else a fork server in a gloo DDP run (module docstring)."""
+        if self.num_workers == 0:
+            return None
+        if self.worker_start != "auto":
+            return self.worker_start
+        gloo = dist.is_available() and dist.is_initialized() and dist.get_backend() == "gloo"
+        return "forkserver" if gloo and "forkserver" in multiprocessing.get_all_start_methods() else None
+
     def _loader_kwargs(self) -> dict[str, Any]:
         """The ``DataLoader`` arguments shared by the train and val loaders: workers and their set-up, pinning,
         prefetch, and the collate of encoded samples with ``decode_on="gpu"``."""
@@ -336,6 +369,9 @@ class WholeBodyDataModule(pl.LightningDataModule):
         }
         if self.prefetch_factor is not None:
             kwargs["prefetch_factor"] = self.prefetch_factor
+        start = self.worker_start_method()
+        if start is not None:
+            kwargs["multiprocessing_context"] = start
         if self.decode_on == "gpu":
             kwargs["collate_fn"] = collate_encoded
         return kwargs
