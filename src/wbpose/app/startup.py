@@ -15,13 +15,14 @@ import os
 import shutil
 import signal
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch import nn
+
+from wbpose.data.workers import when_process_ends
 
 __all__ = [
     "RUN_KEY_FILE",
@@ -198,9 +199,9 @@ def end_with_parent(
     Lightning starts ranks 1..N-1 of a one-machine run as children of rank 0. When rank 0 dies (killed, out of
     memory), its children would otherwise keep running, holding their GPU memory, until a collective happens to
     fail, or for good when they are waiting on something that never fails. A daemon thread compares the parent's
-    pid every ``poll_s`` seconds with the one at start and, once it changes, logs the fact and calls
-    ``on_orphaned`` (by default: terminate this rank's DataLoader workers, then exit with status 1). torchrun's and
-    SLURM's ranks get the same watch over their agent or step daemon.
+    pid every ``poll_s`` seconds with the one at start (:func:`wbpose.data.workers.when_process_ends`) and, once it
+    changes, logs the fact and calls ``on_orphaned`` (by default: terminate this rank's DataLoader workers, then
+    exit with status 1). torchrun's and SLURM's ranks get the same watch over their agent or step daemon.
 
     Returns:
         The watching thread, or None in the first process (which has no launcher of ours to outlive).
@@ -209,17 +210,13 @@ def end_with_parent(
         return None
     parent = os.getppid()
 
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
+    def orphaned() -> None:
         log.error(
             "the process that started this rank (pid %d) has ended; ending this rank (pid %d)", parent, os.getpid()
         )
         on_orphaned()
 
-    thread = threading.Thread(target=watch, name="wbpose-end-with-parent", daemon=True)
-    thread.start()
-    return thread
+    return when_process_ends(parent, orphaned, poll_s, name="wbpose-end-with-parent")
 
 
 #: What a scheduler sends a job before stopping it: SLURM's ``--signal`` (SIGUSR1 or SIGUSR2), submitit's

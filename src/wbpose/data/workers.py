@@ -21,11 +21,12 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
 
 import cv2
 import torch
 
-__all__ = ["THREAD_ENV", "end_with", "limit_threads", "thread_settings"]
+__all__ = ["THREAD_ENV", "end_with", "limit_threads", "thread_settings", "when_process_ends"]
 
 #: The environment variables that size the thread pools of OpenMP, MKL and OpenBLAS, set to 1 in each worker.
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -45,7 +46,8 @@ def thread_settings() -> dict[str, int | str | None]:
 
 
 def _wait_for_end(pid: int, poll_s: float) -> None:
-    """Return once process ``pid`` has ended (a pidfd where the platform has one, else a poll of its pid)."""
+    """Return once process ``pid`` (not this process's parent) has ended: a pidfd where the platform has one, else a
+    poll of its pid."""
     try:
         fd = os.pidfd_open(pid)
     except (AttributeError, OSError):
@@ -63,6 +65,28 @@ def _wait_for_end(pid: int, poll_s: float) -> None:
         time.sleep(poll_s)
 
 
+def when_process_ends(pid: int, then: Callable[[], None], poll_s: float, name: str) -> threading.Thread:
+    """Call ``then`` in a daemon thread (named ``name``) once process ``pid`` has ended.
+
+    This process's parent is watched through ``os.getppid()``, compared every ``poll_s`` seconds with ``pid``: it
+    changes the moment the parent ends, whether or not anything reaps it. Any other process is watched by
+    :func:`_wait_for_end`.
+    """
+    watch_parent = pid == os.getppid()
+
+    def watch() -> None:
+        if watch_parent:
+            while os.getppid() == pid:
+                time.sleep(poll_s)
+        else:
+            _wait_for_end(pid, poll_s)
+        then()
+
+    thread = threading.Thread(target=watch, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
 def end_with(pid: int, poll_s: float = 1.0) -> threading.Thread | None:
     """End this process (exit status 1, at once) when process ``pid`` ends.
 
@@ -75,11 +99,4 @@ def end_with(pid: int, poll_s: float = 1.0) -> threading.Thread | None:
     """
     if pid == os.getppid():
         return None
-
-    def watch() -> None:
-        _wait_for_end(pid, poll_s)
-        os._exit(1)
-
-    thread = threading.Thread(target=watch, name=f"wbpose-end-with-{pid}", daemon=True)
-    thread.start()
-    return thread
+    return when_process_ends(pid, lambda: os._exit(1), poll_s, name=f"wbpose-end-with-{pid}")
